@@ -1,0 +1,439 @@
+//! FuzzyBench-style evaluation suite generator.
+//!
+//! Every expected output is known by construction: a generator first picks the
+//! answer (a label, a value, a JSON document) and then renders an input that
+//! says it, with human noise on the parts the answer does not depend on. No model
+//! labels anything, and a fixed-seed PRNG makes the suite byte-for-byte
+//! reproducible.
+
+mod classify;
+mod extract;
+mod generate_structured;
+mod normalise;
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use util::{seed_of, Rng};
+
+/// Trusted demonstrations per task (go into the spec author's hands).
+const EXAMPLES: usize = 4;
+/// Held-out cases per task.
+const TESTS: usize = 50;
+/// Give up on a generator that cannot produce enough distinct inputs.
+const MAX_ATTEMPTS: usize = 20_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Category {
+    Classification,
+    Extraction,
+    Normalisation,
+    Generation,
+}
+
+impl Category {
+    fn as_str(self) -> &'static str {
+        match self {
+            Category::Classification => "classification",
+            Category::Extraction => "extraction",
+            Category::Normalisation => "normalisation/repair",
+            Category::Generation => "structured generation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Case {
+    pub input: String,
+    pub output: String,
+}
+
+impl Case {
+    pub fn new(input: impl Into<String>, output: impl Into<String>) -> Self {
+        Case {
+            input: input.into(),
+            output: output.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Task {
+    pub name: &'static str,
+    pub category: Category,
+    pub spec: &'static str,
+    pub gen: fn(&mut Rng) -> Case,
+}
+
+fn all_tasks() -> Vec<Task> {
+    let mut tasks = Vec::new();
+    tasks.extend(classify::tasks());
+    tasks.extend(extract::tasks());
+    tasks.extend(normalise::tasks());
+    tasks.extend(generate_structured::tasks());
+    tasks
+}
+
+/// The cases of one task: examples first, then held-out tests; inputs are unique
+/// across both, so the sets are disjoint.
+#[derive(Debug)]
+struct Split {
+    examples: Vec<Case>,
+    tests: Vec<Case>,
+}
+
+fn build_split(task: &Task) -> Result<Split> {
+    let labels = match task.category {
+        Category::Classification => Some(
+            classify::labels(task.name)
+                .with_context(|| format!("task {}: no declared label set", task.name))?,
+        ),
+        _ => None,
+    };
+    let mut rng = Rng::new(seed_of(task.name));
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut pool = Vec::new();
+    let want = EXAMPLES + TESTS + 16;
+    let mut attempts = 0;
+    while pool.len() < want {
+        attempts += 1;
+        if attempts > MAX_ATTEMPTS {
+            bail!(
+                "task {}: only {} distinct inputs after {MAX_ATTEMPTS} attempts",
+                task.name,
+                pool.len()
+            );
+        }
+        let case = (task.gen)(&mut rng);
+        if case.input.trim().is_empty() {
+            continue;
+        }
+        if let Some(labels) = labels {
+            if !labels.contains(&case.output.as_str()) {
+                bail!("task {}: label {:?} outside its declared set", task.name, case.output);
+            }
+        }
+        match seen.get(&case.input) {
+            // The same input must always mean the same answer, else the generator is wrong.
+            Some(prev) if *prev != case.output => bail!(
+                "task {}: input {:?} generated with two outputs {:?} and {:?}",
+                task.name,
+                case.input,
+                prev,
+                case.output
+            ),
+            Some(_) => continue,
+            None => {
+                seen.insert(case.input.clone(), case.output.clone());
+                pool.push(case);
+            }
+        }
+    }
+    // Examples should show as many different answers as possible (one per label
+    // for classification), so pick greedily by unseen output first.
+    let mut chosen = Vec::new();
+    let mut outputs = BTreeSet::new();
+    for (i, c) in pool.iter().enumerate() {
+        if chosen.len() == EXAMPLES {
+            break;
+        }
+        if outputs.insert(c.output.clone()) {
+            chosen.push(i);
+        }
+    }
+    for i in 0..pool.len() {
+        if chosen.len() == EXAMPLES {
+            break;
+        }
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    chosen.sort_unstable();
+    let mut examples = Vec::new();
+    let mut tests = Vec::new();
+    for (i, c) in pool.into_iter().enumerate() {
+        if chosen.contains(&i) {
+            examples.push(c);
+        } else if tests.len() < TESTS {
+            tests.push(c);
+        }
+    }
+    Ok(Split { examples, tests })
+}
+
+fn jsonl(cases: &[Case]) -> Result<String> {
+    let mut s = String::new();
+    for c in cases {
+        s.push_str(&serde_json::to_string(c)?);
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Write the whole suite under `out`: one directory per task with `spec.txt`,
+/// `examples.jsonl` and `tests.jsonl`, plus a `README.md` index.
+pub fn generate(out: &Path) -> Result<()> {
+    let tasks = all_tasks();
+    let mut names = BTreeSet::new();
+    for t in &tasks {
+        if !names.insert(t.name) {
+            bail!("duplicate task name {}", t.name);
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut rows = Vec::new();
+    for task in &tasks {
+        let split = build_split(task)?;
+        let dir = out.join(task.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let write = |file: &str, body: String| -> Result<()> {
+            let p = dir.join(file);
+            std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))
+        };
+        write("spec.txt", format!("{}\n", task.spec.trim()))?;
+        write("examples.jsonl", jsonl(&split.examples)?)?;
+        write("tests.jsonl", jsonl(&split.tests)?)?;
+        rows.push((task, split.examples.len(), split.tests.len()));
+    }
+    let p = out.join("README.md");
+    std::fs::write(&p, readme(&rows)).with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
+fn readme(rows: &[(&Task, usize, usize)]) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "# FuzzyBench (paw edition)\n\n\
+         Generated by `cargo xtask fuzzybench --out fixtures/fuzzybench` (source:\n\
+         `xtask/src/fuzzybench.rs` and `xtask/src/fuzzybench/`), or equivalently\n\
+         `cargo test -p xtask fuzzybench_write_committed_suite -- --ignored`. Do not edit by hand;\n\
+         change the generators and regenerate. Generation is deterministic (splitmix64\n\
+         seeded from each task name), so regenerating without code changes yields\n\
+         identical files.\n\n\
+         Each task directory holds:\n\n\
+         - `spec.txt`: the task as a user would write it, with the output set/format stated;\n\
+         - `examples.jsonl`: trusted `{\"input\",\"output\"}` demonstrations;\n\
+         - `tests.jsonl`: held-out cases, disjoint from the examples (no shared input).\n\n\
+         Expected outputs are correct by construction: each generator picks the answer\n\
+         first, then renders an input that expresses it (templates, phrase banks, known\n\
+         corruptions of valid JSON, a date rendered in many formats...). Noise (casing,\n\
+         typos, spacing, format drift) is applied only to parts the answer does not\n\
+         depend on. Score with exact match; `paw-eval` also reports a normalised match\n\
+         (surrounding whitespace, JSON key order).\n\n",
+    );
+    let mut by_cat: BTreeMap<Category, usize> = BTreeMap::new();
+    for (t, _, _) in rows {
+        *by_cat.entry(t.category).or_default() += 1;
+    }
+    let total_tests: usize = rows.iter().map(|r| r.2).sum();
+    let _ = writeln!(
+        s,
+        "{} tasks, {} held-out tests in total: {}.\n",
+        rows.len(),
+        total_tests,
+        by_cat
+            .iter()
+            .map(|(c, n)| format!("{n} {}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    s.push_str("| task | category | examples | tests |\n|---|---|---|---|\n");
+    for (t, e, n) in rows {
+        let _ = writeln!(s, "| `{}` | {} | {e} | {n} |", t.name, t.category.as_str());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_cases(path: &Path) -> Result<Vec<Case>> {
+        let text = std::fs::read_to_string(path)?;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let input = v["input"].as_str().context("input")?.to_string();
+            let output = v["output"].as_str().context("output")?.to_string();
+            out.push(Case { input, output });
+        }
+        Ok(out)
+    }
+
+    fn cases_of(name: &str) -> Result<Vec<Case>> {
+        let task = all_tasks()
+            .into_iter()
+            .find(|t| t.name == name)
+            .context("no such task")?;
+        let split = build_split(&task)?;
+        Ok(split.examples.into_iter().chain(split.tests).collect())
+    }
+
+    fn dir_snapshot(root: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(root)?.to_string_lossy().into_owned();
+                    out.insert(rel, std::fs::read(&p)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn fuzzybench_generating_twice_gives_identical_files() -> Result<()> {
+        let a = tempfile::tempdir()?;
+        let b = tempfile::tempdir()?;
+        generate(a.path())?;
+        generate(b.path())?;
+        let sa = dir_snapshot(a.path())?;
+        let sb = dir_snapshot(b.path())?;
+        assert!(sa.len() > 90, "expected many files, got {}", sa.len());
+        assert_eq!(sa, sb);
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_every_task_has_enough_disjoint_cases_and_a_stated_output_format() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        generate(dir.path())?;
+        let tasks = all_tasks();
+        assert!(tasks.len() >= 30, "only {} tasks", tasks.len());
+        for cat in [
+            Category::Classification,
+            Category::Extraction,
+            Category::Normalisation,
+            Category::Generation,
+        ] {
+            assert!(tasks.iter().filter(|t| t.category == cat).count() >= 4, "{cat:?}");
+        }
+        for t in &tasks {
+            let d = dir.path().join(t.name);
+            let ex = read_cases(&d.join("examples.jsonl"))?;
+            let ts = read_cases(&d.join("tests.jsonl"))?;
+            assert!((3..=5).contains(&ex.len()), "{}", t.name);
+            assert!(ts.len() >= 40, "{}", t.name);
+            let ex_inputs: BTreeSet<_> = ex.iter().map(|c| &c.input).collect();
+            assert!(ts.iter().all(|c| !ex_inputs.contains(&c.input)), "{}", t.name);
+            let spec = std::fs::read_to_string(d.join("spec.txt"))?;
+            let lower = spec.to_lowercase();
+            assert!(
+                lower.contains("return") || lower.contains("output"),
+                "{}: spec must state what to output",
+                t.name
+            );
+            assert!(ts.iter().all(|c| !c.output.is_empty()), "{}", t.name);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_classification_outputs_stay_in_the_declared_label_set() -> Result<()> {
+        for t in all_tasks().iter().filter(|t| t.category == Category::Classification) {
+            let labels = classify::labels(t.name).context("labels declared")?;
+            for c in cases_of(t.name)? {
+                assert!(labels.contains(&c.output.as_str()), "{}: {:?}", t.name, c);
+                for l in labels {
+                    assert!(t.spec.contains(l), "{}: spec omits label {l}", t.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_json_repair_expectations_parse_compact_and_inputs_are_broken() -> Result<()> {
+        for c in cases_of("json-repair")? {
+            let v: serde_json::Value = serde_json::from_str(&c.output)?;
+            assert!(v.is_object());
+            assert!(normalise::is_compact_json(&c.output), "not compact: {}", c.output);
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&c.input).is_err(),
+                "input already valid: {}",
+                c.input
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_iso_dates_are_valid_calendar_dates() -> Result<()> {
+        for c in cases_of("date-iso")? {
+            let parts: Vec<i64> = c
+                .output
+                .split('-')
+                .map(|p| p.parse::<i64>())
+                .collect::<Result<_, _>>()?;
+            assert_eq!(parts.len(), 3, "{}", c.output);
+            assert_eq!(c.output.len(), 10);
+            let (y, m, d) = (parts[0], parts[1], parts[2]);
+            assert!((1..=12).contains(&m) && d >= 1 && d <= util::days_in_month(y, m));
+            // The year always appears in the input (every rendering keeps it).
+            assert!(c.input.contains(&y.to_string()), "{c:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_weekday_and_ordinal_helpers_are_right() {
+        assert_eq!(util::WEEKDAYS[util::weekday(2025, 3, 4)], "Tuesday");
+        assert_eq!(util::WEEKDAYS[util::weekday(2000, 1, 1)], "Saturday");
+        assert_eq!(util::WEEKDAYS[util::weekday(2024, 2, 29)], "Thursday");
+        assert_eq!(util::ordinal(1), "1st");
+        assert_eq!(util::ordinal(12), "12th");
+        assert_eq!(util::ordinal(22), "22nd");
+        assert_eq!(util::ordinal(23), "23rd");
+    }
+
+    #[test]
+    fn fuzzybench_structured_json_outputs_parse() -> Result<()> {
+        for name in ["filter-json", "event-json", "kv-json", "emails"] {
+            for c in cases_of(name)? {
+                serde_json::from_str::<serde_json::Value>(&c.output)
+                    .with_context(|| format!("{name}: {}", c.output))?;
+                assert!(normalise::is_compact_json(&c.output), "{name}: {}", c.output);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_cron_outputs_have_five_fields() -> Result<()> {
+        for c in cases_of("schedule-cron")? {
+            assert_eq!(c.output.split(' ').count(), 5, "{c:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_phone_outputs_are_e164() -> Result<()> {
+        for c in cases_of("phone-e164")? {
+            let digits = &c.output[1..];
+            assert!(c.output.starts_with('+'), "{c:?}");
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{c:?}");
+            assert!((8..=15).contains(&digits.len()), "{c:?}");
+        }
+        Ok(())
+    }
+
+    /// Writes the committed suite. Run with
+    /// `cargo test -p xtask fuzzybench_write_committed_suite -- --ignored`.
+    #[test]
+    #[ignore]
+    fn fuzzybench_write_committed_suite() -> Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fuzzybench");
+        generate(&root)
+    }
+}
