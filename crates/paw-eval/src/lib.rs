@@ -1,0 +1,16 @@
+//! Evaluation harness for paw programs: read `{"input","output"}` test cases,
+//! score a program's answers against them, and summarise the results.
+//!
+//! - [`cases`]: JSONL test-case files, with line-numbered errors.
+//! - [`score`]: exact match and a normalised match (surrounding whitespace,
+//!   JSON key order and number spelling), reported side by side.
+//! - [`report`]: per-case results, summary rates, throughput and latency
+//!   percentiles; everything is `Serialize` for `--json` output.
+
+pub mod cases;
+pub mod report;
+pub mod score;
+
+pub use cases::{load_cases, parse_cases, read_cases, Case, CasesError, MAX_LINE_BYTES};
+pub use report::{CaseResult, LatencyStats, Metric, Report, Summary};
+pub use score::{exact_match, normalised_match, score, Score};
