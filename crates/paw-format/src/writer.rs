@@ -1,0 +1,155 @@
+//! Canonical encoding of a [`Program`] and atomic writes.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{FormatError, Result, TensorRole};
+use crate::id::ProgramId;
+use crate::layout::{
+    align_up, Compression, Header, SectionEntry, SectionKind, FLAG_MUST_UNDERSTAND, FORMAT_MAJOR,
+    FORMAT_MINOR, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
+};
+use crate::metadata::{MetadataV1, TensorEntry, TextsV1};
+use crate::program::Program;
+
+struct Section {
+    kind: SectionKind,
+    compression: Compression,
+    uncompressed: Vec<u8>,
+    stored: Option<Vec<u8>>,
+}
+
+impl Section {
+    fn stored(&self) -> &[u8] {
+        self.stored.as_deref().unwrap_or(&self.uncompressed)
+    }
+}
+
+impl Program {
+    /// The canonical bytes of this program: equal programs give identical bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+        let mut sections = vec![
+            Section {
+                kind: SectionKind::METADATA,
+                compression: Compression::None,
+                uncompressed: MetadataV1::from_program(self).encode()?,
+                stored: None,
+            },
+            texts_section(self)?,
+        ];
+        if let Some(adapter) = &self.adapter {
+            let (index, data) = tensor_sections(adapter)?;
+            sections.push(Section { kind: SectionKind::TENSOR_INDEX, compression: Compression::None, uncompressed: index, stored: None });
+            sections.push(Section { kind: SectionKind::TENSOR_DATA, compression: Compression::None, uncompressed: data, stored: None });
+        }
+        assemble(&sections)
+    }
+
+    /// The id [`Program::to_bytes`] would have.
+    pub fn id(&self) -> Result<ProgramId> {
+        Ok(ProgramId::of_bytes(&self.to_bytes()?))
+    }
+
+    /// Writes the canonical bytes to `path` atomically: a temporary file in the same directory is
+    /// written, synced and renamed over `path`, so a crash leaves either the old file or the new.
+    pub fn write_to(&self, path: &Path) -> Result<ProgramId> {
+        let bytes = self.to_bytes()?;
+        let id = ProgramId::of_bytes(&bytes);
+        let io = |action, source| FormatError::Io { action, path: path.to_owned(), source };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("create a temporary file next to", e))?;
+        tmp.write_all(&bytes).map_err(|e| io("write", e))?;
+        tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
+        tmp.persist(path).map_err(|e| io("rename a temporary file onto", e.error))?;
+        sync_dir(dir).map_err(|e| io("sync the directory of", e))?;
+        tracing::debug!(path = %path.display(), %id, len = bytes.len(), "wrote program");
+        Ok(id)
+    }
+}
+
+/// Makes the rename durable; directories cannot be opened for syncing on Windows.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn texts_section(p: &Program) -> Result<Section> {
+    let texts = TextsV1 {
+        spec: p.spec.clone(),
+        pseudo_program: p.pseudo_program.clone(),
+        prompt_template: p.prompt_template.clone(),
+    }
+    .encode()?;
+    let compressed = zstd::bulk::compress(&texts, ZSTD_LEVEL)
+        .map_err(|e| FormatError::Encode { reason: format!("zstd: {e}") })?;
+    Ok(Section { kind: SectionKind::TEXTS, compression: Compression::Zstd, uncompressed: texts, stored: Some(compressed) })
+}
+
+/// The tensor index and the tensor data: A then B for each pair, each tensor 64-byte aligned.
+fn tensor_sections(adapter: &crate::program::Adapter) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut index = Vec::new();
+    let mut data = Vec::new();
+    for pair in &adapter.pairs {
+        for (role, t) in [(TensorRole::A, &pair.a), (TensorRole::B, &pair.b)] {
+            let offset = padded_len(data.len())?;
+            data.resize(offset, 0);
+            TensorEntry::new(pair.layer, pair.module, role, t.dtype, t.shape, offset as u64, t.bytes.len() as u64)
+                .encode(&mut index);
+            data.extend_from_slice(&t.bytes);
+        }
+    }
+    Ok((index, data))
+}
+
+fn padded_len(len: usize) -> Result<usize> {
+    align_up(len as u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(FormatError::Encode { reason: "file larger than the address space".into() })
+}
+
+fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
+    let count = sections.len() as u64;
+    let mut offset = align_up(u64::from(HEADER_LEN) + count * SECTION_ENTRY_LEN).unwrap_or(u64::MAX);
+    let mut entries = Vec::with_capacity(sections.len());
+    for s in sections {
+        let stored_len = s.stored().len() as u64;
+        entries.push(SectionEntry {
+            kind: s.kind,
+            flags: FLAG_MUST_UNDERSTAND,
+            compression_code: s.compression.code(),
+            reserved: 0,
+            offset,
+            stored_len,
+            uncompressed_len: s.uncompressed.len() as u64,
+            hash: *blake3::hash(&s.uncompressed).as_bytes(),
+        });
+        let end = offset.checked_add(stored_len);
+        offset = end.and_then(align_up).ok_or(FormatError::Encode { reason: "file too large".into() })?;
+    }
+    let file_len = entries.last().map_or(offset, |e| e.offset + e.stored_len);
+    let header = Header {
+        major: FORMAT_MAJOR,
+        minor: FORMAT_MINOR,
+        header_len: HEADER_LEN,
+        section_count: count as u32,
+        flags: 0,
+        file_len,
+    };
+    let mut out = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+    header.encode(&mut out);
+    for e in &entries {
+        e.encode(&mut out);
+    }
+    for (s, e) in sections.iter().zip(&entries) {
+        out.resize(padded_len(out.len())?, 0);
+        debug_assert_eq!(out.len() as u64, e.offset);
+        out.extend_from_slice(s.stored());
+    }
+    Ok(out)
+}
