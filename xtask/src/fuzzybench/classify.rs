@@ -138,6 +138,7 @@ fn log_alert(rng: &mut Rng) -> Case {
     let step = num(rng, 10, 90_000);
     let f = small_float(rng);
     let g = small_float(rng);
+    let lr = format!("{}e-{}", rng.range(1, 9), rng.range(3, 5));
     let line = if alert {
         match rng.below(10) {
             0 => format!("[step {step}] ERROR: CUDA out of memory. Tried to allocate {} MiB", rng.range(20, 4000)),
@@ -145,7 +146,7 @@ fn log_alert(rng: &mut Rng) -> Case {
             2 => format!("[Checkpoint] Saved model at step {step}"),
             3 => format!("eval: accuracy={f} f1={g} (step {step})"),
             4 => format!("Training finished after {step} steps in {}h", rng.range(1, 72)),
-            5 => format!("[step {step}] loss=nan lr={g}e-4"),
+            5 => format!("[step {step}] loss=nan lr={lr}"),
             6 => format!("[FATAL] worker {} exited with code 137", rng.range(0, 63)),
             7 => format!("RuntimeError: expected tensor on cuda:{} but found cpu", rng.range(0, 7)),
             8 => format!("saving checkpoint to /ckpt/run{}/step_{step}.pt", rng.range(1, 99)),
@@ -153,7 +154,7 @@ fn log_alert(rng: &mut Rng) -> Case {
         }
     } else {
         match rng.below(8) {
-            0 => format!("[step {step}] loss={f} lr={g}e-4"),
+            0 => format!("[step {step}] loss={f} lr={lr}"),
             1 => format!("epoch {} batch {}/{}", rng.range(1, 40), rng.range(1, 999), rng.range(1000, 5000)),
             2 => format!("DEBUG loading shard {}/{}", rng.range(1, 63), 64),
             3 => format!("INFO dataloader prefetch queue size={}", rng.range(1, 64)),
