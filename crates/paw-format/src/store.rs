@@ -1,0 +1,1035 @@
+//! The local content-addressed store: compiled programs and installed base models.
+//!
+//! Layout under the root (`$PAW_HOME`, else `~/.cache/paw`):
+//!
+//! ```text
+//! programs/<blake3-hex>.paw   a program, named by the BLAKE3 of its bytes (id `b3:<hex>`)
+//! models/<sha256-hex>.gguf    a base model, named by the SHA-256 its manifest entry pins
+//! models/<sha256-hex>.json    what is known about it: size, SHA-256, `b3:` hash, manifest id
+//! tmp/                        in-progress writes
+//! ```
+//!
+//! Every write goes to a temporary file in `tmp/` (same filesystem), is fsynced, then renamed
+//! into place. Rename is atomic, and a name is a function of the content, so several processes
+//! may write the same entry at once: the last rename wins with identical bytes, and readers see
+//! either no file or a complete one.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+use crate::error::FormatError;
+use crate::id::ProgramId;
+
+/// Environment variable that overrides the store root.
+pub const PAW_HOME_ENV: &str = "PAW_HOME";
+/// Prefix of program ids and of the `b3:` hashes recorded for models.
+pub const B3_PREFIX: &str = "b3:";
+/// Shortest id prefix `resolve_program` accepts, so that a short word is not taken as an id.
+pub const MIN_ID_PREFIX_LEN: usize = 4;
+
+const PROGRAMS_DIR: &str = "programs";
+const MODELS_DIR: &str = "models";
+const TMP_DIR: &str = "tmp";
+const PROGRAM_EXT: &str = "paw";
+const MODEL_EXT: &str = "gguf";
+const MODEL_META_EXT: &str = "json";
+/// Large enough that hashing and the write syscalls, not buffer juggling, dominate a 1 GB copy.
+const COPY_BUFFER: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot locate the paw store: neither {PAW_HOME_ENV} nor HOME is set")]
+    NoHome,
+    #[error("no program `{reference}`: it is not a file, and no stored program has that id")]
+    NoSuchProgram { reference: String },
+    #[error(
+        "program id prefix `{prefix}` is ambiguous; it matches: {}",
+        join_ids(candidates)
+    )]
+    AmbiguousProgram {
+        prefix: String,
+        candidates: Vec<ProgramId>,
+    },
+    #[error(
+        "program id prefix `{prefix}` is too short: give at least {MIN_ID_PREFIX_LEN} hex digits"
+    )]
+    PrefixTooShort { prefix: String },
+    #[error("not storing an invalid program: {0}")]
+    InvalidProgram(#[from] FormatError),
+    #[error("`{value}` is not a SHA-256 (expected 64 lowercase hex digits)")]
+    InvalidSha256 { value: String },
+    #[error(
+        "model data does not match what was expected: got {actual_size} bytes with SHA-256 \
+         {actual_sha256}, expected {expected_size} bytes with SHA-256 {expected_sha256}"
+    )]
+    ModelMismatch {
+        expected_size: u64,
+        expected_sha256: String,
+        actual_size: u64,
+        actual_sha256: String,
+    },
+    #[error("model metadata {path}: {source}")]
+    ModelMeta {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn join_ids(ids: &[ProgramId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A program held by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProgram {
+    pub id: ProgramId,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// What a model install must match, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedModel {
+    pub size: u64,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    /// The manifest id, recorded in the metadata file for humans and `installed_models`.
+    pub manifest_id: Option<String>,
+}
+
+/// The metadata file written beside each installed model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub size: u64,
+    pub sha256: String,
+    /// `b3:<hex>` of the file bytes: what programs record as `weights_hash`, kept here so that
+    /// nobody has to re-hash a gigabyte to learn it.
+    pub blake3: String,
+    pub manifest_id: Option<String>,
+}
+
+/// A verified model in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledModel {
+    pub path: PathBuf,
+    pub meta: ModelMeta,
+}
+
+/// Result of re-hashing a model in the store against its expected size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelCheck {
+    Missing,
+    Verified(InstalledModel),
+    /// A file is there but its bytes are wrong; installing again replaces it atomically.
+    Corrupt {
+        path: PathBuf,
+        actual_size: u64,
+        actual_sha256: String,
+    },
+}
+
+/// Handle on a store root. Cheap to clone; holds no open files or locks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// `$PAW_HOME` if set and non-empty, else `$HOME/.cache/paw`.
+    pub fn default_root() -> Result<PathBuf> {
+        default_root_from(std::env::var_os(PAW_HOME_ENV), std::env::var_os("HOME"))
+    }
+
+    pub fn open_default() -> Result<Self> {
+        Self::open(Self::default_root()?)
+    }
+
+    /// Opens the store at `root`, creating its directories if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let store = Self { root: root.into() };
+        for dir in [store.programs_dir(), store.models_dir(), store.tmp_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        }
+        tracing::debug!(root = %store.root.display(), "opened paw store");
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn programs_dir(&self) -> PathBuf {
+        self.root.join(PROGRAMS_DIR)
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join(MODELS_DIR)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP_DIR)
+    }
+
+    /// Where the program `id` lives (whether or not it is there).
+    pub fn program_path(&self, id: &ProgramId) -> PathBuf {
+        self.program_path_for_hex(&id.to_hex())
+    }
+
+    fn program_path_for_hex(&self, hex: &str) -> PathBuf {
+        self.programs_dir().join(format!("{hex}.{PROGRAM_EXT}"))
+    }
+
+    /// Checks `bytes` fully as a `.paw` program (and, if given, that they hash to `expected`),
+    /// then stores them under their id; a no-op if that id is already stored.
+    pub fn add_program_bytes(
+        &self,
+        bytes: &[u8],
+        expected: Option<&ProgramId>,
+    ) -> Result<StoredProgram> {
+        let id = crate::reader::verify_bytes(bytes, expected)?;
+        let path = self.program_path(&id);
+        if !path.is_file() {
+            self.write_atomic(&path, bytes)?;
+            tracing::debug!(%id, path = %path.display(), "stored program");
+        }
+        Ok(StoredProgram {
+            id,
+            path,
+            size: bytes.len() as u64,
+        })
+    }
+
+    pub fn add_program_file(&self, path: &Path) -> Result<StoredProgram> {
+        // Programs are small (a prompt and a LoRA adapter); the reader caps the size it loads.
+        let bytes = crate::reader::read_file(path)?;
+        self.add_program_bytes(&bytes, None)
+    }
+
+    /// Resolves what a user typed to a program file: an existing file path, a full id
+    /// `b3:<hex>`, or a unique prefix of one (with or without `b3:`).
+    pub fn resolve_program(&self, reference: &str) -> Result<PathBuf> {
+        let as_path = Path::new(reference);
+        if as_path.is_file() {
+            return Ok(as_path.to_path_buf());
+        }
+        let no_such = || StoreError::NoSuchProgram {
+            reference: reference.to_owned(),
+        };
+        let hex = reference.strip_prefix(B3_PREFIX).unwrap_or(reference);
+        if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(no_such());
+        }
+        let hex = hex.to_ascii_lowercase();
+        if hex.len() == 64 {
+            let path = self.program_path_for_hex(&hex);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(no_such())
+            };
+        }
+        if hex.len() < MIN_ID_PREFIX_LEN {
+            return Err(StoreError::PrefixTooShort {
+                prefix: reference.to_owned(),
+            });
+        }
+        let mut matches: Vec<StoredProgram> = self
+            .list_programs()?
+            .into_iter()
+            .filter(|p| p.id.to_hex().starts_with(&hex))
+            .collect();
+        match matches.len() {
+            0 => Err(no_such()),
+            1 => Ok(matches.remove(0).path),
+            _ => Err(StoreError::AmbiguousProgram {
+                prefix: reference.to_owned(),
+                candidates: matches.into_iter().map(|p| p.id).collect(),
+            }),
+        }
+    }
+
+    /// All stored programs, sorted by id. Files that are not named like a program are ignored.
+    pub fn list_programs(&self) -> Result<Vec<StoredProgram>> {
+        let dir = self.programs_dir();
+        let mut programs = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+            let entry = entry.map_err(io_err("listing", &dir))?;
+            let path = entry.path();
+            let id = stem_with_ext(&path, PROGRAM_EXT)
+                .and_then(|hex| format!("{B3_PREFIX}{hex}").parse::<ProgramId>().ok());
+            let Some(id) = id else {
+                continue;
+            };
+            let size = entry.metadata().map_err(io_err("inspecting", &path))?.len();
+            programs.push(StoredProgram { id, path, size });
+        }
+        programs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(programs)
+    }
+
+    /// Where the model with this SHA-256 lives (whether or not it is installed).
+    pub fn model_path(&self, sha256: &str) -> Result<PathBuf> {
+        check_sha256(sha256)?;
+        Ok(self.models_dir().join(format!("{sha256}.{MODEL_EXT}")))
+    }
+
+    fn model_meta_path(&self, sha256: &str) -> Result<PathBuf> {
+        check_sha256(sha256)?;
+        Ok(self.models_dir().join(format!("{sha256}.{MODEL_META_EXT}")))
+    }
+
+    /// The installed model with this SHA-256, judged cheaply: its metadata file is readable and
+    /// the file has the recorded size. Installs are verified, so this does not re-hash.
+    pub fn installed_model(&self, sha256: &str) -> Result<Option<InstalledModel>> {
+        let path = self.model_path(sha256)?;
+        let meta_path = self.model_meta_path(sha256)?;
+        let meta_bytes = match fs::read(&meta_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &meta_path)(e)),
+        };
+        let meta: ModelMeta =
+            serde_json::from_slice(&meta_bytes).map_err(|source| StoreError::ModelMeta {
+                path: meta_path.clone(),
+                source,
+            })?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == meta.size && meta.sha256 == sha256 => {
+                Ok(Some(InstalledModel { path, meta }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("inspecting", &path)(e)),
+        }
+    }
+
+    /// All installed models, sorted by manifest id (unnamed ones last), then SHA-256.
+    pub fn installed_models(&self) -> Result<Vec<InstalledModel>> {
+        let dir = self.models_dir();
+        let mut models = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+            let path = entry.map_err(io_err("listing", &dir))?.path();
+            let Some(sha) = stem_with_ext(&path, MODEL_META_EXT).filter(|h| is_full_hex(h)) else {
+                continue;
+            };
+            if let Some(model) = self.installed_model(sha)? {
+                models.push(model);
+            }
+        }
+        models.sort_by(|a, b| {
+            (
+                a.meta.manifest_id.is_none(),
+                &a.meta.manifest_id,
+                &a.meta.sha256,
+            )
+                .cmp(&(
+                    b.meta.manifest_id.is_none(),
+                    &b.meta.manifest_id,
+                    &b.meta.sha256,
+                ))
+        });
+        Ok(models)
+    }
+
+    /// Re-hashes whatever is stored under `expected.sha256`. A verified file whose metadata was
+    /// lost gets it rewritten.
+    pub fn check_model(&self, expected: &ExpectedModel) -> Result<ModelCheck> {
+        let path = self.model_path(&expected.sha256)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ModelCheck::Missing),
+            Err(e) => return Err(io_err("opening", &path)(e)),
+        };
+        let mut hashes = Hashes::default();
+        let mut reader = io::BufReader::with_capacity(COPY_BUFFER, file);
+        io::copy(&mut reader, &mut hashes).map_err(io_err("reading", &path))?;
+        let (size, sha256, blake3) = hashes.finish();
+        if size != expected.size || sha256 != expected.sha256 {
+            return Ok(ModelCheck::Corrupt {
+                path,
+                actual_size: size,
+                actual_sha256: sha256,
+            });
+        }
+        let meta = ModelMeta {
+            size,
+            sha256,
+            blake3,
+            manifest_id: expected.manifest_id.clone(),
+        };
+        let meta_path = self.model_meta_path(&expected.sha256)?;
+        if self
+            .installed_model(&expected.sha256)?
+            .as_ref()
+            .map(|m| &m.meta)
+            != Some(&meta)
+        {
+            self.write_atomic(&meta_path, &meta_json(&meta, &meta_path)?)?;
+        }
+        Ok(ModelCheck::Verified(InstalledModel { path, meta }))
+    }
+
+    /// Starts streaming a model into the store; see [`ModelWriter`].
+    pub fn model_writer(&self, expected: ExpectedModel) -> Result<ModelWriter> {
+        check_sha256(&expected.sha256)?;
+        let tmp_dir = self.tmp_dir();
+        let file = NamedTempFile::with_prefix_in("model-", &tmp_dir)
+            .map_err(io_err("creating a temporary file in", &tmp_dir))?;
+        Ok(ModelWriter {
+            store: self.clone(),
+            expected,
+            out: BufWriter::with_capacity(COPY_BUFFER, file),
+            hashes: Hashes::default(),
+        })
+    }
+
+    /// Copies a model file into the store, verifying it on the way.
+    pub fn install_model(&self, from: &Path, expected: ExpectedModel) -> Result<InstalledModel> {
+        let mut writer = self.model_writer(expected)?;
+        let mut file = File::open(from).map_err(io_err("opening", from))?;
+        io::copy(&mut file, &mut writer).map_err(io_err("copying", from))?;
+        writer.finish()
+    }
+
+    /// Streams everything `reader` yields into the store as one model, verifying it.
+    pub fn install_model_from_reader(
+        &self,
+        mut reader: impl Read,
+        expected: ExpectedModel,
+    ) -> Result<InstalledModel> {
+        let mut writer = self.model_writer(expected)?;
+        let tmp_dir = self.tmp_dir();
+        io::copy(&mut reader, &mut writer).map_err(io_err("writing a model into", &tmp_dir))?;
+        writer.finish()
+    }
+
+    /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
+    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp_dir = self.tmp_dir();
+        let mut tmp = NamedTempFile::new_in(&tmp_dir)
+            .map_err(io_err("creating a temporary file in", &tmp_dir))?;
+        tmp.write_all(bytes)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(io_err("writing", tmp.path()))?;
+        persist(tmp, dest)
+    }
+}
+
+/// Streams bytes (e.g. the concatenated parts of a split GGUF) into the store's `tmp/`, hashing
+/// as it goes. [`ModelWriter::finish`] installs the file only if size and SHA-256 match; dropping
+/// the writer or a mismatch deletes the temporary file.
+#[derive(Debug)]
+pub struct ModelWriter {
+    store: Store,
+    expected: ExpectedModel,
+    out: BufWriter<NamedTempFile>,
+    hashes: Hashes,
+}
+
+impl Write for ModelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hashes.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl ModelWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.hashes.size
+    }
+
+    pub fn finish(self) -> Result<InstalledModel> {
+        let Self {
+            store,
+            expected,
+            out,
+            hashes,
+        } = self;
+        let (size, sha256, blake3) = hashes.finish();
+        if size != expected.size || sha256 != expected.sha256 {
+            return Err(StoreError::ModelMismatch {
+                expected_size: expected.size,
+                expected_sha256: expected.sha256,
+                actual_size: size,
+                actual_sha256: sha256,
+            });
+        }
+        let tmp = out.into_inner().map_err(|e| {
+            let (source, out) = e.into_parts();
+            io_err("writing", out.get_ref().path())(source)
+        })?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("syncing", tmp.path()))?;
+        let meta = ModelMeta {
+            size,
+            sha256,
+            blake3,
+            manifest_id: expected.manifest_id,
+        };
+        // Metadata first: a model file is then never visible without it.
+        let meta_path = store.model_meta_path(&meta.sha256)?;
+        store.write_atomic(&meta_path, &meta_json(&meta, &meta_path)?)?;
+        let path = store.model_path(&meta.sha256)?;
+        persist(tmp, &path)?;
+        tracing::info!(path = %path.display(), size, "installed model");
+        Ok(InstalledModel { path, meta })
+    }
+}
+
+/// Byte count, SHA-256 and BLAKE3 computed in one pass.
+#[derive(Default)]
+struct Hashes {
+    size: u64,
+    sha256: Sha256,
+    blake3: blake3::Hasher,
+}
+
+impl std::fmt::Debug for Hashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hashes")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hashes {
+    fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.sha256.update(bytes);
+        self.blake3.update(bytes);
+    }
+
+    /// `(size, sha256 hex, "b3:" + blake3 hex)`.
+    fn finish(self) -> (u64, String, String) {
+        (
+            self.size,
+            hex::encode(self.sha256.finalize()),
+            format!("{B3_PREFIX}{}", self.blake3.finalize().to_hex()),
+        )
+    }
+}
+
+impl Write for Hashes {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn meta_json(meta: &ModelMeta, path: &Path) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(meta).map_err(|source| StoreError::ModelMeta {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Renames a finished temporary file into place and makes the rename durable.
+fn persist(tmp: NamedTempFile, dest: &Path) -> Result<()> {
+    tmp.persist(dest).map_err(|e| StoreError::Io {
+        action: "renaming a temporary file to",
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
+    // The rename lives in the directory entry: sync the directory too (not possible on Windows).
+    #[cfg(unix)]
+    if let Some(dir) = dest.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing", dir))?;
+    }
+    Ok(())
+}
+
+fn default_root_from(paw_home: Option<OsString>, home: Option<OsString>) -> Result<PathBuf> {
+    if let Some(root) = paw_home.filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(root));
+    }
+    let home = home.filter(|v| !v.is_empty()).ok_or(StoreError::NoHome)?;
+    Ok(PathBuf::from(home).join(".cache").join("paw"))
+}
+
+fn is_full_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn check_sha256(sha256: &str) -> Result<()> {
+    // Also what keeps a caller-supplied name from escaping `models/`.
+    if is_full_hex(sha256) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidSha256 {
+            value: sha256.to_owned(),
+        })
+    }
+}
+
+/// The file stem of `path` if its extension is `ext`.
+fn stem_with_ext<'a>(path: &'a Path, ext: &str) -> Option<&'a str> {
+    if path.extension()? != ext {
+        return None;
+    }
+    path.file_stem()?.to_str()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        (dir, store)
+    }
+
+    /// Valid `.paw` bytes, distinct for each `spec`.
+    fn program_bytes(spec: &str) -> Vec<u8> {
+        crate::Program {
+            spec: spec.to_owned(),
+            pseudo_program: "Echo the input.".into(),
+            prompt_template: format!("<|user|>{}<|assistant|>", crate::INPUT_PLACEHOLDER),
+            interpreter: crate::InterpreterId {
+                architecture: "llama".into(),
+                name: "test".into(),
+                weights_hash: format!("b3:{}", "0".repeat(64)),
+                tokenizer_hash: format!("b3:{}", "1".repeat(64)),
+            },
+            adapter: None,
+            generation: crate::GenerationConfig {
+                max_tokens: 16,
+                stop: Vec::new(),
+                temperature: 0.0,
+            },
+            provenance: crate::Provenance {
+                compiler: "store-tests".into(),
+                compiler_version: "0".into(),
+                teacher_hash: None,
+                seed: 0,
+                hyperparameters: Default::default(),
+                report: Default::default(),
+            },
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    fn tmp_is_empty(store: &Store) -> bool {
+        fs::read_dir(store.tmp_dir()).unwrap().next().is_none()
+    }
+
+    #[test]
+    fn default_root_prefers_paw_home_then_home() {
+        assert_eq!(
+            default_root_from(Some("/x/paw".into()), Some("/home/u".into())).unwrap(),
+            PathBuf::from("/x/paw")
+        );
+        assert_eq!(
+            default_root_from(Some("".into()), Some("/home/u".into())).unwrap(),
+            PathBuf::from("/home/u/.cache/paw")
+        );
+        assert!(matches!(
+            default_root_from(None, None),
+            Err(StoreError::NoHome)
+        ));
+    }
+
+    #[test]
+    fn open_creates_layout() {
+        let (_dir, store) = temp_store();
+        for d in ["programs", "models", "tmp"] {
+            assert!(store.root().join(d).is_dir(), "{d}");
+        }
+    }
+
+    #[test]
+    fn add_program_is_content_addressed_and_idempotent() {
+        let (dir, store) = temp_store();
+        let bytes = &program_bytes("say hi")[..];
+        let p = store.add_program_bytes(bytes, None).unwrap();
+        assert_eq!(p.id, ProgramId::of_bytes(bytes));
+        assert_eq!(p.size, bytes.len() as u64);
+        assert_eq!(fs::read(&p.path).unwrap(), bytes);
+        assert_eq!(store.program_path(&p.id), p.path);
+        assert_eq!(store.add_program_bytes(bytes, Some(&p.id)).unwrap(), p);
+
+        let file = dir.path().join("x.paw");
+        fs::write(&file, bytes).unwrap();
+        assert_eq!(store.add_program_file(&file).unwrap(), p);
+        assert_eq!(store.list_programs().unwrap(), vec![p]);
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn invalid_or_mislabelled_programs_are_not_stored() {
+        let (_dir, store) = temp_store();
+        assert!(matches!(
+            store.add_program_bytes(b"not a program", None),
+            Err(StoreError::InvalidProgram(_))
+        ));
+        let bytes = program_bytes("a");
+        let other = ProgramId::of_bytes(b"something else");
+        assert!(matches!(
+            store.add_program_bytes(&bytes, Some(&other)),
+            Err(StoreError::InvalidProgram(FormatError::IdMismatch { .. }))
+        ));
+        assert!(store.list_programs().unwrap().is_empty());
+        assert!(tmp_is_empty(&store));
+    }
+
+    /// Two distinct program contents whose ids share their first `MIN_ID_PREFIX_LEN` digits.
+    fn colliding_pair() -> (Vec<u8>, Vec<u8>) {
+        let mut seen = std::collections::HashMap::new();
+        for i in 0u32.. {
+            let bytes = program_bytes(&format!("program {i}"));
+            let hex = ProgramId::of_bytes(&bytes).to_hex();
+            let prefix = hex[..MIN_ID_PREFIX_LEN].to_string();
+            if let Some(other) = seen.insert(prefix, bytes.clone()) {
+                return (other, bytes);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn resolve_program_by_path_id_and_prefix() {
+        let (dir, store) = temp_store();
+        let (a, b) = colliding_pair();
+        let pa = store.add_program_bytes(&a, None).unwrap();
+        let pb = store.add_program_bytes(&b, None).unwrap();
+        let full_a = pa.id.to_string();
+        let hex_a = &full_a[3..];
+
+        // A path wins, inside or outside the store.
+        let outside = dir.path().join("mine.paw");
+        fs::write(&outside, b"x").unwrap();
+        assert_eq!(
+            store.resolve_program(outside.to_str().unwrap()).unwrap(),
+            outside
+        );
+
+        assert_eq!(store.resolve_program(&full_a).unwrap(), pa.path);
+        assert_eq!(store.resolve_program(hex_a).unwrap(), pa.path);
+        assert_eq!(store.resolve_program(&full_a[..20]).unwrap(), pa.path);
+        assert_eq!(
+            store.resolve_program(&hex_a[..10].to_uppercase()).unwrap(),
+            pa.path
+        );
+
+        let shared = &hex_a[..MIN_ID_PREFIX_LEN];
+        match store.resolve_program(shared) {
+            Err(StoreError::AmbiguousProgram { candidates, .. }) => {
+                let mut want = vec![pa.id, pb.id];
+                want.sort();
+                assert_eq!(candidates, want);
+            }
+            other => panic!("expected ambiguity, got {other:?}"),
+        }
+        let msg = store.resolve_program(shared).unwrap_err().to_string();
+        assert!(
+            msg.contains(&full_a) && msg.contains(&pb.id.to_string()),
+            "{msg}"
+        );
+
+        assert!(matches!(
+            store.resolve_program(&hex_a[..3]),
+            Err(StoreError::PrefixTooShort { .. })
+        ));
+        let absent = if hex_a.starts_with('0') { "1" } else { "0" }.repeat(64);
+        let absent_prefix = format!("b3:{}", &absent[..12]);
+        for missing in [absent.as_str(), &absent_prefix, "no-such-file.paw", "zz"] {
+            let got = store.resolve_program(missing);
+            assert!(
+                matches!(got, Err(StoreError::NoSuchProgram { .. })),
+                "{missing}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_programs_ignores_foreign_files() {
+        let (_dir, store) = temp_store();
+        let p1 = store
+            .add_program_bytes(&program_bytes("one"), None)
+            .unwrap();
+        let p2 = store
+            .add_program_bytes(&program_bytes("two"), None)
+            .unwrap();
+        fs::write(store.programs_dir().join("notes.txt"), b"x").unwrap();
+        fs::write(store.programs_dir().join("abc.paw"), b"x").unwrap();
+        let mut want = vec![p1, p2];
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(store.list_programs().unwrap(), want);
+    }
+
+    #[test]
+    fn concurrent_writers_in_threads() {
+        let (_dir, store) = temp_store();
+        let root = Arc::new(store.root().to_path_buf());
+        let shared = Arc::new(program_bytes(&"shared spec ".repeat(5_000)));
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let root = Arc::clone(&root);
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    // Separate handles, as separate processes would have.
+                    let store = Store::open(root.as_path()).unwrap();
+                    for _ in 0..10 {
+                        store.add_program_bytes(&shared, None).unwrap();
+                    }
+                    store
+                        .add_program_bytes(&program_bytes(&format!("own {t}")), None)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let own: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let listed = store.list_programs().unwrap();
+        assert_eq!(listed.len(), 9);
+        let shared_id = ProgramId::of_bytes(&shared).to_string();
+        let shared_path = store.resolve_program(&shared_id).unwrap();
+        assert_eq!(fs::read(shared_path).unwrap(), *shared);
+        for p in own {
+            assert!(listed.contains(&p));
+        }
+        assert!(tmp_is_empty(&store));
+    }
+
+    const CHILD_ROOT_ENV: &str = "PAW_STORE_TEST_CHILD_ROOT";
+
+    /// Body of the child processes spawned by `concurrent_writers_in_processes`.
+    #[test]
+    #[ignore = "run as a child process by concurrent_writers_in_processes"]
+    fn child_process_writer() {
+        let Some(root) = std::env::var_os(CHILD_ROOT_ENV) else {
+            return;
+        };
+        let store = Store::open(PathBuf::from(root)).unwrap();
+        let program = program_bytes(&"shared spec ".repeat(5_000));
+        let shared: Vec<u8> = (0..500_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for _ in 0..5 {
+            store.add_program_bytes(&program, None).unwrap();
+            store
+                .install_model_from_reader(
+                    &shared[..],
+                    ExpectedModel {
+                        size: shared.len() as u64,
+                        sha256: sha256_hex(&shared),
+                        manifest_id: Some("shared".into()),
+                    },
+                )
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_in_processes() {
+        let (_dir, store) = temp_store();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "store::tests::child_process_writer",
+                        "--ignored",
+                        "--quiet",
+                    ])
+                    .env(CHILD_ROOT_ENV, store.root())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let shared: Vec<u8> = (0..500_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let programs = store.list_programs().unwrap();
+        assert_eq!(programs.len(), 1);
+        let program = program_bytes(&"shared spec ".repeat(5_000));
+        assert_eq!(fs::read(&programs[0].path).unwrap(), program);
+        let models = store.installed_models().unwrap();
+        assert_eq!(models.len(), 1);
+        assert_eq!(fs::read(&models[0].path).unwrap(), shared);
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn model_writer_installs_verified_bytes_in_parts() {
+        let (_dir, store) = temp_store();
+        let parts: [&[u8]; 3] = [b"GGUF", b" part two", b" and three"];
+        let whole: Vec<u8> = parts.concat();
+        let expected = ExpectedModel {
+            size: whole.len() as u64,
+            sha256: sha256_hex(&whole),
+            manifest_id: Some("tiny".into()),
+        };
+        let mut w = store.model_writer(expected.clone()).unwrap();
+        for part in parts {
+            w.write_all(part).unwrap();
+        }
+        assert_eq!(w.written(), whole.len() as u64);
+        let installed = w.finish().unwrap();
+        assert_eq!(installed.path, store.model_path(&expected.sha256).unwrap());
+        assert_eq!(fs::read(&installed.path).unwrap(), whole);
+        assert_eq!(
+            installed.meta,
+            ModelMeta {
+                size: whole.len() as u64,
+                sha256: expected.sha256.clone(),
+                blake3: format!("b3:{}", blake3::hash(&whole).to_hex()),
+                manifest_id: Some("tiny".into()),
+            }
+        );
+        assert_eq!(
+            store.installed_model(&expected.sha256).unwrap(),
+            Some(installed.clone())
+        );
+        assert_eq!(store.installed_models().unwrap(), vec![installed.clone()]);
+        assert_eq!(
+            store.check_model(&expected).unwrap(),
+            ModelCheck::Verified(installed)
+        );
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn model_mismatch_is_refused_and_leaves_nothing() {
+        let (_dir, store) = temp_store();
+        let bytes = b"not the model you wanted";
+        let wrong_sha = ExpectedModel {
+            size: bytes.len() as u64,
+            sha256: "0".repeat(64),
+            manifest_id: None,
+        };
+        let wrong_size = ExpectedModel {
+            size: bytes.len() as u64 + 1,
+            sha256: sha256_hex(bytes),
+            manifest_id: None,
+        };
+        for expected in [wrong_sha, wrong_size] {
+            let err = store
+                .install_model_from_reader(&bytes[..], expected.clone())
+                .unwrap_err();
+            match &err {
+                StoreError::ModelMismatch {
+                    actual_size,
+                    actual_sha256,
+                    ..
+                } => {
+                    assert_eq!(*actual_size, bytes.len() as u64);
+                    assert_eq!(*actual_sha256, sha256_hex(bytes));
+                }
+                other => panic!("expected a mismatch, got {other:?}"),
+            }
+            assert!(err.to_string().contains(&expected.sha256));
+            assert_eq!(store.installed_model(&expected.sha256).unwrap(), None);
+        }
+        assert!(store.installed_models().unwrap().is_empty());
+        assert!(fs::read_dir(store.models_dir()).unwrap().next().is_none());
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn install_model_copies_a_file_and_check_detects_corruption() {
+        let (dir, store) = temp_store();
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let src = dir.path().join("m.gguf");
+        fs::write(&src, &bytes).unwrap();
+        let expected = ExpectedModel {
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            manifest_id: Some("m".into()),
+        };
+        assert_eq!(store.check_model(&expected).unwrap(), ModelCheck::Missing);
+        let installed = store.install_model(&src, expected.clone()).unwrap();
+        assert_eq!(fs::read(&installed.path).unwrap(), bytes);
+
+        // Lost metadata: not "installed", but a check re-verifies and restores it.
+        fs::remove_file(store.model_meta_path(&expected.sha256).unwrap()).unwrap();
+        assert_eq!(store.installed_model(&expected.sha256).unwrap(), None);
+        assert_eq!(
+            store.check_model(&expected).unwrap(),
+            ModelCheck::Verified(installed.clone())
+        );
+        assert_eq!(
+            store.installed_model(&expected.sha256).unwrap(),
+            Some(installed.clone())
+        );
+
+        // Same size, flipped byte: cheap lookup still trusts it, a check does not.
+        let mut corrupt = bytes.clone();
+        corrupt[1000] ^= 1;
+        fs::write(&installed.path, &corrupt).unwrap();
+        assert!(matches!(
+            store.check_model(&expected).unwrap(),
+            ModelCheck::Corrupt { actual_size, .. } if actual_size == bytes.len() as u64
+        ));
+        // Reinstalling replaces it.
+        store.install_model(&src, expected.clone()).unwrap();
+        assert!(matches!(
+            store.check_model(&expected).unwrap(),
+            ModelCheck::Verified(_)
+        ));
+    }
+
+    #[test]
+    fn model_paths_reject_non_sha256_names() {
+        let (_dir, store) = temp_store();
+        for bad in ["", "../../etc/passwd", &"A".repeat(64), &"a".repeat(63)] {
+            assert!(matches!(
+                store.model_path(bad),
+                Err(StoreError::InvalidSha256 { .. })
+            ));
+        }
+        let ok = "a".repeat(64);
+        assert_eq!(
+            store.model_path(&ok).unwrap(),
+            store.models_dir().join(format!("{ok}.gguf"))
+        );
+    }
+}
