@@ -428,6 +428,67 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn fuzzybench_extracted_values_appear_verbatim_in_their_inputs() -> Result<()> {
+        for name in ["city", "person-name", "version", "error-lines"] {
+            for c in cases_of(name)? {
+                if c.output != "NONE" {
+                    for line in c.output.lines() {
+                        assert!(c.input.contains(line), "{name}: {c:?}");
+                    }
+                }
+            }
+        }
+        for c in cases_of("ticker")? {
+            assert!(c.input.to_uppercase().contains(&c.output), "{c:?}");
+        }
+        for name in ["emails", "urls"] {
+            for c in cases_of(name)? {
+                let found: Vec<String> = serde_json::from_str(&c.output)?;
+                for item in found {
+                    assert!(c.input.contains(&item), "{name}: {c:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_numeric_and_identifier_outputs_are_well_formed() -> Result<()> {
+        for name in ["duration-seconds", "data-size-bytes", "number-words"] {
+            for c in cases_of(name)? {
+                c.output.parse::<u64>().with_context(|| format!("{name}: {c:?}"))?;
+            }
+        }
+        for c in cases_of("time-24h")? {
+            let (h, m) = c.output.split_once(':').context("HH:MM")?;
+            assert!(h.len() == 2 && m.len() == 2, "{c:?}");
+            assert!(h.parse::<u32>()? < 24 && m.parse::<u32>()? < 60, "{c:?}");
+        }
+        for c in cases_of("snake-case")? {
+            assert!(
+                c.output.split('_').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+                "{c:?}"
+            );
+        }
+        for c in cases_of("amount")? {
+            let (_, cents) = c.output.split_once('.').context("two decimals")?;
+            assert_eq!(cents.len(), 2, "{c:?}");
+            assert!(!c.output.contains(','), "{c:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzzybench_known_renderings_map_to_known_answers() {
+        let ws = normalise::WordStyle { and: true, hyphen: true, comma: false };
+        assert_eq!(normalise::number_to_words(98_102, ws), "ninety-eight thousand one hundred and two");
+        assert_eq!(normalise::number_to_words(1_005, ws), "one thousand and five");
+        assert_eq!(normalise::number_to_words(0, ws), "zero");
+        let plain = normalise::WordStyle { and: false, hyphen: false, comma: true };
+        assert_eq!(normalise::number_to_words(12_401, plain), "twelve thousand, four hundred one");
+    }
+
     /// Writes the committed suite. Run with
     /// `cargo test -p xtask fuzzybench_write_committed_suite -- --ignored`.
     #[test]

@@ -471,10 +471,10 @@ const ONES: [&str; 20] = [
 const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
 
 #[derive(Debug, Clone, Copy)]
-struct WordStyle {
-    and: bool,
-    hyphen: bool,
-    comma: bool,
+pub struct WordStyle {
+    pub and: bool,
+    pub hyphen: bool,
+    pub comma: bool,
 }
 
 fn below_100(n: i64, ws: WordStyle) -> String {
@@ -497,7 +497,7 @@ fn below_1000(n: i64, ws: WordStyle) -> String {
     }
 }
 
-fn number_to_words(n: i64, ws: WordStyle) -> String {
+pub fn number_to_words(n: i64, ws: WordStyle) -> String {
     let (th, r) = (n / 1000, n % 1000);
     match (th, r) {
         (0, r) => below_1000(r, ws),
