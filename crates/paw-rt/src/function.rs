@@ -1,0 +1,635 @@
+//! Loading an interpreter, binding programs to it, and running them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use paw_format::{GenerationConfig, InterpreterId, Program, INPUT_PLACEHOLDER};
+
+use crate::error::{Error, Result};
+use crate::gguf::{self, ModelConfig};
+use crate::lora::LoraWeights;
+use crate::model::{self, KvCache, Model, Step};
+use crate::sampling::{Sampler, SplitMix64};
+use crate::tokenizer::Tokenizer;
+
+/// The window the published runtime shares between program, input and output.
+pub const DEFAULT_CONTEXT_WINDOW: usize = 2048;
+
+/// Prompt tokens are fed through the model in chunks of this many positions, which bounds the
+/// size of the attention score matrix for long prompts.
+const PREFILL_CHUNK: usize = 512;
+
+/// Options for [`Interpreter::load_with`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Tokens shared by program prefix, input and output. Capped at the model's trained context.
+    pub context_window: usize,
+    /// Human-readable interpreter name recorded in the identity (defaults to the file name).
+    pub name: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            context_window: DEFAULT_CONTEXT_WINDOW,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct InterpreterInner {
+    model: Model,
+    tokenizer: Tokenizer,
+    identity: InterpreterId,
+    window: usize,
+    path: PathBuf,
+}
+
+/// A frozen base model (GGUF) ready to run programs. Cheap to clone; `Send + Sync`.
+///
+/// ```no_run
+/// use paw_rt::{CallOptions, Interpreter};
+/// # fn run(program: &paw_format::Program) -> paw_rt::Result<()> {
+/// let interpreter = Interpreter::load("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")?;
+/// let function = interpreter.bind(program)?; // checks identity, computes the prefix cache
+/// let out = function.call("2024-01-05 ERROR disk full", &CallOptions::default())?;
+/// assert!(out.generated_tokens > 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    inner: Arc<InterpreterInner>,
+}
+
+impl Interpreter {
+    /// Loads a GGUF model with [`LoadOptions::default`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let t0 = Instant::now();
+        let (ct, mut reader) = model::open(path)?;
+        let cfg = ModelConfig::from_gguf(&ct)?;
+        let tokenizer = Tokenizer::from_gguf(&ct)?;
+        let window = opts.context_window.min(cfg.context_length).max(1);
+        let name = opts.name.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let identity = InterpreterId {
+            architecture: cfg.architecture.name().to_string(),
+            name,
+            weights_hash: gguf::weights_hash(path)?,
+            tokenizer_hash: gguf::tokenizer_hash(&ct),
+        };
+        let model = Model::load(&ct, &mut reader, cfg, window, &Device::Cpu)?;
+        tracing::info!(
+            path = %path.display(),
+            arch = %identity.architecture,
+            layers = model.cfg.n_layers,
+            window,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "interpreter loaded"
+        );
+        Ok(Self {
+            inner: Arc::new(InterpreterInner {
+                model,
+                tokenizer,
+                identity,
+                window,
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Architecture, name, weights hash and tokenizer hash of this interpreter.
+    pub fn identity(&self) -> &InterpreterId {
+        &self.inner.identity
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.tokenizer
+    }
+
+    pub fn context_window(&self) -> usize {
+        self.inner.window
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Binds a program with its adapter active. Fails if the program was compiled for another
+    /// interpreter. Computes the KV cache of the fixed prompt prefix once (adapter active).
+    pub fn bind(&self, program: &Program) -> Result<Function> {
+        self.bind_inner(program, true)
+    }
+
+    /// Binds a program but ignores its adapter (prompt only), e.g. for `--no-adapter`
+    /// comparisons. The identity check still applies.
+    pub fn bind_without_adapter(&self, program: &Program) -> Result<Function> {
+        self.bind_inner(program, false)
+    }
+
+    /// Base-model logits (no adapter) of the token after `ids`, for diagnostics and scoring.
+    pub fn next_token_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let m = &self.inner.model;
+        if ids.len() > self.inner.window {
+            return Err(Error::ContextOverflow {
+                window: self.inner.window,
+                excess: ids.len() - self.inner.window,
+                prefix_tokens: 0,
+                input_tokens: ids.len(),
+                suffix_tokens: 0,
+                max_tokens: 0,
+            });
+        }
+        let mut cache = m.new_cache(1, ids.len())?;
+        let logits = prefill_single(m, ids, 0, &mut cache, None)?;
+        Ok(logits.squeeze(0)?.to_vec1()?)
+    }
+
+    fn bind_inner(&self, program: &Program, use_adapter: bool) -> Result<Function> {
+        self.check_identity(&program.interpreter)?;
+        let inner = &self.inner;
+        let parts: Vec<&str> = program.prompt_template.split(INPUT_PLACEHOLDER).collect();
+        let [before, after] = parts[..] else {
+            return Err(Error::Placeholder {
+                placeholder: INPUT_PLACEHOLDER,
+                found: parts.len().saturating_sub(1),
+            });
+        };
+        let mut prefix_ids = Vec::new();
+        if let Some(bos) = inner.tokenizer.bos_to_prepend() {
+            prefix_ids.push(bos);
+        }
+        prefix_ids.extend(inner.tokenizer.encode_with_specials(before)?);
+        let suffix_ids = inner.tokenizer.encode_with_specials(after)?;
+        let lora = match (&program.adapter, use_adapter) {
+            (Some(a), true) => Some(LoraWeights::from_adapter(
+                a,
+                &inner.model.cfg,
+                inner.model.ffn,
+                inner.model.device(),
+            )?),
+            _ => None,
+        };
+        let t0 = Instant::now();
+        let prefix_kv = if prefix_ids.len() + suffix_ids.len() < inner.window {
+            let mut cache = inner.model.new_cache(1, prefix_ids.len())?;
+            prefill_single(&inner.model, &prefix_ids, 0, &mut cache, lora.as_ref())?;
+            cache.view()?
+        } else {
+            return Err(Error::ContextOverflow {
+                window: inner.window,
+                excess: prefix_ids.len() + suffix_ids.len() + 1 - inner.window,
+                prefix_tokens: prefix_ids.len(),
+                input_tokens: 0,
+                suffix_tokens: suffix_ids.len(),
+                max_tokens: 1,
+            });
+        };
+        tracing::debug!(
+            prefix_tokens = prefix_ids.len(),
+            suffix_tokens = suffix_ids.len(),
+            adapter = lora.is_some(),
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "program bound, prefix cache computed"
+        );
+        Ok(Function {
+            interp: Arc::clone(&self.inner),
+            inner: Arc::new(FunctionInner {
+                lora,
+                prefix_ids,
+                suffix_ids,
+                prefix_kv,
+                generation: program.generation.clone(),
+            }),
+        })
+    }
+
+    fn check_identity(&self, want: &InterpreterId) -> Result<()> {
+        let have = &self.inner.identity;
+        if want.architecture != have.architecture
+            || want.weights_hash != have.weights_hash
+            || want.tokenizer_hash != have.tokenizer_hash
+        {
+            return Err(Error::InterpreterMismatch {
+                program_name: want.name.clone(),
+                program_arch: want.architecture.clone(),
+                program_weights: want.weights_hash.clone(),
+                program_tokenizer: want.tokenizer_hash.clone(),
+                loaded_name: have.name.clone(),
+                loaded_arch: have.architecture.clone(),
+                loaded_weights: have.weights_hash.clone(),
+                loaded_tokenizer: have.tokenizer_hash.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct FunctionInner {
+    lora: Option<LoraWeights>,
+    prefix_ids: Vec<u32>,
+    suffix_ids: Vec<u32>,
+    /// Per-layer `(k, v)` of the prefix, `[1, kv_heads, prefix_len, head_dim]`.
+    prefix_kv: Vec<(Tensor, Tensor)>,
+    generation: GenerationConfig,
+}
+
+/// A program bound to an interpreter. Cheap to clone; `Send + Sync`.
+///
+/// Concurrency: `call` takes `&self` and holds no lock, so calls from several threads run in
+/// parallel, each with its own KV cache copied from the shared read-only prefix cache. They
+/// share the machine's cores through candle's CPU thread pool, so on a small machine
+/// [`Function::call_batch`] is the faster way to run many inputs.
+#[derive(Debug, Clone)]
+pub struct Function {
+    interp: Arc<InterpreterInner>,
+    inner: Arc<FunctionInner>,
+}
+
+/// Per-call settings; `None` fields fall back to the program's [`GenerationConfig`].
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    pub max_tokens: Option<u32>,
+    /// `0.0` is greedy.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling threshold, used when temperature > 0.
+    pub top_p: f32,
+    /// Seed of the sampler; every input of a batch uses the same seed, so a batch gives the
+    /// outputs of the corresponding single calls.
+    pub seed: u64,
+    /// Stop strings in addition to the program's and the model's end-of-generation tokens.
+    pub extra_stop: Vec<String>,
+    /// Reuse the program's prefix KV cache (default). `false` recomputes the whole prompt,
+    /// which only exists to verify the cache.
+    pub use_prefix_cache: bool,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: None,
+            temperature: None,
+            top_p: 1.0,
+            seed: 0,
+            extra_stop: Vec::new(),
+            use_prefix_cache: true,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model emitted one of its end-of-generation tokens.
+    EndOfGeneration,
+    /// A stop string appeared; it is not included in the text.
+    StopString,
+    /// `max_tokens` were generated.
+    MaxTokens,
+}
+
+/// Wall-clock time spent in one call (for a batch, the whole batch's time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timings {
+    /// Tokenization and the forward pass over input + suffix tokens.
+    pub prefill: Duration,
+    /// Token-by-token generation.
+    pub decode: Duration,
+}
+
+/// The result of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub text: String,
+    /// Generated token ids, including a final end-of-generation token if one was produced.
+    pub token_ids: Vec<u32>,
+    pub stop_reason: StopReason,
+    /// Tokens of the program's fixed prefix (served from cache).
+    pub prefix_tokens: usize,
+    /// Tokens of the user input.
+    pub input_tokens: usize,
+    /// Tokens of the fixed text after the input.
+    pub suffix_tokens: usize,
+    pub generated_tokens: usize,
+    pub timings: Timings,
+}
+
+impl Function {
+    /// Number of tokens in the program's cached prefix.
+    pub fn prefix_tokens(&self) -> usize {
+        self.inner.prefix_ids.len()
+    }
+
+    /// Whether the program's adapter is applied.
+    pub fn has_adapter(&self) -> bool {
+        self.inner.lora.is_some()
+    }
+
+    pub fn interpreter_identity(&self) -> &InterpreterId {
+        &self.interp.identity
+    }
+
+    /// Logits of the first output token for `input` (prompt prefix from cache, adapter active
+    /// if bound with it): what greedy decoding starts from. Used for scoring and checks.
+    pub fn next_token_logits(&self, input: &str) -> Result<Vec<f32>> {
+        let m = &self.interp.model;
+        let f = &self.inner;
+        let mut row = self.interp.tokenizer.encode_plain(input)?;
+        row.extend_from_slice(&f.suffix_ids);
+        let p = f.prefix_ids.len();
+        if p + row.len() > self.interp.window {
+            return Err(Error::ContextOverflow {
+                window: self.interp.window,
+                excess: p + row.len() - self.interp.window,
+                prefix_tokens: p,
+                input_tokens: row.len() - f.suffix_ids.len(),
+                suffix_tokens: f.suffix_ids.len(),
+                max_tokens: 0,
+            });
+        }
+        let mut cache = m.cache_from_prefix(&f.prefix_kv, p, 1, p + row.len())?;
+        let logits = prefill_single(m, &row, p, &mut cache, f.lora.as_ref())?;
+        Ok(logits.squeeze(0)?.to_vec1()?)
+    }
+
+    /// Runs the program on one input.
+    pub fn call(&self, input: &str, opts: &CallOptions) -> Result<Output> {
+        let mut outs = self.run(&[input], opts)?;
+        outs.pop()
+            .ok_or_else(|| Error::Options("no output produced".to_string()))
+    }
+
+    /// Runs the program on several inputs together (one padded, masked batch sharing the prefix
+    /// cache). Each output equals what [`Function::call`] returns for that input.
+    pub fn call_batch(&self, inputs: &[&str], opts: &CallOptions) -> Result<Vec<Output>> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(inputs, opts)
+    }
+
+    fn run(&self, inputs: &[&str], opts: &CallOptions) -> Result<Vec<Output>> {
+        let m = &self.interp.model;
+        let tok = &self.interp.tokenizer;
+        let f = &self.inner;
+        let gen = &f.generation;
+        let max_tokens = opts.max_tokens.unwrap_or(gen.max_tokens) as usize;
+        let temperature = opts.temperature.unwrap_or(gen.temperature);
+        if max_tokens == 0 {
+            return Err(Error::Options("max_tokens must be at least 1".to_string()));
+        }
+        if !(temperature >= 0.0 && temperature.is_finite()) || !(opts.top_p > 0.0 && opts.top_p <= 1.0) {
+            return Err(Error::Options(format!(
+                "temperature {temperature} must be >= 0 and top_p {} in (0, 1]",
+                opts.top_p
+            )));
+        }
+        let stops: Vec<&str> = gen
+            .stop
+            .iter()
+            .chain(&opts.extra_stop)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+
+        let t_prefill = Instant::now();
+        let p = f.prefix_ids.len();
+        let mut rows = Vec::with_capacity(inputs.len());
+        let mut input_lens = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let ids = tok.encode_plain(input)?;
+            let needed = p + ids.len() + f.suffix_ids.len() + max_tokens;
+            if needed > self.interp.window {
+                return Err(Error::ContextOverflow {
+                    window: self.interp.window,
+                    excess: needed - self.interp.window,
+                    prefix_tokens: p,
+                    input_tokens: ids.len(),
+                    suffix_tokens: f.suffix_ids.len(),
+                    max_tokens,
+                });
+            }
+            if ids.is_empty() && f.suffix_ids.is_empty() {
+                return Err(Error::Options(
+                    "empty input and nothing after the placeholder: no token to continue from"
+                        .to_string(),
+                ));
+            }
+            input_lens.push(ids.len());
+            let mut row = ids;
+            row.extend_from_slice(&f.suffix_ids);
+            rows.push(row);
+        }
+
+        let lora = f.lora.as_ref();
+        let b = rows.len();
+        let row_len: Vec<usize> = rows.iter().map(Vec::len).collect();
+        let width = row_len.iter().copied().max().unwrap_or(0);
+        let capacity = p + width + max_tokens;
+        let (mut cache, logits) = if opts.use_prefix_cache || b > 1 {
+            let mut cache = m.cache_from_prefix(&f.prefix_kv, p, b, capacity)?;
+            let logits = if b == 1 {
+                prefill_single(m, &rows[0], p, &mut cache, lora)?
+            } else {
+                prefill_padded(m, &rows, p, &mut cache, lora)?
+            };
+            (cache, logits)
+        } else {
+            let mut cache = m.new_cache(1, capacity)?;
+            let mut all = f.prefix_ids.clone();
+            all.extend_from_slice(&rows[0]);
+            let logits = prefill_single(m, &all, 0, &mut cache, lora)?;
+            (cache, logits)
+        };
+        let prefill = t_prefill.elapsed();
+
+        let t_decode = Instant::now();
+        let mut states: Vec<RowState> = (0..b)
+            .map(|_| RowState {
+                ids: Vec::new(),
+                text: String::new(),
+                done: None,
+                rng: SplitMix64::new(opts.seed),
+            })
+            .collect();
+        let sampler = Sampler {
+            temperature,
+            top_p: opts.top_p,
+        };
+        let mut logits = logits;
+        for step in 0..max_tokens {
+            let rows_logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+            for (st, lg) in states.iter_mut().zip(&rows_logits) {
+                if st.done.is_some() {
+                    continue;
+                }
+                let next = sampler.pick(lg, &mut st.rng);
+                st.ids.push(next);
+                if tok.eog_ids().contains(&next) {
+                    st.done = Some(StopReason::EndOfGeneration);
+                    st.text = tok.decode(&st.ids[..st.ids.len() - 1])?;
+                    continue;
+                }
+                st.text = tok.decode(&st.ids)?;
+                if let Some(cut) = stops.iter().filter_map(|s| st.text.find(s)).min() {
+                    st.text.truncate(cut);
+                    st.done = Some(StopReason::StopString);
+                } else if st.ids.len() >= max_tokens {
+                    st.done = Some(StopReason::MaxTokens);
+                }
+            }
+            if states.iter().all(|s| s.done.is_some()) || step + 1 == max_tokens {
+                break;
+            }
+            // Finished rows keep stepping with a dummy token; their results are ignored.
+            let next: Vec<u32> = states
+                .iter()
+                .map(|s| s.ids.last().copied().unwrap_or(0))
+                .collect();
+            logits = decode_step(m, &next, &row_len, p, width, step, &mut cache, lora)?;
+        }
+        let decode = t_decode.elapsed();
+        let timings = Timings { prefill, decode };
+        Ok(states
+            .into_iter()
+            .zip(&input_lens)
+            .map(|(st, &input_tokens)| Output {
+                generated_tokens: st.ids.len(),
+                text: st.text,
+                token_ids: st.ids,
+                stop_reason: st.done.unwrap_or(StopReason::MaxTokens),
+                prefix_tokens: p,
+                input_tokens,
+                suffix_tokens: f.suffix_ids.len(),
+                timings,
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+struct RowState {
+    ids: Vec<u32>,
+    text: String,
+    done: Option<StopReason>,
+    rng: SplitMix64,
+}
+
+/// Feeds `ids` (one row) after `start` cached positions, in chunks; returns the logits of the
+/// last token, `[1, vocab]`.
+fn prefill_single(
+    m: &Model,
+    ids: &[u32],
+    start: usize,
+    cache: &mut KvCache,
+    lora: Option<&LoraWeights>,
+) -> Result<Tensor> {
+    let dev = m.device();
+    let mut last = None;
+    for (c, chunk) in ids.chunks(PREFILL_CHUNK).enumerate() {
+        let pos0 = (start + c * PREFILL_CHUNK) as u32;
+        let n = chunk.len();
+        let step = Step {
+            ids: Tensor::new(chunk, dev)?.reshape((1, n))?,
+            positions: Tensor::arange(pos0, pos0 + n as u32, dev)?.reshape((1, n))?,
+            mask: None,
+        };
+        let h = m.forward(&step, cache, lora)?;
+        last = Some(h.i((.., n - 1, ..))?);
+    }
+    match last {
+        Some(h) => m.logits(&h),
+        // An empty prompt has no next-token distribution.
+        None => Err(Error::Options("empty prompt".to_string())),
+    }
+}
+
+/// Prefills right-padded rows in one step after a shared prefix of `p` positions; returns the
+/// logits at each row's last real token, `[batch, vocab]`.
+fn prefill_padded(
+    m: &Model,
+    rows: &[Vec<u32>],
+    p: usize,
+    cache: &mut KvCache,
+    lora: Option<&LoraWeights>,
+) -> Result<Tensor> {
+    let dev = m.device();
+    let b = rows.len();
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(b * width);
+    let mut pos = Vec::with_capacity(b * width);
+    let mut mask = Vec::with_capacity(b * width * (p + width));
+    for row in rows {
+        for i in 0..width {
+            ids.push(row.get(i).copied().unwrap_or(0));
+            pos.push((p + i) as u32);
+            for s in 0..p + width {
+                // Keys: the whole prefix, then this row's real tokens up to the query (causal).
+                let ok = s < p || (s - p <= i && s - p < row.len());
+                mask.push(if ok { 0.0 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    let step = Step {
+        ids: Tensor::from_vec(ids, (b, width), dev)?,
+        positions: Tensor::from_vec(pos, (b, width), dev)?,
+        mask: Some(Tensor::from_vec(mask, (b, 1, width, p + width), dev)?),
+    };
+    let h = m.forward(&step, cache, lora)?;
+    let last: Vec<Tensor> = rows
+        .iter()
+        .enumerate()
+        .map(|(j, r)| h.i((j, r.len() - 1, ..)))
+        .collect::<candle_core::Result<_>>()?;
+    m.logits(&Tensor::stack(&last, 0)?)
+}
+
+/// One decoding step for every row: the `step`-th generated token of row `j` sits at cache slot
+/// `p + width + step` but at rotary position `p + row_len[j] + step`; the padding slots between
+/// are masked out.
+#[allow(clippy::too_many_arguments)]
+fn decode_step(
+    m: &Model,
+    next: &[u32],
+    row_len: &[usize],
+    p: usize,
+    width: usize,
+    step: usize,
+    cache: &mut KvCache,
+    lora: Option<&LoraWeights>,
+) -> Result<Tensor> {
+    let dev = m.device();
+    let b = next.len();
+    let total = cache.len() + 1;
+    let positions: Vec<u32> = row_len.iter().map(|&l| (p + l + step) as u32).collect();
+    let mask = if row_len.iter().all(|&l| l == width) {
+        None
+    } else {
+        let mut mask = Vec::with_capacity(b * total);
+        for &l in row_len {
+            for s in 0..total {
+                let ok = s < p + l || s >= p + width;
+                mask.push(if ok { 0.0 } else { f32::NEG_INFINITY });
+            }
+        }
+        Some(Tensor::from_vec(mask, (b, 1, 1, total), dev)?)
+    };
+    let st = Step {
+        ids: Tensor::new(next, dev)?.reshape((b, 1))?,
+        positions: Tensor::from_vec(positions, (b, 1), dev)?,
+        mask,
+    };
+    let h = m.forward(&st, cache, lora)?;
+    m.logits(&h.squeeze(1)?)
+}

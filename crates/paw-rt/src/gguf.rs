@@ -1,0 +1,271 @@
+//! GGUF reading: metadata helpers, the architecture description, and the interpreter identity
+//! (weights hash and canonical tokenizer hash, specified in `spec/interpreter-identity.md`).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+
+use crate::error::{Error, Result};
+
+/// Which transformer variant the weights implement; the forward pass is shared and these
+/// flags select the differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+impl Architecture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// Hyperparameters of a decoder-only model, read from `{arch}.*` GGUF keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f32,
+    pub rms_eps: f64,
+    pub context_length: usize,
+    /// llama.cpp stores llama q/k weights permuted for interleaved-pair rotation; Qwen uses
+    /// the NeoX half-split rotation.
+    pub rope_interleaved: bool,
+    /// Qwen2 has biases on q, k and v.
+    pub qkv_bias: bool,
+    /// Qwen3 applies an RMSNorm per head to q and k before rotation.
+    pub qk_norm: bool,
+}
+
+impl ModelConfig {
+    pub fn from_gguf(ct: &Content) -> Result<Self> {
+        let arch_name = md_str(ct, "general.architecture")?;
+        let architecture = match arch_name {
+            "llama" => Architecture::Llama,
+            "qwen2" => Architecture::Qwen2,
+            "qwen3" => Architecture::Qwen3,
+            other => return Err(Error::UnsupportedArchitecture(other.to_string())),
+        };
+        let a = arch_name;
+        let hidden = md_usize(ct, &format!("{a}.embedding_length"))?;
+        let n_heads = md_usize(ct, &format!("{a}.attention.head_count"))?;
+        let n_kv_heads = md_u32_opt(ct, &format!("{a}.attention.head_count_kv"))?
+            .map_or(n_heads, |v| v as usize);
+        let head_dim = match md_u32_opt(ct, &format!("{a}.attention.key_length"))? {
+            Some(v) => v as usize,
+            None => hidden / n_heads.max(1),
+        };
+        let rope_theta = match ct.metadata.get(&format!("{a}.rope.freq_base")) {
+            Some(v) => v.to_f32().map_err(|_| Error::BadMetadata {
+                key: format!("{a}.rope.freq_base"),
+                expected: "f32",
+            })?,
+            None => 10_000.0,
+        };
+        let eps_key = format!("{a}.attention.layer_norm_rms_epsilon");
+        let rms_eps = md(ct, &eps_key)?.to_f32().map_err(|_| Error::BadMetadata {
+            key: eps_key.clone(),
+            expected: "f32",
+        })? as f64;
+        Ok(Self {
+            architecture,
+            n_layers: md_usize(ct, &format!("{a}.block_count"))?,
+            hidden,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            rope_theta,
+            rms_eps,
+            context_length: md_usize(ct, &format!("{a}.context_length"))?,
+            rope_interleaved: architecture == Architecture::Llama,
+            qkv_bias: architecture == Architecture::Qwen2,
+            qk_norm: architecture == Architecture::Qwen3,
+        })
+    }
+}
+
+pub(crate) fn md<'a>(ct: &'a Content, key: &str) -> Result<&'a Value> {
+    ct.metadata.get(key).ok_or_else(|| Error::MissingMetadata {
+        key: key.to_string(),
+    })
+}
+
+pub(crate) fn md_str<'a>(ct: &'a Content, key: &str) -> Result<&'a str> {
+    md(ct, key)?
+        .to_string()
+        .map(String::as_str)
+        .map_err(|_| Error::BadMetadata {
+            key: key.to_string(),
+            expected: "string",
+        })
+}
+
+pub(crate) fn md_str_array(ct: &Content, key: &str) -> Result<Vec<String>> {
+    let bad = || Error::BadMetadata {
+        key: key.to_string(),
+        expected: "array of strings",
+    };
+    md(ct, key)?
+        .to_vec()
+        .map_err(|_| bad())?
+        .iter()
+        .map(|v| v.to_string().cloned().map_err(|_| bad()))
+        .collect()
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::U8(x) => Some(u64::from(*x)),
+        Value::U16(x) => Some(u64::from(*x)),
+        Value::U32(x) => Some(u64::from(*x)),
+        Value::U64(x) => Some(*x),
+        Value::I8(x) => u64::try_from(*x).ok(),
+        Value::I16(x) => u64::try_from(*x).ok(),
+        Value::I32(x) => u64::try_from(*x).ok(),
+        Value::I64(x) => u64::try_from(*x).ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn md_u32_opt(ct: &Content, key: &str) -> Result<Option<u32>> {
+    match ct.metadata.get(key) {
+        None => Ok(None),
+        Some(v) => as_u64(v)
+            .and_then(|x| u32::try_from(x).ok())
+            .map(Some)
+            .ok_or_else(|| Error::BadMetadata {
+                key: key.to_string(),
+                expected: "non-negative integer",
+            }),
+    }
+}
+
+fn md_usize(ct: &Content, key: &str) -> Result<usize> {
+    md_u32_opt(ct, key)?
+        .map(|v| v as usize)
+        .ok_or_else(|| Error::MissingMetadata {
+            key: key.to_string(),
+        })
+}
+
+/// The identity of the GGUF model at `path` without loading its weights: architecture, `name`
+/// (the file name when `None`), weights hash and tokenizer hash.
+pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ct = Content::read(&mut BufReader::new(file))?;
+    Ok(paw_format::InterpreterId {
+        architecture: md_str(&ct, "general.architecture")?.to_string(),
+        name: name.map(str::to_string).unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        weights_hash: weights_hash(path)?,
+        tokenizer_hash: tokenizer_hash(&ct),
+    })
+}
+
+/// `b3:<hex>` BLAKE3 of a file's bytes.
+pub fn weights_hash(path: &Path) -> Result<String> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("b3:{}", hasher.finalize().to_hex()))
+}
+
+/// Domain separator that starts the canonical tokenizer encoding.
+const TOKENIZER_HASH_DOMAIN: &[u8] = b"paw-tokenizer-v1\0";
+
+/// `b3:<hex>` BLAKE3 of the canonical encoding of every `tokenizer.*` metadata key except
+/// `tokenizer.chat_template*` (see `spec/interpreter-identity.md`).
+pub fn tokenizer_hash(ct: &Content) -> String {
+    let mut keys: Vec<&String> = ct
+        .metadata
+        .keys()
+        .filter(|k| k.starts_with("tokenizer.") && !k.starts_with("tokenizer.chat_template"))
+        .collect();
+    keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut h = blake3::Hasher::new();
+    h.update(TOKENIZER_HASH_DOMAIN);
+    h.update(&(keys.len() as u64).to_le_bytes());
+    for key in keys {
+        put_bytes(&mut h, key.as_bytes());
+        if let Some(v) = ct.metadata.get(key) {
+            put_value(&mut h, v);
+        }
+    }
+    format!("b3:{}", h.finalize().to_hex())
+}
+
+fn put_bytes(h: &mut blake3::Hasher, b: &[u8]) {
+    h.update(&(b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+// Integers are widened to i128 so that a converter's choice of u32 vs i32 does not change
+// the identity; floats are hashed as f64 bits.
+fn put_value(h: &mut blake3::Hasher, v: &Value) {
+    match v {
+        Value::Bool(b) => {
+            h.update(&[b'b', u8::from(*b)]);
+        }
+        Value::F32(x) => {
+            h.update(b"f");
+            h.update(&f64::from(*x).to_bits().to_le_bytes());
+        }
+        Value::F64(x) => {
+            h.update(b"f");
+            h.update(&x.to_bits().to_le_bytes());
+        }
+        Value::String(s) => {
+            h.update(b"s");
+            put_bytes(h, s.as_bytes());
+        }
+        Value::Array(items) => {
+            h.update(b"a");
+            h.update(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(h, item);
+            }
+        }
+        Value::U8(x) => put_int(h, (*x).into()),
+        Value::I8(x) => put_int(h, (*x).into()),
+        Value::U16(x) => put_int(h, (*x).into()),
+        Value::I16(x) => put_int(h, (*x).into()),
+        Value::U32(x) => put_int(h, (*x).into()),
+        Value::I32(x) => put_int(h, (*x).into()),
+        Value::U64(x) => put_int(h, (*x).into()),
+        Value::I64(x) => put_int(h, (*x).into()),
+    }
+}
+
+fn put_int(h: &mut blake3::Hasher, x: i128) {
+    h.update(b"i");
+    h.update(&x.to_le_bytes());
+}

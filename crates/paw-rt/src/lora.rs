@@ -1,0 +1,172 @@
+//! LoRA adapters applied unmerged on top of the quantized base: `y = W·x + s·B·(A·x)` with
+//! `s = alpha / rank`. F32/F16 factors run as dense f32 matmuls; Q8_0/Q4_0 factors stay in ggml
+//! block form and run through candle's quantized matmul.
+
+use std::borrow::Cow;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{Device, Module, Tensor};
+use paw_format::{Adapter, TargetModule, TensorData, TensorDtype};
+
+use crate::error::{Error, Result};
+use crate::gguf::ModelConfig;
+
+/// Number of projection kinds a pair can target (q, k, v, o, gate, up, down).
+pub(crate) const N_MODULES: usize = 7;
+
+pub(crate) fn module_index(m: TargetModule) -> usize {
+    match m {
+        TargetModule::Q => 0,
+        TargetModule::K => 1,
+        TargetModule::V => 2,
+        TargetModule::O => 3,
+        TargetModule::Gate => 4,
+        TargetModule::Up => 5,
+        TargetModule::Down => 6,
+    }
+}
+
+fn module_name(m: TargetModule) -> &'static str {
+    match m {
+        TargetModule::Q => "q",
+        TargetModule::K => "k",
+        TargetModule::V => "v",
+        TargetModule::O => "o",
+        TargetModule::Gate => "gate",
+        TargetModule::Up => "up",
+        TargetModule::Down => "down",
+    }
+}
+
+/// `[in_features, out_features]` of a projection of the base model.
+pub(crate) fn projection_dims(cfg: &ModelConfig, ffn: usize, m: TargetModule) -> [usize; 2] {
+    let q = cfg.n_heads * cfg.head_dim;
+    let kv = cfg.n_kv_heads * cfg.head_dim;
+    match m {
+        TargetModule::Q => [cfg.hidden, q],
+        TargetModule::K | TargetModule::V => [cfg.hidden, kv],
+        TargetModule::O => [q, cfg.hidden],
+        TargetModule::Gate | TargetModule::Up => [cfg.hidden, ffn],
+        TargetModule::Down => [ffn, cfg.hidden],
+    }
+}
+
+/// One low-rank update: `scale · B · (A · x)`.
+#[derive(Debug, Clone)]
+pub(crate) struct LoraLinear {
+    a: QMatMul,
+    b: QMatMul,
+    scale: f64,
+}
+
+impl LoraLinear {
+    /// `x` is `[.., in]`; returns `scale · (x · Aᵀ) · Bᵀ`, `[.., out]`.
+    pub(crate) fn delta(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.a.forward(x)?;
+        Ok((self.b.forward(&h)? * self.scale)?)
+    }
+}
+
+/// All LoRA updates of one adapter, indexed `[layer][module]`.
+#[derive(Debug, Clone)]
+pub(crate) struct LoraWeights {
+    pub(crate) layers: Vec<[Option<LoraLinear>; N_MODULES]>,
+}
+
+impl LoraWeights {
+    pub(crate) fn from_adapter(
+        adapter: &Adapter,
+        cfg: &ModelConfig,
+        ffn: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if adapter.rank == 0 || !adapter.alpha.is_finite() {
+            return Err(Error::LoraHyper {
+                rank: adapter.rank,
+                alpha: adapter.alpha,
+            });
+        }
+        let rank = adapter.rank as u64;
+        let scale = f64::from(adapter.alpha) / rank as f64;
+        let mut layers: Vec<[Option<LoraLinear>; N_MODULES]> =
+            (0..cfg.n_layers).map(|_| Default::default()).collect();
+        for pair in &adapter.pairs {
+            let slot = layers
+                .get_mut(pair.layer as usize)
+                .ok_or(Error::LoraLayer {
+                    layer: pair.layer,
+                    n_layers: cfg.n_layers,
+                })?;
+            let [fan_in, fan_out] = projection_dims(cfg, ffn, pair.module);
+            let name = module_name(pair.module);
+            let a = load_factor(&pair.a, [rank, fan_in as u64], pair.layer, name, device)?;
+            let b = load_factor(&pair.b, [fan_out as u64, rank], pair.layer, name, device)?;
+            slot[module_index(pair.module)] = Some(LoraLinear { a, b, scale });
+        }
+        Ok(Self { layers })
+    }
+}
+
+fn load_factor(
+    t: &TensorData,
+    expected: [u64; 2],
+    layer: u32,
+    module: &'static str,
+    device: &Device,
+) -> Result<QMatMul> {
+    if t.shape != expected {
+        return Err(Error::LoraShape {
+            layer,
+            module,
+            got: t.shape,
+            expected,
+        });
+    }
+    let [rows, cols] = [expected[0] as usize, expected[1] as usize];
+    let n = rows * cols;
+    let (ggml, expected_bytes) = match t.dtype {
+        TensorDtype::F32 => (GgmlDType::F32, n * 4),
+        TensorDtype::F16 => (GgmlDType::F16, n * 2),
+        TensorDtype::Q8_0 => (GgmlDType::Q8_0, n / 32 * GgmlDType::Q8_0.type_size()),
+        TensorDtype::Q4_0 => (GgmlDType::Q4_0, n / 32 * GgmlDType::Q4_0.type_size()),
+    };
+    let blocked = matches!(t.dtype, TensorDtype::Q8_0 | TensorDtype::Q4_0);
+    if t.bytes.len() != expected_bytes || (blocked && cols % 32 != 0) {
+        return Err(Error::LoraBytes {
+            layer,
+            module,
+            got: t.bytes.len(),
+            expected: expected_bytes,
+        });
+    }
+    match t.dtype {
+        TensorDtype::F32 => {
+            let v: Vec<f32> = t
+                .bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Ok(QMatMul::Tensor(Tensor::from_vec(v, (rows, cols), device)?))
+        }
+        TensorDtype::F16 => {
+            let v: Vec<f32> = t
+                .bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect();
+            Ok(QMatMul::Tensor(Tensor::from_vec(v, (rows, cols), device)?))
+        }
+        TensorDtype::Q8_0 | TensorDtype::Q4_0 => {
+            // candle reinterprets the bytes as blocks holding an f16 and asserts 2-byte
+            // alignment; a fresh allocation guarantees it whatever the source buffer was.
+            let bytes: Cow<'_, [u8]> = if (t.bytes.as_ptr() as usize) % 2 == 0 {
+                Cow::Borrowed(&t.bytes)
+            } else {
+                Cow::Owned(t.bytes.to_vec())
+            };
+            let storage = QStorage::from_data(bytes, device, ggml)?;
+            let q = QTensor::new(storage, (rows, cols))?;
+            Ok(QMatMul::from_qtensor(q)?)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Byte-level BPE tokenizer rebuilt from a GGUF file's `tokenizer.ggml.*` metadata.
+//!
+//! candle-core ships a GGUF tokenizer builder, but it marks UNUSED padding tokens as special,
+//! defaults unknown pre-tokenizers (e.g. SmolLM2's `smollm`) to a prefix-space GPT-2 pipeline
+//! and wires BOS into a post-processor; none of that matches the reference tokenizers, so the
+//! pipeline is assembled here from `tokenizers` parts.
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+use crate::error::{Error, Result};
+use crate::gguf::{md_str, md_str_array, md_u32_opt};
+
+/// Qwen2 pre-tokenizer regex (as in Qwen's tokenizer.json): single digits.
+const REGEX_QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Llama-3 pre-tokenizer regex: digits in groups of up to three.
+const REGEX_LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// ggml `llama_token_type` values that mark a token matched verbatim in text.
+const TOKEN_TYPE_CONTROL: u32 = 3;
+const TOKEN_TYPE_USER_DEFINED: u32 = 4;
+
+/// Texts llama.cpp also treats as end-of-generation when they are control tokens.
+const EOG_TEXTS: &[&str] = &[
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|eom_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "</s>",
+];
+
+/// The interpreter's tokenizer, with two encoders: one that recognises control tokens (for the
+/// program's fixed prompt parts) and one that never does (for user input).
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    with_specials: tokenizers::Tokenizer,
+    plain: tokenizers::Tokenizer,
+    eog: Vec<u32>,
+    bos: Option<u32>,
+    add_bos: bool,
+    vocab_size: usize,
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer from GGUF metadata.
+    pub fn from_gguf(ct: &Content) -> Result<Self> {
+        let model = md_str(ct, "tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(Error::UnsupportedTokenizer(format!(
+                "tokenizer.ggml.model `{model}` (only byte-level BPE `gpt2` is supported)"
+            )));
+        }
+        let tokens = md_str_array(ct, "tokenizer.ggml.tokens")?;
+        let merges = md_str_array(ct, "tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| Error::Tokenizer(format!("malformed merge `{m}`")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let token_types = token_types(ct, tokens.len())?;
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(Error::tokenizer)?;
+        let mut tok = tokenizers::Tokenizer::new(bpe);
+
+        let pre = ct
+            .metadata
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .map(String::as_str)
+            .unwrap_or("gpt2");
+        match pre {
+            "qwen2" => {
+                tok.with_normalizer(Some(NFC)).map_err(Error::tokenizer)?;
+                tok.with_pre_tokenizer(Some(split_then_bytes(REGEX_QWEN2)?));
+            }
+            "llama3" | "llama-bpe" | "smaug-bpe" => {
+                tok.with_pre_tokenizer(Some(split_then_bytes(REGEX_LLAMA3)?));
+            }
+            // SmolLM2: every digit alone, then GPT-2 byte-level splitting without prefix space.
+            "smollm" => {
+                let seq = Sequence::new(vec![
+                    Digits::new(true).into(),
+                    ByteLevel::new(false, true, true).into(),
+                ]);
+                tok.with_pre_tokenizer(Some(PreTokenizerWrapper::from(seq)));
+            }
+            "gpt2" | "default" => {
+                tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            }
+            other => {
+                return Err(Error::UnsupportedTokenizer(format!(
+                    "pre-tokenizer `{other}` (supported: qwen2, llama3, llama-bpe, smaug-bpe, \
+                     smollm, gpt2)"
+                )))
+            }
+        }
+        tok.with_decoder(Some(ByteLevelDecoder::new(false, false, false)));
+
+        // Control and user-defined tokens are matched verbatim in the program's fixed text.
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&token_types)
+            .filter(|(_, ty)| matches!(**ty, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))
+            .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
+            .collect();
+        tok.add_special_tokens(specials).map_err(Error::tokenizer)?;
+
+        let mut plain = tok.clone();
+        plain.set_encode_special_tokens(true);
+
+        let mut eog = Vec::new();
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
+            if let Some(id) = md_u32_opt(ct, key)? {
+                eog.push(id);
+            }
+        }
+        for (id, (t, ty)) in tokens.iter().zip(&token_types).enumerate() {
+            if *ty == TOKEN_TYPE_CONTROL && EOG_TEXTS.contains(&t.as_str()) {
+                eog.push(id as u32);
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
+
+        let bos = md_u32_opt(ct, "tokenizer.ggml.bos_token_id")?;
+        let add_bos = matches!(
+            ct.metadata.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
+        Ok(Self {
+            with_specials: tok,
+            plain,
+            eog,
+            bos,
+            add_bos,
+            vocab_size: tokens.len(),
+        })
+    }
+
+    /// Reads only the metadata of a GGUF file and builds its tokenizer.
+    pub fn from_gguf_file(path: &std::path::Path) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ct = Content::read(&mut std::io::BufReader::new(f))?;
+        Self::from_gguf(&ct)
+    }
+
+    /// Encodes program text: control tokens such as `<|im_start|>` become their ids.
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .with_specials
+            .encode_fast(text, false)
+            .map_err(Error::tokenizer)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes untrusted text: control-token strings are tokenized as ordinary characters.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .plain
+            .encode_fast(text, false)
+            .map_err(Error::tokenizer)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Decodes generated ids to text, dropping control tokens.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.with_specials
+            .decode(ids, true)
+            .map_err(Error::tokenizer)
+    }
+
+    /// Every token id that ends generation (eos, eot, eom and known end-of-turn control tokens).
+    pub fn eog_ids(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// The BOS id to prepend to a prompt, when the model asks for one.
+    pub fn bos_to_prepend(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The underlying `tokenizers` tokenizer that recognises control tokens.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.with_specials
+    }
+}
+
+fn split_then_bytes(regex: &str) -> Result<PreTokenizerWrapper> {
+    let split = Split::new(
+        SplitPattern::Regex(regex.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(Error::tokenizer)?;
+    Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, false, false).into()]).into())
+}
+
+fn token_types(ct: &Content, n: usize) -> Result<Vec<u32>> {
+    let key = "tokenizer.ggml.token_type";
+    let Some(v) = ct.metadata.get(key) else {
+        return Ok(vec![1; n]);
+    };
+    let bad = || Error::BadMetadata {
+        key: key.to_string(),
+        expected: "array of integers, one per token",
+    };
+    let arr = v.to_vec().map_err(|_| bad())?;
+    if arr.len() != n {
+        return Err(bad());
+    }
+    arr.iter()
+        .map(|v| match v {
+            Value::I32(x) => u32::try_from(*x).map_err(|_| bad()),
+            Value::U32(x) => Ok(*x),
+            _ => Err(bad()),
+        })
+        .collect()
+}
