@@ -1,0 +1,67 @@
+//! `paw`: compile, inspect, verify and run fuzzy functions. A thin layer over the paw libraries:
+//! argument parsing, output formatting (human and `--json`), progress bars and error context.
+
+// The binary's job is to print.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod models;
+mod output;
+mod programs;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "paw", version, about = "Compile and run fuzzy functions on a small local model")]
+struct Cli {
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a program's content id and every field.
+    Inspect(programs::InspectArgs),
+    /// Recompute every hash of a program; optionally check it against an interpreter.
+    Verify(programs::VerifyArgs),
+    /// Import a program file into the local store.
+    Add(programs::AddArgs),
+    /// List the programs in the local store.
+    List(programs::ListArgs),
+    /// List known and installed base models.
+    Models(models::ModelsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Inspect(args) => programs::inspect(args),
+        Command::Verify(args) => programs::verify(args),
+        Command::Add(args) => programs::add(args),
+        Command::List(args) => programs::list(args),
+        Command::Models(args) => models::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,paw=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

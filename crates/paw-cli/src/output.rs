@@ -1,0 +1,61 @@
+//! Shared output helpers: `--json` printing and the store handle every command opens.
+
+use anyhow::{Context, Result};
+use paw_format::store::Store;
+use serde::Serialize;
+
+/// Prints `value` as one pretty JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value).context("encoding JSON output")?);
+    Ok(())
+}
+
+/// The local store (`$PAW_HOME`, default `~/.cache/paw`).
+pub fn open_store() -> Result<Store> {
+    Store::open_default().context("opening the local paw store (set PAW_HOME to choose another place)")
+}
+
+/// First line of `text`, cut to `max` characters with an ellipsis.
+pub fn summary_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= max {
+        line.to_owned()
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Bytes in human units (KiB, MiB, GiB).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_cuts_long_first_lines_on_char_boundaries() {
+        assert_eq!(summary_line("short\nsecond", 10), "short");
+        assert_eq!(summary_line("ééééééé", 4), "ééé…");
+    }
+
+    #[test]
+    fn human_bytes_picks_the_largest_fitting_unit() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(491_400_064), "468.6 MiB");
+    }
+}

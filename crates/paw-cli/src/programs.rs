@@ -1,0 +1,180 @@
+//! Commands on program files and the store: inspect, verify, add, list.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use paw_format::{inspect as inspect_bytes, reader::ProgramView, store::Store};
+use serde::Serialize;
+
+use crate::output::{human_bytes, open_store, print_json, summary_line};
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Program: a path, a full id `b3:<hex>`, or a unique id prefix from the store.
+    program: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Program: a path, a full id or a unique id prefix.
+    program: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// `.paw` files to import.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A program reference resolved to its file and bytes.
+pub struct LoadedProgram {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// Resolves a path, full id or unique id prefix, and reads the file.
+pub fn load_program(store: &Store, reference: &str) -> Result<LoadedProgram> {
+    let path = store.resolve_program(reference)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(LoadedProgram { path, bytes })
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let store = open_store()?;
+    let program = load_program(&store, &args.program)?;
+    let inspection =
+        inspect_bytes(&program.bytes).with_context(|| format!("reading {}", program.path.display()))?;
+    if args.json {
+        print_json(&inspection)
+    } else {
+        print!("{inspection}");
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyReport {
+    id: String,
+    path: PathBuf,
+    sections: usize,
+    tensors: usize,
+}
+
+pub fn verify(args: VerifyArgs) -> Result<()> {
+    let store = open_store()?;
+    let program = load_program(&store, &args.program)?;
+    let view = ProgramView::parse(&program.bytes)
+        .with_context(|| format!("verifying {}", program.path.display()))?;
+    let report = VerifyReport {
+        id: view.id.to_string(),
+        path: program.path,
+        sections: view.sections.len(),
+        tensors: view.adapter.as_ref().map_or(0, |a| a.tensors.len()),
+    };
+    if args.json {
+        print_json(&report)
+    } else {
+        println!(
+            "ok {}: {} sections and {} tensors hash correctly",
+            report.id, report.sections, report.tensors
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AddedProgram {
+    id: String,
+    source: PathBuf,
+    stored_at: PathBuf,
+    size: u64,
+}
+
+pub fn add(args: AddArgs) -> Result<()> {
+    let store = open_store()?;
+    let mut added = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let stored =
+            store.add_program_file(file).with_context(|| format!("adding {}", file.display()))?;
+        added.push(AddedProgram {
+            id: stored.id.to_string(),
+            source: file.clone(),
+            stored_at: stored.path,
+            size: stored.size,
+        });
+    }
+    if args.json {
+        return print_json(&added);
+    }
+    for a in &added {
+        println!("added {} ({}) from {}", a.id, human_bytes(a.size), a.source.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct ListedProgram {
+    id: String,
+    spec: String,
+    interpreter: String,
+    adapter: Option<String>,
+    size: u64,
+    path: PathBuf,
+}
+
+pub fn list(args: ListArgs) -> Result<()> {
+    let store = open_store()?;
+    let mut rows = Vec::new();
+    for stored in store.list_programs()? {
+        let bytes = std::fs::read(&stored.path)
+            .with_context(|| format!("reading {}", stored.path.display()))?;
+        // A damaged file in the store is reported, not skipped, so nobody ships it unknowingly.
+        let view = ProgramView::parse(&bytes)
+            .with_context(|| format!("store entry {} is damaged", stored.path.display()))?;
+        rows.push(ListedProgram {
+            id: stored.id.to_string(),
+            spec: view.spec.clone(),
+            interpreter: view.interpreter.name.clone(),
+            adapter: view.adapter.as_ref().map(|a| format!("rank {} x {} tensors", a.rank, a.tensors.len())),
+            size: stored.size,
+            path: stored.path,
+        });
+    }
+    if args.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no programs in {} (add one with `paw add FILE`)", store.root().display());
+        return Ok(());
+    }
+    println!("{:<14} {:>10}  {:<36} {}", "ID", "SIZE", "INTERPRETER", "SPEC");
+    for r in &rows {
+        let short = r.id.get(..14).unwrap_or(&r.id);
+        println!(
+            "{:<14} {:>10}  {:<36} {}",
+            short,
+            human_bytes(r.size),
+            summary_line(&r.interpreter, 36),
+            summary_line(&r.spec, 60)
+        );
+    }
+    Ok(())
+}
