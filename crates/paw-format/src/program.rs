@@ -37,7 +37,7 @@ pub struct InterpreterId {
     /// `b3:<hex>` BLAKE3 of the weights file bytes (GGUF file, or safetensors files concatenated
     /// in sorted file-name order).
     pub weights_hash: String,
-    /// `b3:<hex>` BLAKE3 of the canonical tokenizer description (see spec/paw-format.md).
+    /// `b3:<hex>` BLAKE3 of the canonical tokenizer description (see spec/interpreter-identity.md).
     pub tokenizer_hash: String,
 }
 

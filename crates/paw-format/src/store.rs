@@ -291,7 +291,7 @@ impl Store {
             let size = entry.metadata().map_err(io_err("inspecting", &path))?.len();
             programs.push(StoredProgram { id, path, size });
         }
-        programs.sort_by(|a, b| a.id.cmp(&b.id));
+        programs.sort_by_key(|p| p.id);
         Ok(programs)
     }
 
@@ -401,7 +401,7 @@ impl Store {
     pub fn model_writer(&self, expected: ExpectedModel) -> Result<ModelWriter> {
         check_sha256(&expected.sha256)?;
         let tmp_dir = self.tmp_dir();
-        let file = NamedTempFile::with_prefix_in("model-", &tmp_dir)
+        let file = temp_file_in(&tmp_dir, "model-")
             .map_err(io_err("creating a temporary file in", &tmp_dir))?;
         Ok(ModelWriter {
             store: self.clone(),
@@ -434,7 +434,7 @@ impl Store {
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
     fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let tmp_dir = self.tmp_dir();
-        let mut tmp = NamedTempFile::new_in(&tmp_dir)
+        let mut tmp = temp_file_in(&tmp_dir, "write-")
             .map_err(io_err("creating a temporary file in", &tmp_dir))?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
@@ -560,6 +560,19 @@ fn meta_json(meta: &ModelMeta, path: &Path) -> Result<Vec<u8>> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A temporary file that becomes a store entry: readable by all (minus the umask), unlike
+/// `tempfile`'s default 0600, so that a store shared between users or CI stays usable.
+fn temp_file_in(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
 }
 
 /// Renames a finished temporary file into place and makes the rename durable.
@@ -801,7 +814,7 @@ mod tests {
         fs::write(store.programs_dir().join("notes.txt"), b"x").unwrap();
         fs::write(store.programs_dir().join("abc.paw"), b"x").unwrap();
         let mut want = vec![p1, p2];
-        want.sort_by(|a, b| a.id.cmp(&b.id));
+        want.sort_by_key(|p| p.id);
         assert_eq!(store.list_programs().unwrap(), want);
     }
 

@@ -61,7 +61,16 @@ impl Program {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("create a temporary file next to", e))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".paw-write-");
+        // Temporary files default to 0600; a program file should be readable like any other
+        // file the user creates (0666 minus the umask).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let mut tmp = builder.tempfile_in(dir).map_err(|e| io("create a temporary file next to", e))?;
         tmp.write_all(&bytes).map_err(|e| io("write", e))?;
         tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
         tmp.persist(path).map_err(|e| io("rename a temporary file onto", e.error))?;
