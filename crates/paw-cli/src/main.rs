@@ -4,9 +4,11 @@
 // The binary's job is to print.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod interpreter;
 mod models;
 mod output;
 mod programs;
+mod run;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,8 @@ enum Command {
     List(programs::ListArgs),
     /// List known and installed base models.
     Models(models::ModelsArgs),
+    /// Run a program on one input, stdin, or a file of inputs.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Add(args) => programs::add(args),
         Command::List(args) => programs::list(args),
         Command::Models(args) => models::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,192 @@
+//! `paw run`: run a program on one input, stdin, or a file of inputs.
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use paw_format::{store::Store, Program};
+use paw_rt::{CallOptions, Function, Output};
+use serde::Serialize;
+
+use crate::interpreter::load_interpreter_for;
+use crate::output::open_store;
+use crate::programs::load_program;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Program: a path, a full id `b3:<hex>`, or a unique id prefix from the store.
+    program: String,
+    /// The input. Without it (and without --inputs), the whole of stdin is one input.
+    input: Option<String>,
+    /// Run every input in FILE: one per line, or one JSON value per line with --jsonl
+    /// (a string, or an object with an "input" field).
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    inputs: Option<PathBuf>,
+    /// Read --inputs as JSON lines.
+    #[arg(long, requires = "inputs")]
+    jsonl: bool,
+    /// Stop after this many generated tokens (default: the program's setting).
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Interpreter model: a manifest id or a GGUF path (default: the one the program was
+    /// compiled for, found in the store by its hash).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Run the same prompt without the LoRA adapter, for comparisons.
+    #[arg(long)]
+    no_adapter: bool,
+    /// Inputs run together per batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    batch_size: u32,
+    /// Print one JSON object per input (input, output, tokens, timings).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct RunRecord<'a> {
+    input: &'a str,
+    output: &'a str,
+    stop_reason: String,
+    prompt_tokens: usize,
+    input_tokens: usize,
+    generated_tokens: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+impl<'a> RunRecord<'a> {
+    fn new(input: &'a str, out: &'a Output) -> Self {
+        Self {
+            input,
+            output: &out.text,
+            stop_reason: format!("{:?}", out.stop_reason),
+            prompt_tokens: out.prefix_tokens + out.input_tokens + out.suffix_tokens,
+            input_tokens: out.input_tokens,
+            generated_tokens: out.generated_tokens,
+            prefill_ms: out.timings.prefill.as_secs_f64() * 1e3,
+            decode_ms: out.timings.decode.as_secs_f64() * 1e3,
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let store = open_store()?;
+    let inputs = collect_inputs(&args)?;
+    let (program, _id) = read_program(&store, &args.program)?;
+    let interpreter = load_interpreter_for(&store, &program, args.model.as_deref())?;
+    let function = if args.no_adapter {
+        interpreter.bind_without_adapter(&program)
+    } else {
+        interpreter.bind(&program)
+    }
+    .context("binding the program to the interpreter")?;
+    let options = CallOptions {
+        max_tokens: args.max_tokens,
+        ..CallOptions::default()
+    };
+    run_inputs(&function, &inputs, &options, args.batch_size as usize, args.json)
+}
+
+/// Reads and fully verifies a program by reference.
+pub fn read_program(store: &Store, reference: &str) -> Result<(Program, paw_format::ProgramId)> {
+    let loaded = load_program(store, reference)?;
+    Program::from_bytes(&loaded.bytes).with_context(|| format!("reading {}", loaded.path.display()))
+}
+
+fn collect_inputs(args: &RunArgs) -> Result<Vec<String>> {
+    if let Some(input) = &args.input {
+        return Ok(vec![input.clone()]);
+    }
+    if let Some(path) = &args.inputs {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut inputs = Vec::new();
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            inputs.push(if args.jsonl {
+                jsonl_input(&line).with_context(|| format!("{} line {}", path.display(), n + 1))?
+            } else {
+                line
+            });
+        }
+        if inputs.is_empty() {
+            bail!("{} holds no inputs", path.display());
+        }
+        return Ok(inputs);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("no input: pass it as an argument, pipe it on stdin, or use --inputs FILE");
+    }
+    let mut text = String::new();
+    stdin.lock().read_to_string(&mut text).context("reading stdin")?;
+    // A trailing newline from `echo` is not part of the input.
+    Ok(vec![text.strip_suffix('\n').unwrap_or(&text).to_owned()])
+}
+
+/// One JSONL line: a JSON string, or an object with a string "input" field.
+fn jsonl_input(line: &str) -> Result<String> {
+    match serde_json::from_str::<serde_json::Value>(line).context("not valid JSON")? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Object(map) => match map.get("input") {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            _ => bail!("expected an object with a string \"input\" field"),
+        },
+        _ => bail!("expected a JSON string or an object with an \"input\" field"),
+    }
+}
+
+fn run_inputs(
+    function: &Function,
+    inputs: &[String],
+    options: &CallOptions,
+    batch_size: usize,
+    json: bool,
+) -> Result<()> {
+    let bar = if inputs.len() > 1 {
+        let bar = ProgressBar::new(inputs.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} inputs {per_sec} eta {eta}")
+                .context("progress bar template")?
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    for chunk in inputs.chunks(batch_size) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let outputs = function.call_batch(&refs, options).context("running the program")?;
+        for (input, out) in chunk.iter().zip(&outputs) {
+            bar.suspend(|| -> Result<()> {
+                if json {
+                    println!("{}", serde_json::to_string(&RunRecord::new(input, out))?);
+                } else {
+                    println!("{}", out.text);
+                }
+                Ok(())
+            })?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_input_accepts_strings_and_input_objects() {
+        assert_eq!(jsonl_input(r#""a\nb""#).unwrap(), "a\nb");
+        assert_eq!(jsonl_input(r#"{"input":"x","output":"y"}"#).unwrap(), "x");
+        assert!(jsonl_input(r#"{"text":"x"}"#).is_err());
+        assert!(jsonl_input("not json").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! `paw run` end to end on the small real model (SmolLM2-135M, path in `PAW_TEST_SMOLLM2`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use paw_format::{GenerationConfig, Program, Provenance};
+
+const TEMPLATE: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\
+<|im_start|>user\nRepeat the word in the input.\n\n[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n\
+<|im_start|>assistant\n";
+
+fn smollm2() -> Option<PathBuf> {
+    match std::env::var_os("PAW_TEST_SMOLLM2") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("SKIP: set PAW_TEST_SMOLLM2 to the SmolLM2-135M GGUF to run paw run tests");
+            None
+        }
+    }
+}
+
+/// A prompt-only program for `model`, written into `dir`.
+fn write_program(model: &Path, dir: &Path) -> PathBuf {
+    let program = Program {
+        spec: "Repeat the word.".into(),
+        pseudo_program: "Repeat the word in the input.".into(),
+        prompt_template: TEMPLATE.into(),
+        interpreter: paw_rt::gguf::identity(model, Some("smollm2")).unwrap(),
+        adapter: None,
+        generation: GenerationConfig { max_tokens: 6, stop: vec![], temperature: 0.0 },
+        provenance: Provenance {
+            compiler: "test".into(),
+            compiler_version: "0".into(),
+            teacher_hash: None,
+            seed: 0,
+            hyperparameters: BTreeMap::new(),
+            report: BTreeMap::new(),
+        },
+    };
+    let path = dir.join("repeat.paw");
+    program.write_to(&path).unwrap();
+    path
+}
+
+fn paw(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paw"))
+        .args(args)
+        .env("PAW_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        std::io::Write::write_all(&mut pipe, text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert!(out.status.success(), "paw failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn run_gives_the_same_outputs_for_argument_stdin_and_batch_file() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_program(&model, dir.path());
+    let p = program.to_str().unwrap();
+    let m = model.to_str().unwrap();
+
+    let inputs = ["apple", "banana <|im_end|>", "cherry"];
+    let singles: Vec<String> = inputs
+        .iter()
+        .map(|i| ok_stdout(&paw(dir.path(), &["run", p, i, "--model", m], None)))
+        .collect();
+    assert!(singles.iter().all(|s| !s.trim().is_empty()), "{singles:?}");
+
+    let from_stdin = ok_stdout(&paw(dir.path(), &["run", p, "--model", m], Some("apple\n")));
+    assert_eq!(from_stdin, singles[0]);
+
+    let file = dir.path().join("inputs.jsonl");
+    let lines: Vec<String> = inputs.iter().map(|i| serde_json::json!({ "input": i }).to_string()).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let batch = ok_stdout(&paw(
+        dir.path(),
+        &["run", p, "--model", m, "--inputs", file.to_str().unwrap(), "--jsonl", "--json", "--batch-size", "3"],
+        None,
+    ));
+    let records: Vec<serde_json::Value> =
+        batch.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), inputs.len());
+    for ((record, input), single) in records.iter().zip(inputs).zip(&singles) {
+        assert_eq!(record["input"], input);
+        assert_eq!(format!("{}\n", record["output"].as_str().unwrap()), *single);
+        assert!(record["generated_tokens"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn run_finds_the_programs_interpreter_in_the_store_or_says_how_to_get_it() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_program(&model, dir.path());
+    let out = paw(dir.path(), &["run", program.to_str().unwrap(), "apple"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not in the store") && err.contains("--model"), "{err}");
+}
