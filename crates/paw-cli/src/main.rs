@@ -4,6 +4,7 @@
 // The binary's job is to print.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod eval;
 mod interpreter;
 mod models;
 mod output;
@@ -39,18 +40,31 @@ enum Command {
     Models(models::ModelsArgs),
     /// Run a program on one input, stdin, or a file of inputs.
     Run(run::RunArgs),
+    /// Score a program against a file of expected outputs.
+    Eval(eval::EvalArgs),
+    /// Run a project's declared program tests; non-zero exit on regressions.
+    Test(eval::TestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Test(args) => match eval::test(args) {
+            Ok(code) => return code,
+            // Missing or malformed files: exit 2, as spec/paw-test.md says.
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Inspect(args) => programs::inspect(args),
         Command::Verify(args) => programs::verify(args),
         Command::Add(args) => programs::add(args),
         Command::List(args) => programs::list(args),
         Command::Models(args) => models::run(args),
         Command::Run(args) => run::run(args),
+        Command::Eval(args) => eval::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

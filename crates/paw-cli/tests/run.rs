@@ -111,3 +111,72 @@ fn run_finds_the_programs_interpreter_in_the_store_or_says_how_to_get_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not in the store") && err.contains("--model"), "{err}");
 }
+
+/// Writes `NAME.paw` + `NAME.tests.jsonl` (+ `paw.toml` with `threshold`) into `dir`.
+fn write_test_project(model: &Path, dir: &Path, tests: &str, threshold: f64) {
+    let program = write_program(model, dir);
+    std::fs::rename(program, dir.join("repeat.paw")).unwrap();
+    std::fs::write(dir.join("repeat.tests.jsonl"), tests).unwrap();
+    std::fs::write(
+        dir.join("paw.toml"),
+        format!("[test]\nthreshold = {threshold}\n\n[[program]]\nname = \"repeat\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn test_command_exit_status_tells_pass_regression_and_broken_files_apart() {
+    let Some(model) = smollm2() else { return };
+    let m = model.to_str().unwrap();
+    // No model can answer this; a threshold of 1.0 must fail, 0.0 must pass.
+    let tests = "{\"input\":\"apple\",\"output\":\"\\u0000never\"}\n{\"input\":\"pear\",\"output\":\"\\u0000never\"}\n";
+
+    let passing = tempfile::tempdir().unwrap();
+    write_test_project(&model, passing.path(), tests, 0.0);
+    let out = paw(passing.path(), &["test", passing.path().to_str().unwrap(), "--model", m], None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed, 0 failed"));
+
+    let failing = tempfile::tempdir().unwrap();
+    write_test_project(&model, failing.path(), tests, 1.0);
+    let out = paw(failing.path(), &["test", failing.path().to_str().unwrap(), "--model", m, "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["programs"][0]["passed"], false);
+    assert_eq!(json["programs"][0]["report"]["summary"]["total"], 2);
+    assert_eq!(json["programs"][0]["report"]["summary"]["exact"], 0);
+
+    let broken = tempfile::tempdir().unwrap();
+    write_test_project(&model, broken.path(), "{\"input\": \"apple\"\n", 0.0);
+    let out = paw(broken.path(), &["test", broken.path().to_str().unwrap(), "--model", m], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn eval_scores_what_run_outputs() {
+    let Some(model) = smollm2() else { return };
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_program(&model, dir.path());
+    let p = program.to_str().unwrap();
+    let actual = ok_stdout(&paw(dir.path(), &["run", p, "apple", "--model", m], None));
+    let actual = actual.strip_suffix('\n').unwrap();
+    // Case 1 expects exactly what run printed; case 2 the same with padding (normalised only).
+    let tests = dir.path().join("t.jsonl");
+    let padded = format!("  {actual}\n");
+    std::fs::write(
+        &tests,
+        format!(
+            "{}\n{}\n",
+            serde_json::json!({"input": "apple", "output": actual}),
+            serde_json::json!({"input": "apple", "output": padded})
+        ),
+    )
+    .unwrap();
+    let out = ok_stdout(&paw(dir.path(), &["eval", p, "--tests", tests.to_str().unwrap(), "--model", m, "--json"], None));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["summary"]["total"], 2);
+    assert_eq!(report["summary"]["exact"], 1);
+    assert_eq!(report["summary"]["normalised"], 2);
+}
