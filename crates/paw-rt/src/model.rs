@@ -328,22 +328,27 @@ impl Model {
         let total = past + t;
         let keys = ck.narrow(2, 0, total)?;
         let values = cv.narrow(2, 0, total)?;
-        // Grouped-query attention without repeating K/V: the query heads that share a KV head
-        // are stacked along the row axis of one matmul.
+        // Grouped-query attention: KV head `h / groups` serves query head `h`. (Stacking the
+        // query heads of a group into one matmul instead of repeating K/V gave wrong results
+        // for some shapes with candle 0.11's CPU matmul, so K/V are repeated.)
         let groups = nh / nkv;
-        let q = q.reshape((b, nkv, groups * t, hd))?;
+        let (keys, values) = if groups > 1 {
+            (
+                Tensor::cat(&vec![&keys; groups], 2)?.reshape((b, nh, total, hd))?,
+                Tensor::cat(&vec![&values; groups], 2)?.reshape((b, nh, total, hd))?,
+            )
+        } else {
+            (keys.contiguous()?, values.contiguous()?)
+        };
         let scores = (q.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = scores.reshape((b, nh, t, total))?;
         let scores = match &step.mask {
             Some(mask) => scores.broadcast_add(mask)?,
             None if t > 1 => scores.broadcast_add(&causal_mask(t, past, &self.device)?)?,
             None => scores,
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let probs = probs.reshape((b, nkv, groups * t, total))?;
-        let y = probs.matmul(&values.contiguous()?)?;
+        let y = probs.matmul(&values)?;
         let y = y
-            .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
         layer.o.forward(&y, pick(TargetModule::O))
@@ -387,3 +392,4 @@ pub(crate) fn open(path: &std::path::Path) -> Result<(Content, BufReader<File>)>
     let ct = Content::read(&mut reader)?;
     Ok((ct, reader))
 }
+

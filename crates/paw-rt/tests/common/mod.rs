@@ -1,0 +1,190 @@
+//! Shared helpers for paw-rt integration tests.
+#![allow(dead_code, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use paw_format::{
+    Adapter, GenerationConfig, InterpreterId, LoraPair, Program, Provenance, TargetModule,
+    TensorData, TensorDtype, INPUT_PLACEHOLDER,
+};
+
+/// The model path in `var`, or `None` after printing a skip note.
+pub fn model_path(var: &str, test: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("SKIP {test}: set {var} to the model path to run this test");
+            None
+        }
+    }
+}
+
+pub const CHATML_TEMPLATE: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\
+<|im_start|>user\n[PSEUDO_PROGRAM]\nTask: Say whether the text is positive or negative. Answer \
+with one word.\nExamples:\nInput: I love it\nOutput: positive\n[END_PSEUDO_PROGRAM]\n\n[INPUT]\n\
+{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n<|im_start|>assistant\n";
+
+pub fn program(identity: &InterpreterId, template: &str, adapter: Option<Adapter>) -> Program {
+    assert_eq!(template.matches(INPUT_PLACEHOLDER).count(), 1);
+    Program {
+        spec: "sentiment".into(),
+        pseudo_program: "Task: sentiment".into(),
+        prompt_template: template.into(),
+        interpreter: identity.clone(),
+        adapter,
+        generation: GenerationConfig {
+            max_tokens: 8,
+            stop: vec![],
+            temperature: 0.0,
+        },
+        provenance: Provenance {
+            compiler: "test".into(),
+            compiler_version: "0".into(),
+            teacher_hash: None,
+            seed: 0,
+            hyperparameters: BTreeMap::new(),
+            report: BTreeMap::new(),
+        },
+    }
+}
+
+/// Deterministic pseudo-random values in `[-scale, scale)`.
+pub fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            (u * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+pub fn f32_tensor(shape: [u64; 2], values: &[f32]) -> TensorData {
+    TensorData {
+        dtype: TensorDtype::F32,
+        shape,
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Encodes `values` (row-major `shape`) in `dtype`, using candle's ggml quantizers for the
+/// block formats.
+pub fn encode_tensor(dtype: TensorDtype, shape: [u64; 2], values: &[f32]) -> TensorData {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let bytes = match dtype {
+        TensorDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        TensorDtype::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        TensorDtype::Q8_0 | TensorDtype::Q4_0 => {
+            let g = if dtype == TensorDtype::Q8_0 {
+                GgmlDType::Q8_0
+            } else {
+                GgmlDType::Q4_0
+            };
+            let t = candle_core::Tensor::from_slice(
+                values,
+                (shape[0] as usize, shape[1] as usize),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+            QTensor::quantize(&t, g).unwrap().data().unwrap().into_owned()
+        }
+    };
+    TensorData {
+        dtype,
+        shape,
+        bytes,
+    }
+}
+
+/// Decodes a TensorData back to f32 values (dequantizing block formats with candle).
+pub fn decode_tensor(t: &TensorData) -> Vec<f32> {
+    use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+    match t.dtype {
+        TensorDtype::F32 => t
+            .bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        TensorDtype::F16 => t
+            .bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        TensorDtype::Q8_0 | TensorDtype::Q4_0 => {
+            let g = if t.dtype == TensorDtype::Q8_0 {
+                GgmlDType::Q8_0
+            } else {
+                GgmlDType::Q4_0
+            };
+            let storage = QStorage::from_data(
+                std::borrow::Cow::Borrowed(&t.bytes),
+                &candle_core::Device::Cpu,
+                g,
+            )
+            .unwrap();
+            let q = QTensor::new(storage, (t.shape[0] as usize, t.shape[1] as usize)).unwrap();
+            q.dequantize(&candle_core::Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        }
+    }
+}
+
+/// A random adapter of `rank` over `layers`, every module, with `[in, out]` given per module.
+pub fn random_adapter(
+    rank: u32,
+    alpha: f32,
+    layers: &[u32],
+    dims: impl Fn(TargetModule) -> [u64; 2],
+    dtype: TensorDtype,
+    scale: f32,
+) -> Adapter {
+    let mut pairs = Vec::new();
+    for &layer in layers {
+        for (mi, module) in TargetModule::ALL.iter().enumerate() {
+            let [fan_in, fan_out] = dims(*module);
+            let seed = u64::from(layer) * 100 + mi as u64;
+            let a = random_values((u64::from(rank) * fan_in) as usize, seed * 2 + 1, scale);
+            let b = random_values((fan_out * u64::from(rank)) as usize, seed * 2 + 2, scale);
+            pairs.push(LoraPair {
+                layer,
+                module: *module,
+                a: encode_tensor(dtype, [u64::from(rank), fan_in], &a),
+                b: encode_tensor(dtype, [fan_out, u64::from(rank)], &b),
+            });
+        }
+    }
+    Adapter {
+        rank,
+        alpha,
+        pairs,
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
