@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use paw_format::{inspect as inspect_bytes, reader::ProgramView, store::Store};
+use paw_format::{
+    inspect as inspect_bytes, manifest::resolve_model, reader::ProgramView, store::Store, InterpreterId,
+};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json, summary_line};
@@ -22,6 +24,9 @@ pub struct InspectArgs {
 pub struct VerifyArgs {
     /// Program: a path, a full id or a unique id prefix.
     program: String,
+    /// Also check that the program was compiled for this interpreter (manifest id or GGUF path).
+    #[arg(long, value_name = "MODEL")]
+    interpreter: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -76,6 +81,8 @@ struct VerifyReport {
     path: PathBuf,
     sections: usize,
     tensors: usize,
+    /// The interpreter file checked against the program's identity, if one was given.
+    interpreter: Option<PathBuf>,
 }
 
 pub fn verify(args: VerifyArgs) -> Result<()> {
@@ -88,6 +95,10 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         path: program.path,
         sections: view.sections.len(),
         tensors: view.adapter.as_ref().map_or(0, |a| a.tensors.len()),
+        interpreter: match &args.interpreter {
+            Some(reference) => Some(check_interpreter(&store, &view.interpreter, reference)?),
+            None => None,
+        },
     };
     if args.json {
         print_json(&report)
@@ -96,8 +107,36 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             "ok {}: {} sections and {} tensors hash correctly",
             report.id, report.sections, report.tensors
         );
+        if let Some(path) = &report.interpreter {
+            println!("ok interpreter {} matches the program's architecture, weights and tokenizer hashes", path.display());
+        }
         Ok(())
     }
+}
+
+/// Hashes the interpreter `reference` and compares it with what the program was compiled for.
+fn check_interpreter(store: &Store, wanted: &InterpreterId, reference: &str) -> Result<PathBuf> {
+    let path = resolve_model(reference, store)?.path;
+    let actual = paw_rt::gguf::identity(&path, None)
+        .with_context(|| format!("reading interpreter {}", path.display()))?;
+    let mismatches: Vec<String> = [
+        ("architecture", &wanted.architecture, &actual.architecture),
+        ("weights hash", &wanted.weights_hash, &actual.weights_hash),
+        ("tokenizer hash", &wanted.tokenizer_hash, &actual.tokenizer_hash),
+    ]
+    .into_iter()
+    .filter(|(_, w, a)| w != a)
+    .map(|(what, w, a)| format!("{what}: program wants {w}, {} has {a}", path.display()))
+    .collect();
+    if !mismatches.is_empty() {
+        bail!(
+            "the program was compiled for interpreter {}, not {}:\n  {}",
+            wanted.name,
+            path.display(),
+            mismatches.join("\n  ")
+        );
+    }
+    Ok(path)
 }
 
 #[derive(Debug, Serialize)]

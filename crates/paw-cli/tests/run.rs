@@ -180,3 +180,24 @@ fn eval_scores_what_run_outputs() {
     assert_eq!(report["summary"]["exact"], 1);
     assert_eq!(report["summary"]["normalised"], 2);
 }
+
+#[test]
+fn verify_checks_the_interpreter_and_names_both_on_mismatch() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_program(&model, dir.path());
+    let p = program.to_str().unwrap();
+    let ok = ok_stdout(&paw(dir.path(), &["verify", p, "--interpreter", model.to_str().unwrap()], None));
+    assert!(ok.contains("matches"), "{ok}");
+
+    // Same architecture and tokenizer, other bytes: a copy with one byte appended.
+    let other = dir.path().join("other.gguf");
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes.push(0);
+    std::fs::write(&other, bytes).unwrap();
+    let out = paw(dir.path(), &["verify", p, "--interpreter", other.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("weights hash") && err.contains("other.gguf") && err.contains("smollm2"), "{err}");
+    assert!(!err.contains("tokenizer hash"), "only the weights differ: {err}");
+}
