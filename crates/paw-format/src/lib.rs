@@ -2,6 +2,7 @@
 //! and the base-model manifest.
 
 pub mod error;
+pub mod export;
 pub mod id;
 pub mod inspect;
 pub mod layout;
