@@ -1,0 +1,632 @@
+//! paw-compile: compile a natural-language spec of a fuzzy function into a `.paw` program,
+//! locally and offline.
+//!
+//! The first strategy is compile-by-training ([`TrainingCompiler`]):
+//! 1. [`pseudo_program`]: a teacher model writes the task paragraph and examples;
+//! 2. [`synth`]: training data, label-conditioned when the spec names its outputs;
+//! 3. [`train`]: a LoRA adapter trained on the interpreter with candle autograd;
+//! 4. validation through paw-rt on a held-out split (with and without adapter, and the teacher);
+//! 5. packing at the smallest adapter precision that loses nothing on validation.
+//!
+//! Another strategy (a hypernetwork emitting the adapter in one pass) can implement
+//! [`Compiler`] beside it.
+//!
+//! ```no_run
+//! use paw_compile::{compile, CompileOptions};
+//! # fn run() -> paw_compile::Result<()> {
+//! let mut opts = CompileOptions::new(
+//!     "Classify a log line. Return ONLY one word: ALERT or QUIET.",
+//!     "/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+//! );
+//! opts.teacher = Some("/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into());
+//! let out = compile(&opts, &mut |p| eprintln!("{:?} {}/{}", p.stage, p.done, p.total))?;
+//! std::fs::write("triage.paw", &out.bytes).ok();
+//! # Ok(()) }
+//! ```
+
+pub mod chat;
+pub mod error;
+mod pack;
+pub mod pseudo_program;
+mod rng;
+pub mod spec;
+pub mod synth;
+mod teacher;
+pub mod train;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use paw_format::{GenerationConfig, Program, ProgramId, Provenance, TensorDtype};
+use paw_rt::Interpreter;
+
+pub use error::{CompileError, Result};
+pub use synth::{Example, Origin, TrainingData};
+pub use train::{TrainOptions, TrainReport};
+
+use chat::ChatTemplate;
+use teacher::ChatModel;
+
+/// Name recorded in the program's provenance.
+pub const COMPILER_NAME: &str = "paw-compile/train";
+/// Bumped whenever the compiler's output for the same inputs changes.
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.1");
+/// Longest spec accepted, in bytes.
+pub const MAX_SPEC_LEN: usize = 16 * 1024;
+
+/// Everything a compile depends on; same options => same bytes (on the same machine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileOptions {
+    pub spec: String,
+    /// Trusted `(input, output)` examples; they come first in the pseudo-program and the data.
+    pub examples: Vec<(String, String)>,
+    /// The interpreter GGUF the program will run on.
+    pub interpreter: PathBuf,
+    /// Interpreter name recorded in the program (defaults to the file name).
+    pub interpreter_name: Option<String>,
+    /// The teacher GGUF; `None` trains from `examples` only.
+    pub teacher: Option<PathBuf>,
+    pub seed: u64,
+    pub train: TrainOptions,
+    /// Teacher requests per label (closed label set) or in total (open outputs);
+    /// `None` picks about 48 items in total, at least 8 per label.
+    pub requests: Option<usize>,
+    /// Drop label-conditioned items that the teacher, asked directly, labels differently.
+    pub agreement_filter: bool,
+    /// Token budget of the pseudo-program.
+    pub pseudo_program_budget: usize,
+    /// Adapter storage precision; `None` = the smallest that loses nothing on validation.
+    pub adapter_dtype: Option<TensorDtype>,
+}
+
+impl CompileOptions {
+    pub fn new(spec: impl Into<String>, interpreter: impl Into<PathBuf>) -> Self {
+        Self {
+            spec: spec.into(),
+            examples: Vec::new(),
+            interpreter: interpreter.into(),
+            interpreter_name: None,
+            teacher: None,
+            seed: 0,
+            train: TrainOptions::default(),
+            requests: None,
+            agreement_filter: false,
+            pseudo_program_budget: 250,
+            adapter_dtype: None,
+        }
+    }
+}
+
+/// Pipeline stage, for progress reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    PseudoProgram,
+    Data,
+    Train,
+    Validate,
+    Pack,
+}
+
+/// A progress event: `done` of `total` units of `stage` (teacher requests, examples, steps...).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+    /// Short status, e.g. the current training loss.
+    pub message: Option<String>,
+}
+
+/// The result of a compile.
+#[derive(Debug, Clone)]
+pub struct CompileOutput {
+    pub program: Program,
+    /// `program.to_bytes()`: deterministic for the same options.
+    pub bytes: Vec<u8>,
+    pub id: ProgramId,
+    /// [`compile_key`] of the options.
+    pub key: String,
+    /// The compile report (also in `program.provenance.report`).
+    pub report: BTreeMap<String, String>,
+    pub data: TrainingData,
+    pub training: Option<TrainReport>,
+    /// Wall time per stage (not part of the program: it would break reproducibility).
+    pub timings: Vec<(Stage, Duration)>,
+}
+
+/// A way to turn a spec into a program.
+pub trait Compiler {
+    fn name(&self) -> &'static str;
+    fn compile(
+        &self,
+        opts: &CompileOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<CompileOutput>;
+}
+
+/// Compile by training: pseudo-program, synthesised data, LoRA trained on the interpreter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainingCompiler;
+
+/// [`TrainingCompiler::compile`].
+pub fn compile(opts: &CompileOptions, progress: &mut dyn FnMut(Progress)) -> Result<CompileOutput> {
+    TrainingCompiler.compile(opts, progress)
+}
+
+fn check_inputs(opts: &CompileOptions) -> Result<()> {
+    if opts.spec.trim().is_empty() {
+        return Err(CompileError::EmptySpec);
+    }
+    if opts.spec.len() > MAX_SPEC_LEN {
+        return Err(CompileError::SpecTooLong {
+            len: opts.spec.len(),
+            max: MAX_SPEC_LEN,
+        });
+    }
+    for (index, (i, o)) in opts.examples.iter().enumerate() {
+        if i.is_empty() || o.trim().is_empty() {
+            return Err(CompileError::EmptyExample { index });
+        }
+    }
+    for p in std::iter::once(&opts.interpreter).chain(&opts.teacher) {
+        if !p.is_file() {
+            return Err(CompileError::ModelNotFound(p.clone()));
+        }
+    }
+    if opts.teacher.is_none() && opts.examples.is_empty() {
+        return Err(CompileError::NothingToTrainOn);
+    }
+    let t = &opts.train;
+    if t.rank == 0 || t.layers == 0 || t.steps == 0 || t.batch == 0 || t.modules.is_empty() {
+        return Err(CompileError::Options(
+            "rank, layers, steps, batch and modules must be non-zero".into(),
+        ));
+    }
+    if !(t.learning_rate > 0.0 && t.alpha > 0.0) {
+        return Err(CompileError::Options(
+            "learning rate and alpha must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn put_str(h: &mut blake3::Hasher, s: &str) {
+    h.update(&(s.len() as u64).to_le_bytes());
+    h.update(s.as_bytes());
+}
+
+/// The compile key: BLAKE3 of the compiler version and every input (spec, examples, weights
+/// hashes of interpreter and teacher, all options). A stored program under this key is what
+/// the same compile would produce.
+pub fn compile_key(opts: &CompileOptions) -> Result<String> {
+    let interp = paw_rt::gguf::weights_hash(&opts.interpreter)?;
+    let teacher = match &opts.teacher {
+        Some(t) => Some(paw_rt::gguf::weights_hash(t)?),
+        None => None,
+    };
+    Ok(key_from_hashes(opts, &interp, teacher.as_deref()))
+}
+
+fn key_from_hashes(opts: &CompileOptions, interp: &str, teacher: Option<&str>) -> String {
+    let mut h = blake3::Hasher::new();
+    put_str(&mut h, "paw-compile-key-v1");
+    put_str(&mut h, COMPILER_NAME);
+    put_str(&mut h, COMPILER_VERSION);
+    put_str(&mut h, &opts.spec);
+    h.update(&(opts.examples.len() as u64).to_le_bytes());
+    for (i, o) in &opts.examples {
+        put_str(&mut h, i);
+        put_str(&mut h, o);
+    }
+    put_str(&mut h, interp);
+    put_str(&mut h, opts.interpreter_name.as_deref().unwrap_or(""));
+    put_str(&mut h, &interpreter_name(opts));
+    put_str(&mut h, teacher.unwrap_or("none"));
+    // Debug formatting of these plain values is stable and covers every field.
+    put_str(
+        &mut h,
+        &format!(
+            "{}|{:?}|{:?}|{}|{}|{:?}",
+            opts.seed,
+            opts.train,
+            opts.requests,
+            opts.agreement_filter,
+            opts.pseudo_program_budget,
+            opts.adapter_dtype
+        ),
+    );
+    format!("b3:{}", h.finalize().to_hex())
+}
+
+fn interpreter_name(opts: &CompileOptions) -> String {
+    opts.interpreter_name.clone().unwrap_or_else(|| {
+        opts.interpreter
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// Stage timer + progress forwarding.
+struct Stages<'a> {
+    progress: &'a mut dyn FnMut(Progress),
+    timings: Vec<(Stage, Duration)>,
+    current: Option<(Stage, Instant)>,
+}
+
+impl Stages<'_> {
+    fn start(&mut self, stage: Stage) {
+        self.finish();
+        tracing::info!(?stage, "stage started");
+        self.current = Some((stage, Instant::now()));
+        (self.progress)(Progress {
+            stage,
+            done: 0,
+            total: 0,
+            message: None,
+        });
+    }
+
+    fn report(&mut self, done: usize, total: usize, message: Option<String>) {
+        if let Some((stage, _)) = self.current {
+            (self.progress)(Progress {
+                stage,
+                done,
+                total,
+                message,
+            });
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((stage, t0)) = self.current.take() {
+            let d = t0.elapsed();
+            tracing::info!(?stage, secs = d.as_secs_f64(), "stage finished");
+            self.timings.push((stage, d));
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", x * 100.0)
+}
+
+impl Compiler for TrainingCompiler {
+    fn name(&self) -> &'static str {
+        COMPILER_NAME
+    }
+
+    fn compile(
+        &self,
+        opts: &CompileOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<CompileOutput> {
+        check_inputs(opts)?;
+        let mut st = Stages {
+            progress,
+            timings: Vec::new(),
+            current: None,
+        };
+        let mut report = BTreeMap::new();
+        let labels = spec::label_set(&opts.spec);
+        report.insert(
+            "label_set".to_string(),
+            labels
+                .as_ref()
+                .map_or("none (open output)".to_string(), |l| l.join(",")),
+        );
+
+        // Stage 1: pseudo-program.
+        st.start(Stage::PseudoProgram);
+        let tok = paw_rt::Tokenizer::from_gguf_file(&opts.interpreter)?;
+        let teacher = match &opts.teacher {
+            Some(p) => Some(ChatModel::load(p)?),
+            None => None,
+        };
+        let teacher_hash = match &opts.teacher {
+            Some(p) => Some(paw_rt::gguf::weights_hash(p)?),
+            None => None,
+        };
+        let count = |s: &str| -> Result<usize> { Ok(tok.encode_with_specials(s)?.len()) };
+        let pp = pseudo_program::write(
+            teacher.as_ref(),
+            &pseudo_program::Request {
+                spec: &opts.spec,
+                user_examples: &opts.examples,
+                labels: labels.as_deref(),
+                budget: opts.pseudo_program_budget,
+                count_tokens: &count,
+            },
+        )?;
+        let pseudo = pp.render();
+        report.insert("pseudo_program_source".into(), pp.source.to_string());
+        report.insert("pseudo_program_tokens".into(), count(&pseudo)?.to_string());
+        report.insert(
+            "pseudo_program_examples".into(),
+            pp.examples.len().to_string(),
+        );
+
+        // Stage 2: training data.
+        st.start(Stage::Data);
+        let requests = opts.requests.unwrap_or(match &labels {
+            Some(l) => (48 / l.len().max(1)).max(8),
+            None => 48,
+        });
+        let data = {
+            let st = &mut st;
+            synth::synthesize(
+                teacher.as_ref(),
+                &synth::SynthRequest {
+                    spec: &opts.spec,
+                    user_examples: &opts.examples,
+                    reference: &pp.examples,
+                    labels: labels.as_deref(),
+                    requests,
+                    agreement_filter: opts.agreement_filter,
+                    seed: opts.seed,
+                },
+                |done, total| st.report(done, total, Some("teacher requests".into())),
+            )?
+        };
+        report.insert("data_train".into(), data.train.len().to_string());
+        report.insert("data_validation".into(), data.validation.len().to_string());
+        report.insert("data_rejected".into(), data.rejected.len().to_string());
+        let val = &data.validation;
+        if let (Some(t), false) = (&teacher, val.is_empty()) {
+            // The teacher's own one-shot answers on the held-out split, for comparison.
+            let prompts: Vec<String> = val
+                .iter()
+                .map(|e| synth::direct_prompt(&opts.spec, &pp.examples, &e.input))
+                .collect();
+            let answers: Vec<String> = t
+                .ask(&prompts, 128, 0.0, 0, |_| {})?
+                .iter()
+                .map(|a| synth::first_line(a))
+                .collect();
+            report.insert(
+                "val_exact_match_teacher_direct".into(),
+                pct(validate::exact_match(val, &answers)),
+            );
+        }
+        drop(teacher);
+        let max_out = data
+            .train
+            .iter()
+            .chain(val)
+            .map(|e| tok.encode_plain(&e.output).map(|v| v.len()))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(16);
+        let max_tokens = (max_out * 3 / 2 + 4).min(512) as u32;
+
+        // Stage 3: training.
+        st.start(Stage::Train);
+        let chat = ChatTemplate::from_gguf_file(&opts.interpreter)?;
+        let prompt_template = chat.render_user(&pseudo_program::user_turn(&pseudo));
+        let eot = match tok.encode_with_specials(chat.end_of_turn())?[..] {
+            [id] => id,
+            _ => {
+                return Err(CompileError::UnsupportedChatTemplate {
+                    model: opts.interpreter.display().to_string(),
+                })
+            }
+        };
+        let t = &opts.train;
+        let model = train::model::TrainModel::load(
+            &opts.interpreter,
+            t.layers,
+            paw_rt::DEFAULT_CONTEXT_WINDOW,
+        )?;
+        let pairs = |v: &[Example]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|e| (e.input.clone(), e.output.clone()))
+                .collect()
+        };
+        let prepared = {
+            let st = &mut st;
+            train::prepare(
+                &model,
+                &tok,
+                &prompt_template,
+                eot,
+                &pairs(&data.train),
+                &pairs(val),
+                |d, n| st.report(d, n, Some("frozen layers".into())),
+            )?
+        };
+        let lora = train::init_lora(&model, t, opts.seed)?;
+        let training = {
+            let st = &mut st;
+            train::train(&model, &prepared, &lora, t, opts.seed, |s, n, l| {
+                st.report(s, n, Some(format!("loss {l:.3}")))
+            })?
+        };
+        report.insert("train_steps_run".into(), training.steps_run.to_string());
+        report.insert("train_best_step".into(), training.best_step.to_string());
+        report.insert(
+            "train_loss_first".into(),
+            format!("{:.4}", training.train_loss_first),
+        );
+        report.insert(
+            "train_loss_last".into(),
+            format!("{:.4}", training.train_loss_last),
+        );
+        if let (Some(a), Some(b)) = (training.val_loss_initial, training.val_loss_best) {
+            report.insert("val_loss_initial".into(), format!("{a:.4}"));
+            report.insert("val_loss_best".into(), format!("{b:.4}"));
+        }
+
+        // Stage 4: validation through the runtime, at each candidate precision.
+        st.start(Stage::Validate);
+        let interpreter = Interpreter::load_with(
+            &opts.interpreter,
+            &paw_rt::LoadOptions {
+                name: Some(interpreter_name(opts)),
+                ..Default::default()
+            },
+        )?;
+        let build = |adapter: Option<paw_format::Adapter>| Program {
+            spec: opts.spec.clone(),
+            pseudo_program: pseudo.clone(),
+            prompt_template: prompt_template.clone(),
+            interpreter: interpreter.identity().clone(),
+            adapter,
+            generation: GenerationConfig {
+                max_tokens,
+                stop: Vec::new(),
+                temperature: 0.0,
+            },
+            provenance: Provenance {
+                compiler: COMPILER_NAME.into(),
+                compiler_version: COMPILER_VERSION.into(),
+                teacher_hash: teacher_hash.clone(),
+                seed: opts.seed,
+                hyperparameters: BTreeMap::new(),
+                report: BTreeMap::new(),
+            },
+        };
+        let first = model.cfg.n_layers - lora.len();
+        let adapter_at = |d| pack::adapter(&lora, first, t.rank, t.alpha, d);
+        // The packed f32 adapter through paw-rt must reproduce the trained model: compare the
+        // first output token's logits on (up to 8) held-out or training rows.
+        let check_rows = if prepared.validation.is_empty() {
+            &prepared.train
+        } else {
+            &prepared.validation
+        };
+        let check_data = if val.is_empty() { &data.train } else { val };
+        let n_check = check_rows.len().min(8);
+        let f32_fn = interpreter.bind(&build(Some(adapter_at(TensorDtype::F32)?)))?;
+        let ours = train::first_token_logits(&model, &prepared, &check_rows[..n_check], &lora)?;
+        let (mut agree, mut max_diff) = (0usize, 0f32);
+        for (e, mine) in check_data.iter().zip(&ours) {
+            let theirs = f32_fn.next_token_logits(&e.input)?;
+            let argmax = |v: &[f32]| {
+                v.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|x| x.0)
+            };
+            agree += usize::from(argmax(mine) == argmax(&theirs));
+            for (a, b) in mine.iter().zip(&theirs) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+        report.insert(
+            "runtime_first_token_agreement".into(),
+            format!("{agree}/{n_check}"),
+        );
+        report.insert("runtime_max_logit_diff".into(), format!("{max_diff:.3}"));
+        drop(model);
+
+        let mut chosen = opts.adapter_dtype.unwrap_or(TensorDtype::Q8_0);
+        if !val.is_empty() {
+            st.report(0, 1, Some("without adapter".into()));
+            let base = interpreter.bind_without_adapter(&build(None))?;
+            let em = validate::exact_match(val, &validate::outputs(&base, val, max_tokens)?);
+            report.insert("val_exact_match_pseudo_program_only".into(), pct(em));
+            let reference =
+                validate::exact_match(val, &validate::outputs(&f32_fn, val, max_tokens)?);
+            report.insert("val_exact_match_adapter_f32".into(), pct(reference));
+            let candidates = match opts.adapter_dtype {
+                Some(d) => vec![d],
+                None => vec![TensorDtype::Q4_0, TensorDtype::Q8_0, TensorDtype::F16],
+            };
+            chosen = TensorDtype::F32;
+            for d in candidates {
+                if d == TensorDtype::F32 {
+                    break;
+                }
+                st.report(0, 1, Some(format!("adapter {d}")));
+                let f = interpreter.bind(&build(Some(adapter_at(d)?)))?;
+                let em = validate::exact_match(val, &validate::outputs(&f, val, max_tokens)?);
+                report.insert(format!("val_exact_match_adapter_{d}"), pct(em));
+                if em >= reference || opts.adapter_dtype.is_some() {
+                    chosen = d;
+                    break;
+                }
+            }
+            let key = format!("val_exact_match_adapter_{chosen}");
+            let em = report.get(&key).cloned().unwrap_or_default();
+            report.insert("val_exact_match_adapter".into(), em);
+        } else {
+            report.insert(
+                "val_exact_match_adapter".into(),
+                "n/a (no held-out data)".into(),
+            );
+        }
+        drop(f32_fn);
+
+        // Stage 5: pack.
+        st.start(Stage::Pack);
+        let mut program = build(Some(adapter_at(chosen)?));
+        let hp = &mut program.provenance.hyperparameters;
+        hp.insert("adapter_dtype".into(), chosen.to_string());
+        hp.insert("rank".into(), t.rank.to_string());
+        hp.insert("alpha".into(), t.alpha.to_string());
+        hp.insert("layers".into(), format!("{first}..{}", first + lora.len()));
+        hp.insert(
+            "modules".into(),
+            t.modules
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        hp.insert("max_steps".into(), t.steps.to_string());
+        hp.insert("learning_rate".into(), t.learning_rate.to_string());
+        hp.insert("batch".into(), t.batch.to_string());
+        hp.insert("eval_every".into(), t.eval_every.to_string());
+        hp.insert("patience".into(), t.patience.to_string());
+        hp.insert("teacher_requests".into(), requests.to_string());
+        hp.insert("agreement_filter".into(), opts.agreement_filter.to_string());
+        hp.insert(
+            "pseudo_program_budget".into(),
+            opts.pseudo_program_budget.to_string(),
+        );
+        program.provenance.report = report.clone();
+        let bytes = program.to_bytes()?;
+        let id = program.id()?;
+        let key = key_from_hashes(
+            opts,
+            &interpreter.identity().weights_hash,
+            teacher_hash.as_deref(),
+        );
+        st.finish();
+        Ok(CompileOutput {
+            program,
+            bytes,
+            id,
+            key,
+            report,
+            data,
+            training: Some(training),
+            timings: st.timings,
+        })
+    }
+}
+
+/// Reads `{"input","output"}` JSONL examples (the CLI's `--examples` file).
+pub fn read_examples(path: &Path) -> Result<Vec<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        input: String,
+        output: String,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| CompileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str::<Line>(l)
+                .map(|x| (x.input, x.output))
+                .map_err(|e| CompileError::Options(format!("{}:{}: {e}", path.display(), n + 1)))
+        })
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! Stage 2: training data. User examples first; then inputs the teacher writes. When the spec
+//! names its label set, the teacher writes an input *for* a chosen label (label-conditioned
+//! generation, sampled, one item per request), so labels are right by construction; otherwise
+//! the teacher writes inputs and answers them. Every item must pass the output checks.
+
+use serde::Serialize;
+
+use crate::error::{CompileError, Result};
+use crate::spec::canonical_label;
+use crate::teacher::ChatModel;
+
+/// Where a training example came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Given by the user (trusted).
+    User,
+    /// Input written by the teacher for a chosen label.
+    LabelConditioned,
+    /// Input written by the teacher, output the teacher's own answer.
+    TeacherAnswered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Example {
+    pub input: String,
+    pub output: String,
+    pub origin: Origin,
+}
+
+/// The data a program was trained and validated on (what `--keep-data` writes).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrainingData {
+    pub train: Vec<Example>,
+    /// Held out: never trained on; used for early stopping and the compile report.
+    pub validation: Vec<Example>,
+    /// Items the checks dropped, with the reason.
+    pub rejected: Vec<(String, String)>,
+}
+
+/// Variation hints cycled through the requests: small teachers repeat themselves otherwise.
+const STYLES: [&str; 8] = [
+    "Make it short.",
+    "Make it realistic and specific, with concrete names or numbers.",
+    "Write it informally, with a typo or odd capitalisation.",
+    "Make it a borderline case that is still clearly this answer.",
+    "Make it longer and detailed.",
+    "Use unusual wording or formatting.",
+    "Make it look like real data copied from a real system.",
+    "Make it different from the typical example.",
+];
+
+pub(crate) struct SynthRequest<'a> {
+    pub spec: &'a str,
+    pub user_examples: &'a [(String, String)],
+    /// Examples to show the teacher as a format reference (the pseudo-program's).
+    pub reference: &'a [(String, String)],
+    pub labels: Option<&'a [String]>,
+    /// Teacher requests per label (closed set) or in total (open outputs).
+    pub requests: usize,
+    /// Drop label-conditioned items the teacher, asked directly, labels differently.
+    pub agreement_filter: bool,
+    pub seed: u64,
+}
+
+fn reference_block(reference: &[(String, String)]) -> String {
+    if reference.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("For reference, some examples of the task:\n");
+    for (i, o) in reference.iter().take(4) {
+        s.push_str(&format!("Input: {i}\nOutput: {o}\n"));
+    }
+    s.push('\n');
+    s
+}
+
+fn input_prompt(req: &SynthRequest<'_>, label: Option<&str>, k: usize) -> String {
+    let mut p = format!(
+        "Task specification:\n\"\"\"\n{}\n\"\"\"\n\n{}",
+        req.spec.trim(),
+        reference_block(req.reference)
+    );
+    match label {
+        Some(l) => p.push_str(&format!(
+            "Write one new, realistic input for this task whose correct output is exactly: {l}\n"
+        )),
+        None => p.push_str("Write one new, realistic input for this task.\n"),
+    }
+    p.push_str(&format!(
+        "{} (Variant {}.)\nReply with the input text only, on one line, without quotes or explanations.",
+        STYLES[k % STYLES.len()],
+        k + 1
+    ));
+    p
+}
+
+/// The prompt that asks a model to perform the task directly (the teacher's one-shot answer).
+pub(crate) fn direct_prompt(spec: &str, reference: &[(String, String)], input: &str) -> String {
+    format!(
+        "{}\n\n{}Input: {input}\n\nReply with the output only.",
+        spec.trim(),
+        reference_block(reference)
+    )
+}
+
+/// First meaningful line of a model reply, without code fences, labels or quotes.
+pub(crate) fn first_line(reply: &str) -> String {
+    let line = reply
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("```"))
+        .unwrap_or("");
+    let line = line
+        .strip_prefix("Input:")
+        .or_else(|| line.strip_prefix("Output:"))
+        .unwrap_or(line);
+    line.trim()
+        .trim_matches(|c: char| c == '"' || c == '`' || c == '\'')
+        .trim()
+        .to_string()
+}
+
+/// Output checks for open tasks: the teacher's answer must look like the examples' outputs.
+fn format_problem(output: &str, reference: &[(String, String)]) -> Option<&'static str> {
+    if output.is_empty() {
+        return Some("empty output");
+    }
+    if output.contains("```") {
+        return Some("code fence in output");
+    }
+    let json_like = |s: &str| s.starts_with('{') || s.starts_with('[');
+    if !reference.is_empty() && reference.iter().all(|(_, o)| json_like(o)) {
+        if serde_json::from_str::<serde_json::Value>(output).is_err() {
+            return Some("output is not valid JSON");
+        }
+        if output.contains('\n') {
+            return Some("JSON output is not compact");
+        }
+    }
+    None
+}
+
+fn norm_key(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Builds the training data. `on_progress(done, total)` reports teacher requests.
+pub(crate) fn synthesize(
+    teacher: Option<&ChatModel>,
+    req: &SynthRequest<'_>,
+    mut on_progress: impl FnMut(usize, usize),
+) -> Result<TrainingData> {
+    let mut data = TrainingData::default();
+    let mut seen: Vec<String> = Vec::new();
+    let mut user = Vec::new();
+    for (i, o) in req.user_examples {
+        let output = match req.labels {
+            Some(l) => match canonical_label(l, o) {
+                Some(c) => c.to_string(),
+                None => {
+                    data.rejected
+                        .push((i.clone(), format!("user output `{o}` not in the label set")));
+                    continue;
+                }
+            },
+            None => o.clone(),
+        };
+        seen.push(norm_key(i));
+        user.push(Example {
+            input: i.clone(),
+            output,
+            origin: Origin::User,
+        });
+    }
+    let Some(teacher) = teacher else {
+        data.train = user;
+        return Ok(data);
+    };
+
+    // Requests: for each label, `requests` inputs; or `requests` open inputs.
+    let targets: Vec<Option<&str>> = match req.labels {
+        Some(labels) => (0..req.requests)
+            .flat_map(|k| labels.iter().map(move |l| (k, l)))
+            .map(|(_, l)| Some(l.as_str()))
+            .collect(),
+        None => vec![None; req.requests],
+    };
+    let prompts: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(n, l)| {
+            let per = req.labels.map_or(1, <[String]>::len);
+            input_prompt(req, *l, n / per)
+        })
+        .collect();
+    let total = prompts.len();
+    let replies = teacher.ask(&prompts, 96, 0.8, req.seed, |done| on_progress(done, total))?;
+
+    let mut synth: Vec<Example> = Vec::new();
+    for (label, reply) in targets.iter().zip(&replies) {
+        let input = first_line(reply);
+        let reason = if input.is_empty() {
+            Some("empty input")
+        } else if input.len() > 400 {
+            Some("input too long")
+        } else if seen.contains(&norm_key(&input)) {
+            Some("duplicate input")
+        } else if label.is_some_and(|l| input.eq_ignore_ascii_case(l)) {
+            Some("input is the label itself")
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            data.rejected.push((input, r.to_string()));
+            continue;
+        }
+        seen.push(norm_key(&input));
+        synth.push(Example {
+            input,
+            output: label.map(str::to_string).unwrap_or_default(),
+            origin: match label {
+                Some(_) => Origin::LabelConditioned,
+                None => Origin::TeacherAnswered,
+            },
+        });
+    }
+
+    // Open outputs, or the agreement check: ask the teacher directly (greedy).
+    let need_answers = req.labels.is_none() || req.agreement_filter;
+    if need_answers && !synth.is_empty() {
+        let prompts: Vec<String> = synth
+            .iter()
+            .map(|e| direct_prompt(req.spec, req.reference, &e.input))
+            .collect();
+        let answers = teacher.ask(&prompts, 128, 0.0, 0, |_| {})?;
+        let mut kept = Vec::new();
+        for (mut e, answer) in synth.into_iter().zip(answers) {
+            match req.labels {
+                None => {
+                    let out = first_line(&answer);
+                    if let Some(r) = format_problem(&out, req.reference) {
+                        data.rejected.push((e.input, r.to_string()));
+                        continue;
+                    }
+                    e.output = out;
+                }
+                Some(l) => {
+                    if canonical_label(l, &answer).map(str::to_string).as_deref()
+                        != Some(e.output.as_str())
+                    {
+                        data.rejected
+                            .push((e.input, "teacher disagrees".to_string()));
+                        continue;
+                    }
+                }
+            }
+            kept.push(e);
+        }
+        synth = kept;
+    }
+
+    // Balance the label set: at most as many of each label as of the rarest one present.
+    if let Some(labels) = req.labels {
+        let counts: Vec<usize> = labels
+            .iter()
+            .map(|l| synth.iter().filter(|e| &e.output == l).count())
+            .collect();
+        if let Some(cap) = counts.iter().copied().filter(|&c| c > 0).min() {
+            let mut taken = vec![0usize; labels.len()];
+            synth.retain(|e| {
+                let Some(i) = labels.iter().position(|l| l == &e.output) else {
+                    return false;
+                };
+                taken[i] += 1;
+                taken[i] <= cap
+            });
+        }
+    }
+    if synth.is_empty() && user.is_empty() {
+        return Err(CompileError::NoValidData(format!(
+            "{} teacher items, all rejected",
+            replies.len()
+        )));
+    }
+
+    // Held-out split: every 4th synthesised item of each output, stratified; user examples
+    // are scarce and trusted, so they always train.
+    let mut per_output: Vec<(String, usize)> = Vec::new();
+    for e in synth {
+        let n = match per_output.iter_mut().find(|(o, _)| *o == e.output) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                per_output.push((e.output.clone(), 1));
+                1
+            }
+        };
+        if n % 4 == 0 {
+            data.validation.push(e);
+        } else {
+            user.push(e);
+        }
+    }
+    data.train = user;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_strips_wrappers() {
+        assert_eq!(first_line("```\nInput: \"disk full\"\n```"), "disk full");
+        assert_eq!(first_line("\n  ALERT  \nbecause"), "ALERT");
+    }
+
+    #[test]
+    fn json_format_check() {
+        let r = vec![("a".to_string(), "{\"a\":1}".to_string())];
+        assert_eq!(format_problem("{\"a\":1}", &r), None);
+        assert!(format_problem("{a:1}", &r).is_some());
+        assert!(format_problem("", &[]).is_some());
+    }
+}
