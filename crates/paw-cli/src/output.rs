@@ -6,13 +6,17 @@ use serde::Serialize;
 
 /// Prints `value` as one pretty JSON document on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value).context("encoding JSON output")?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("encoding JSON output")?
+    );
     Ok(())
 }
 
 /// The local store (`$PAW_HOME`, default `~/.cache/paw`).
 pub fn open_store() -> Result<Store> {
-    Store::open_default().context("opening the local paw store (set PAW_HOME to choose another place)")
+    Store::open_default()
+        .context("opening the local paw store (set PAW_HOME to choose another place)")
 }
 
 /// First line of `text`, cut to `max` characters with an ellipsis.

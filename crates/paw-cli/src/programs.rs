@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use paw_format::{
-    inspect as inspect_bytes, manifest::resolve_model, reader::ProgramView, store::Store, InterpreterId,
+    inspect as inspect_bytes, manifest::resolve_model, reader::ProgramView, store::Store,
+    InterpreterId,
 };
 use serde::Serialize;
 
@@ -65,8 +66,8 @@ pub fn load_program(store: &Store, reference: &str) -> Result<LoadedProgram> {
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let store = open_store()?;
     let program = load_program(&store, &args.program)?;
-    let inspection =
-        inspect_bytes(&program.bytes).with_context(|| format!("reading {}", program.path.display()))?;
+    let inspection = inspect_bytes(&program.bytes)
+        .with_context(|| format!("reading {}", program.path.display()))?;
     if args.json {
         print_json(&inspection)
     } else {
@@ -122,7 +123,11 @@ fn check_interpreter(store: &Store, wanted: &InterpreterId, reference: &str) -> 
     let mismatches: Vec<String> = [
         ("architecture", &wanted.architecture, &actual.architecture),
         ("weights hash", &wanted.weights_hash, &actual.weights_hash),
-        ("tokenizer hash", &wanted.tokenizer_hash, &actual.tokenizer_hash),
+        (
+            "tokenizer hash",
+            &wanted.tokenizer_hash,
+            &actual.tokenizer_hash,
+        ),
     ]
     .into_iter()
     .filter(|(_, w, a)| w != a)
@@ -151,8 +156,9 @@ pub fn add(args: AddArgs) -> Result<()> {
     let store = open_store()?;
     let mut added = Vec::with_capacity(args.files.len());
     for file in &args.files {
-        let stored =
-            store.add_program_file(file).with_context(|| format!("adding {}", file.display()))?;
+        let stored = store
+            .add_program_file(file)
+            .with_context(|| format!("adding {}", file.display()))?;
         added.push(AddedProgram {
             id: stored.id.to_string(),
             source: file.clone(),
@@ -164,7 +170,12 @@ pub fn add(args: AddArgs) -> Result<()> {
         return print_json(&added);
     }
     for a in &added {
-        println!("added {} ({}) from {}", a.id, human_bytes(a.size), a.source.display());
+        println!(
+            "added {} ({}) from {}",
+            a.id,
+            human_bytes(a.size),
+            a.source.display()
+        );
     }
     Ok(())
 }
@@ -192,7 +203,10 @@ pub fn list(args: ListArgs) -> Result<()> {
             id: stored.id.to_string(),
             spec: view.spec.clone(),
             interpreter: view.interpreter.name.clone(),
-            adapter: view.adapter.as_ref().map(|a| format!("rank {} x {} tensors", a.rank, a.tensors.len())),
+            adapter: view
+                .adapter
+                .as_ref()
+                .map(|a| format!("rank {} x {} tensors", a.rank, a.tensors.len())),
             size: stored.size,
             path: stored.path,
         });
@@ -201,10 +215,16 @@ pub fn list(args: ListArgs) -> Result<()> {
         return print_json(&rows);
     }
     if rows.is_empty() {
-        println!("no programs in {} (add one with `paw add FILE`)", store.root().display());
+        println!(
+            "no programs in {} (add one with `paw add FILE`)",
+            store.root().display()
+        );
         return Ok(());
     }
-    println!("{:<14} {:>10}  {:<36} {}", "ID", "SIZE", "INTERPRETER", "SPEC");
+    println!(
+        "{:<14} {:>10}  {:<36} {}",
+        "ID", "SIZE", "INTERPRETER", "SPEC"
+    );
     for r in &rows {
         let short = r.id.get(..14).unwrap_or(&r.id);
         println!(

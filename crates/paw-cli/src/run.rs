@@ -10,7 +10,7 @@ use paw_format::{store::Store, Program};
 use paw_rt::{CallOptions, Function, Output};
 use serde::Serialize;
 
-use crate::interpreter::load_interpreter_for;
+use crate::interpreter::BindArgs;
 use crate::output::open_store;
 use crate::programs::load_program;
 
@@ -30,16 +30,8 @@ pub struct RunArgs {
     /// Stop after this many generated tokens (default: the program's setting).
     #[arg(long)]
     max_tokens: Option<u32>,
-    /// Interpreter model: a manifest id or a GGUF path (default: the one the program was
-    /// compiled for, found in the store by its hash).
-    #[arg(long, value_name = "MODEL")]
-    model: Option<String>,
-    /// Run the same prompt without the LoRA adapter, for comparisons.
-    #[arg(long)]
-    no_adapter: bool,
-    /// Inputs run together per batch.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
+    #[command(flatten)]
+    bind: BindArgs,
     /// Print one JSON object per input (input, output, tokens, timings).
     #[arg(long)]
     json: bool,
@@ -76,18 +68,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     let store = open_store()?;
     let inputs = collect_inputs(&args)?;
     let (program, _id) = read_program(&store, &args.program)?;
-    let interpreter = load_interpreter_for(&store, &program, args.model.as_deref())?;
-    let function = if args.no_adapter {
-        interpreter.bind_without_adapter(&program)
-    } else {
-        interpreter.bind(&program)
-    }
-    .context("binding the program to the interpreter")?;
+    let function = args.bind.bind(&store, &program)?;
     let options = CallOptions {
         max_tokens: args.max_tokens,
         ..CallOptions::default()
     };
-    run_inputs(&function, &inputs, &options, args.batch_size as usize, args.json)
+    run_inputs(
+        &function,
+        &inputs,
+        &options,
+        args.bind.batch_size as usize,
+        args.json,
+    )
 }
 
 /// Reads and fully verifies a program by reference.
@@ -101,10 +93,12 @@ fn collect_inputs(args: &RunArgs) -> Result<Vec<String>> {
         return Ok(vec![input.clone()]);
     }
     if let Some(path) = &args.inputs {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let mut inputs = Vec::new();
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
+            let line =
+                line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -124,7 +118,10 @@ fn collect_inputs(args: &RunArgs) -> Result<Vec<String>> {
         bail!("no input: pass it as an argument, pipe it on stdin, or use --inputs FILE");
     }
     let mut text = String::new();
-    stdin.lock().read_to_string(&mut text).context("reading stdin")?;
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .context("reading stdin")?;
     // A trailing newline from `echo` is not part of the input.
     Ok(vec![text.strip_suffix('\n').unwrap_or(&text).to_owned()])
 }
@@ -151,9 +148,11 @@ fn run_inputs(
     let bar = if inputs.len() > 1 {
         let bar = ProgressBar::new(inputs.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} inputs {per_sec} eta {eta}")
-                .context("progress bar template")?
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} inputs {per_sec} eta {eta}",
+            )
+            .context("progress bar template")?
+            .progress_chars("=> "),
         );
         bar
     } else {
@@ -161,7 +160,9 @@ fn run_inputs(
     };
     for chunk in inputs.chunks(batch_size) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let outputs = function.call_batch(&refs, options).context("running the program")?;
+        let outputs = function
+            .call_batch(&refs, options)
+            .context("running the program")?;
         for (input, out) in chunk.iter().zip(&outputs) {
             bar.suspend(|| -> Result<()> {
                 if json {

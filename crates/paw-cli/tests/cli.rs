@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/programs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/programs")
+        .join(name)
 }
 
 /// Runs `paw ARGS` with `PAW_HOME` set to `home`.
@@ -40,7 +42,10 @@ fn inspect_prints_every_field() {
 fn inspect_json_is_stable() {
     let home = tempfile::tempdir().unwrap();
     let path = fixture("adapter-mixed.paw");
-    let text = stdout_of(&paw(home.path(), &["inspect", "--json", path.to_str().unwrap()]));
+    let text = stdout_of(&paw(
+        home.path(),
+        &["inspect", "--json", path.to_str().unwrap()],
+    ));
     let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     insta::assert_json_snapshot!("inspect_json_adapter-mixed", json);
 }
@@ -49,7 +54,10 @@ fn inspect_json_is_stable() {
 fn added_program_is_found_by_unique_id_prefix() {
     let home = tempfile::tempdir().unwrap();
     let path = fixture("prompt-only.paw");
-    let added = stdout_of(&paw(home.path(), &["add", "--json", path.to_str().unwrap()]));
+    let added = stdout_of(&paw(
+        home.path(),
+        &["add", "--json", path.to_str().unwrap()],
+    ));
     let added: serde_json::Value = serde_json::from_str(&added).unwrap();
     let id = added[0]["id"].as_str().unwrap().to_owned();
     let prefix = &id[..10];
@@ -76,7 +84,10 @@ fn verify_rejects_a_tampered_file_and_names_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tampered.paw"), "error names the file: {err}");
 
-    let ok = stdout_of(&paw(home.path(), &["verify", fixture("adapter-mixed.paw").to_str().unwrap()]));
+    let ok = stdout_of(&paw(
+        home.path(),
+        &["verify", fixture("adapter-mixed.paw").to_str().unwrap()],
+    ));
     assert!(ok.starts_with("ok b3:"), "{ok}");
 }
 

@@ -28,7 +28,11 @@ fn write_program(model: &Path, dir: &Path) -> PathBuf {
         prompt_template: TEMPLATE.into(),
         interpreter: paw_rt::gguf::identity(model, Some("smollm2")).unwrap(),
         adapter: None,
-        generation: GenerationConfig { max_tokens: 6, stop: vec![], temperature: 0.0 },
+        generation: GenerationConfig {
+            max_tokens: 6,
+            stop: vec![],
+            temperature: 0.0,
+        },
         provenance: Provenance {
             compiler: "test".into(),
             compiler_version: "0".into(),
@@ -61,7 +65,11 @@ fn paw(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn ok_stdout(out: &Output) -> String {
-    assert!(out.status.success(), "paw failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "paw failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -84,15 +92,31 @@ fn run_gives_the_same_outputs_for_argument_stdin_and_batch_file() {
     assert_eq!(from_stdin, singles[0]);
 
     let file = dir.path().join("inputs.jsonl");
-    let lines: Vec<String> = inputs.iter().map(|i| serde_json::json!({ "input": i }).to_string()).collect();
+    let lines: Vec<String> = inputs
+        .iter()
+        .map(|i| serde_json::json!({ "input": i }).to_string())
+        .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     let batch = ok_stdout(&paw(
         dir.path(),
-        &["run", p, "--model", m, "--inputs", file.to_str().unwrap(), "--jsonl", "--json", "--batch-size", "3"],
+        &[
+            "run",
+            p,
+            "--model",
+            m,
+            "--inputs",
+            file.to_str().unwrap(),
+            "--jsonl",
+            "--json",
+            "--batch-size",
+            "3",
+        ],
         None,
     ));
-    let records: Vec<serde_json::Value> =
-        batch.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = batch
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), inputs.len());
     for ((record, input), single) in records.iter().zip(inputs).zip(&singles) {
         assert_eq!(record["input"], input);
@@ -106,10 +130,17 @@ fn run_finds_the_programs_interpreter_in_the_store_or_says_how_to_get_it() {
     let Some(model) = smollm2() else { return };
     let dir = tempfile::tempdir().unwrap();
     let program = write_program(&model, dir.path());
-    let out = paw(dir.path(), &["run", program.to_str().unwrap(), "apple"], None);
+    let out = paw(
+        dir.path(),
+        &["run", program.to_str().unwrap(), "apple"],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not in the store") && err.contains("--model"), "{err}");
+    assert!(
+        err.contains("not in the store") && err.contains("--model"),
+        "{err}"
+    );
 }
 
 /// Writes `NAME.paw` + `NAME.tests.jsonl` (+ `paw.toml` with `threshold`) into `dir`.
@@ -133,13 +164,32 @@ fn test_command_exit_status_tells_pass_regression_and_broken_files_apart() {
 
     let passing = tempfile::tempdir().unwrap();
     write_test_project(&model, passing.path(), tests, 0.0);
-    let out = paw(passing.path(), &["test", passing.path().to_str().unwrap(), "--model", m], None);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = paw(
+        passing.path(),
+        &["test", passing.path().to_str().unwrap(), "--model", m],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed, 0 failed"));
 
     let failing = tempfile::tempdir().unwrap();
     write_test_project(&model, failing.path(), tests, 1.0);
-    let out = paw(failing.path(), &["test", failing.path().to_str().unwrap(), "--model", m, "--json"], None);
+    let out = paw(
+        failing.path(),
+        &[
+            "test",
+            failing.path().to_str().unwrap(),
+            "--model",
+            m,
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["programs"][0]["passed"], false);
@@ -148,7 +198,11 @@ fn test_command_exit_status_tells_pass_regression_and_broken_files_apart() {
 
     let broken = tempfile::tempdir().unwrap();
     write_test_project(&model, broken.path(), "{\"input\": \"apple\"\n", 0.0);
-    let out = paw(broken.path(), &["test", broken.path().to_str().unwrap(), "--model", m], None);
+    let out = paw(
+        broken.path(),
+        &["test", broken.path().to_str().unwrap(), "--model", m],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
@@ -174,7 +228,19 @@ fn eval_scores_what_run_outputs() {
         ),
     )
     .unwrap();
-    let out = ok_stdout(&paw(dir.path(), &["eval", p, "--tests", tests.to_str().unwrap(), "--model", m, "--json"], None));
+    let out = ok_stdout(&paw(
+        dir.path(),
+        &[
+            "eval",
+            p,
+            "--tests",
+            tests.to_str().unwrap(),
+            "--model",
+            m,
+            "--json",
+        ],
+        None,
+    ));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["summary"]["total"], 2);
     assert_eq!(report["summary"]["exact"], 1);
@@ -187,7 +253,11 @@ fn verify_checks_the_interpreter_and_names_both_on_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let program = write_program(&model, dir.path());
     let p = program.to_str().unwrap();
-    let ok = ok_stdout(&paw(dir.path(), &["verify", p, "--interpreter", model.to_str().unwrap()], None));
+    let ok = ok_stdout(&paw(
+        dir.path(),
+        &["verify", p, "--interpreter", model.to_str().unwrap()],
+        None,
+    ));
     assert!(ok.contains("matches"), "{ok}");
 
     // Same architecture and tokenizer, other bytes: a copy with one byte appended.
@@ -195,9 +265,19 @@ fn verify_checks_the_interpreter_and_names_both_on_mismatch() {
     let mut bytes = std::fs::read(&model).unwrap();
     bytes.push(0);
     std::fs::write(&other, bytes).unwrap();
-    let out = paw(dir.path(), &["verify", p, "--interpreter", other.to_str().unwrap()], None);
+    let out = paw(
+        dir.path(),
+        &["verify", p, "--interpreter", other.to_str().unwrap()],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("weights hash") && err.contains("other.gguf") && err.contains("smollm2"), "{err}");
-    assert!(!err.contains("tokenizer hash"), "only the weights differ: {err}");
+    assert!(
+        err.contains("weights hash") && err.contains("other.gguf") && err.contains("smollm2"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("tokenizer hash"),
+        "only the weights differ: {err}"
+    );
 }
