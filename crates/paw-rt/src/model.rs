@@ -328,9 +328,10 @@ impl Model {
         let total = past + t;
         let keys = ck.narrow(2, 0, total)?;
         let values = cv.narrow(2, 0, total)?;
-        // Grouped-query attention: KV head `h / groups` serves query head `h`. (Stacking the
-        // query heads of a group into one matmul instead of repeating K/V gave wrong results
-        // for some shapes with candle 0.11's CPU matmul, so K/V are repeated.)
+        // Grouped-query attention: KV head `h / groups` serves query head `h`. K/V are repeated
+        // (as candle-transformers does) rather than stacking a group's query heads into one
+        // matmul: the latter changes float summation order, and on SmolLM2 that last-bit
+        // difference flips 8-bit activation rounding downstream and moves logits by ~0.7.
         let groups = nh / nkv;
         let (keys, values) = if groups > 1 {
             (
@@ -371,6 +372,8 @@ fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
 
 fn rope_tables(head_dim: usize, theta: f32, n: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
+    // f32 arithmetic as in candle-transformers' llama/qwen2 and llama.cpp: quantized models
+    // amplify last-bit differences (8-bit activation rounding), so bit-compatible tables matter.
     let inv: Vec<f32> = (0..half)
         .map(|i| 1.0 / theta.powf(2.0 * i as f32 / head_dim as f32))
         .collect();
