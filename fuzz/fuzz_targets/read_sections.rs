@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok((program, _id)) = Program::from_bytes(&bytes) else {
         return;
     };
-    let _ = inspect(&bytes).expect("inspect accepts what from_bytes accepts").to_string();
+    let _ = inspect(&bytes)
+        .expect("inspect accepts what from_bytes accepts")
+        .to_string();
     let canonical = program.to_bytes().expect("an accepted program re-encodes");
     let (again, _) = Program::from_bytes(&canonical).expect("canonical bytes read back");
     assert_eq!(again, program);

@@ -58,7 +58,9 @@ impl FromStr for ProgramId {
     type Err = ParseIdError;
 
     fn from_str(s: &str) -> Result<Self, ParseIdError> {
-        let hex = s.strip_prefix(PREFIX).ok_or_else(|| ParseIdError::MissingPrefix(s.to_owned()))?;
+        let hex = s
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| ParseIdError::MissingPrefix(s.to_owned()))?;
         // Lowercase only, so each id has exactly one spelling.
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(ParseIdError::BadHex(s.to_owned()));
@@ -84,7 +86,11 @@ impl<'de> serde::Deserialize<'de> for ProgramId {
 
 /// `b3:<hex>` BLAKE3 of a file's bytes, read in a streaming fashion (for multi-GB weights).
 pub fn hash_file(path: &Path) -> Result<String> {
-    let io = |action, source| FormatError::Io { action, path: path.to_owned(), source };
+    let io = |action, source| FormatError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(|e| io("open", e))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -114,9 +120,18 @@ mod tests {
     #[test]
     fn malformed_ids_are_rejected() {
         let hex = "ab".repeat(32);
-        assert!(matches!(hex.parse::<ProgramId>(), Err(ParseIdError::MissingPrefix(_))));
-        assert!(matches!(format!("b3:{}", &hex[1..]).parse::<ProgramId>(), Err(ParseIdError::BadHex(_))));
-        assert!(matches!(format!("b3:{}", hex.to_uppercase()).parse::<ProgramId>(), Err(ParseIdError::BadHex(_))));
+        assert!(matches!(
+            hex.parse::<ProgramId>(),
+            Err(ParseIdError::MissingPrefix(_))
+        ));
+        assert!(matches!(
+            format!("b3:{}", &hex[1..]).parse::<ProgramId>(),
+            Err(ParseIdError::BadHex(_))
+        ));
+        assert!(matches!(
+            format!("b3:{}", hex.to_uppercase()).parse::<ProgramId>(),
+            Err(ParseIdError::BadHex(_))
+        ));
     }
 
     #[test]
@@ -125,6 +140,9 @@ mod tests {
         let path = dir.path().join("w.bin");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).expect("write");
-        assert_eq!(hash_file(&path).expect("hash"), format!("b3:{}", blake3::hash(&data).to_hex()));
+        assert_eq!(
+            hash_file(&path).expect("hash"),
+            format!("b3:{}", blake3::hash(&data).to_hex())
+        );
     }
 }

@@ -102,8 +102,10 @@ impl Inspection {
                 kind: e.kind.to_string(),
                 kind_code: e.kind.0,
                 must_understand: e.flags & FLAG_MUST_UNDERSTAND != 0,
-                compression: Compression::from_code(e.compression_code)
-                    .map_or_else(|| format!("code {}", e.compression_code), |c| c.as_str().to_owned()),
+                compression: Compression::from_code(e.compression_code).map_or_else(
+                    || format!("code {}", e.compression_code),
+                    |c| c.as_str().to_owned(),
+                ),
                 offset: e.offset,
                 stored_len: e.stored_len,
                 uncompressed_len: e.uncompressed_len,
@@ -114,7 +116,11 @@ impl Inspection {
             rank: a.rank,
             alpha: a.alpha,
             scale: a.alpha / a.rank as f32,
-            parameters: a.tensors.iter().map(|t| t.shape[0].saturating_mul(t.shape[1])).sum(),
+            parameters: a
+                .tensors
+                .iter()
+                .map(|t| t.shape[0].saturating_mul(t.shape[1]))
+                .sum(),
             tensor_bytes: a.tensors.iter().map(|t| t.bytes.len() as u64).sum(),
             tensors: a
                 .tensors
@@ -149,7 +155,11 @@ impl Inspection {
                 weights_hash: i.weights_hash.clone(),
                 tokenizer_hash: i.tokenizer_hash.clone(),
             },
-            generation: GenerationInfo { max_tokens: g.max_tokens, stop: g.stop.clone(), temperature: g.temperature },
+            generation: GenerationInfo {
+                max_tokens: g.max_tokens,
+                stop: g.stop.clone(),
+                temperature: g.temperature,
+            },
             provenance: ProvenanceInfo {
                 compiler: p.compiler.clone(),
                 compiler_version: p.compiler_version.clone(),
@@ -167,13 +177,32 @@ impl Inspection {
 impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "id:           {}", self.id)?;
-        writeln!(f, "format:       {} ({} bytes)", self.format_version, self.file_len)?;
+        writeln!(
+            f,
+            "format:       {} ({} bytes)",
+            self.format_version, self.file_len
+        )?;
         let i = &self.interpreter;
-        writeln!(f, "interpreter:  {} ({}) weights {} tokenizer {}", i.name, i.architecture, i.weights_hash, i.tokenizer_hash)?;
+        writeln!(
+            f,
+            "interpreter:  {} ({}) weights {} tokenizer {}",
+            i.name, i.architecture, i.weights_hash, i.tokenizer_hash
+        )?;
         let g = &self.generation;
-        writeln!(f, "generation:   max_tokens {} temperature {} stop {:?}", g.max_tokens, g.temperature, g.stop)?;
+        writeln!(
+            f,
+            "generation:   max_tokens {} temperature {} stop {:?}",
+            g.max_tokens, g.temperature, g.stop
+        )?;
         let p = &self.provenance;
-        writeln!(f, "compiler:     {} {} seed {} teacher {}", p.compiler, p.compiler_version, p.seed, p.teacher_hash.as_deref().unwrap_or("-"))?;
+        writeln!(
+            f,
+            "compiler:     {} {} seed {} teacher {}",
+            p.compiler,
+            p.compiler_version,
+            p.seed,
+            p.teacher_hash.as_deref().unwrap_or("-")
+        )?;
         for (k, v) in &p.hyperparameters {
             writeln!(f, "  hyperparameter {k} = {v}")?;
         }
@@ -190,7 +219,11 @@ impl fmt::Display for Inspection {
                 s.stored_len,
                 s.uncompressed_len,
                 s.compression,
-                if s.must_understand { "must-understand" } else { "optional" },
+                if s.must_understand {
+                    "must-understand"
+                } else {
+                    "optional"
+                },
                 &s.blake3[..16],
             )?;
         }
@@ -203,7 +236,11 @@ impl fmt::Display for Inspection {
                     a.rank, a.alpha, a.scale, a.tensors.len(), a.parameters, a.tensor_bytes
                 )?;
                 for t in &a.tensors {
-                    writeln!(f, "  {:<28} {:<5} [{}, {}] @{} {} B", t.name, t.dtype, t.shape[0], t.shape[1], t.file_offset, t.bytes)?;
+                    writeln!(
+                        f,
+                        "  {:<28} {:<5} [{}, {}] @{} {} B",
+                        t.name, t.dtype, t.shape[0], t.shape[1], t.file_offset, t.bytes
+                    )?;
                 }
             }
         }

@@ -141,7 +141,9 @@ impl Header {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
         let prefix = &bytes[..bytes.len().min(MAGIC.len())];
         if prefix != &MAGIC[..prefix.len()] {
-            return Err(FormatError::BadMagic { found: prefix.to_vec() });
+            return Err(FormatError::BadMagic {
+                found: prefix.to_vec(),
+            });
         }
         let file_len = bytes.len() as u64;
         if file_len < u64::from(HEADER_LEN) {
@@ -151,7 +153,10 @@ impl Header {
                 found: file_len,
             });
         }
-        let mut r = FieldReader { bytes, pos: MAGIC.len() };
+        let mut r = FieldReader {
+            bytes,
+            pos: MAGIC.len(),
+        };
         let header = Self {
             major: r.u16(),
             minor: r.u16(),
@@ -167,22 +172,40 @@ impl Header {
             });
         }
         if header.header_len < HEADER_LEN {
-            return Err(FormatError::HeaderTooShort { found: header.header_len, min: HEADER_LEN });
+            return Err(FormatError::HeaderTooShort {
+                found: header.header_len,
+                min: HEADER_LEN,
+            });
         }
         if header.header_len > MAX_HEADER_LEN {
-            return Err(FormatError::HeaderTooLarge { found: header.header_len, max: MAX_HEADER_LEN });
+            return Err(FormatError::HeaderTooLarge {
+                found: header.header_len,
+                max: MAX_HEADER_LEN,
+            });
         }
         if header.flags != 0 {
-            return Err(FormatError::UnknownHeaderFlags { found: header.flags });
+            return Err(FormatError::UnknownHeaderFlags {
+                found: header.flags,
+            });
         }
         if file_len < header.file_len {
-            return Err(FormatError::Truncated { what: "the file", needed: header.file_len, found: file_len });
+            return Err(FormatError::Truncated {
+                what: "the file",
+                needed: header.file_len,
+                found: file_len,
+            });
         }
         if file_len > header.file_len {
-            return Err(FormatError::TrailingBytes { what: "the declared end of file", found: file_len - header.file_len });
+            return Err(FormatError::TrailingBytes {
+                what: "the declared end of file",
+                found: file_len - header.file_len,
+            });
         }
         if header.section_count > MAX_SECTIONS {
-            return Err(FormatError::TooManySections { found: header.section_count, max: MAX_SECTIONS });
+            return Err(FormatError::TooManySections {
+                found: header.section_count,
+                max: MAX_SECTIONS,
+            });
         }
         Ok(header)
     }
@@ -272,5 +295,6 @@ impl FieldReader<'_> {
 
 /// Rounds `n` up to the next multiple of [`ALIGNMENT`], `None` on overflow.
 pub(crate) fn align_up(n: u64) -> Option<u64> {
-    n.checked_add(ALIGNMENT - 1).map(|v| v / ALIGNMENT * ALIGNMENT)
+    n.checked_add(ALIGNMENT - 1)
+        .map(|v| v / ALIGNMENT * ALIGNMENT)
 }

@@ -3,7 +3,7 @@
 //! These mirror `spec/paw-format.md` field by field; the in-memory types in `program.rs` may grow
 //! without silently changing the file format.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::error::DecodeError;
 
 use crate::error::{FormatError, Result, TensorRole};
@@ -17,7 +17,10 @@ use crate::program::{
 type Config<const N: usize> = Configuration<LittleEndian, Fixint, Limit<N>>;
 
 const fn config<const N: usize>() -> Config<N> {
-    bincode::config::standard().with_fixed_int_encoding().with_little_endian().with_limit::<N>()
+    bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_little_endian()
+        .with_limit::<N>()
 }
 
 #[derive(Debug, bincode::Encode, bincode::Decode)]
@@ -95,13 +98,19 @@ impl MetadataV1 {
                 hyperparameters: pairs(&pr.hyperparameters),
                 report: pairs(&pr.report),
             },
-            adapter: p.adapter.as_ref().map(|a| AdapterV1 { rank: a.rank, alpha: a.alpha }),
+            adapter: p.adapter.as_ref().map(|a| AdapterV1 {
+                rank: a.rank,
+                alpha: a.alpha,
+            }),
         }
     }
 
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
-        bincode::encode_to_vec(self, config::<MAX_METADATA_LEN>())
-            .map_err(|e| FormatError::Encode { reason: e.to_string() })
+        bincode::encode_to_vec(self, config::<MAX_METADATA_LEN>()).map_err(|e| {
+            FormatError::Encode {
+                reason: e.to_string(),
+            }
+        })
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
@@ -110,7 +119,14 @@ impl MetadataV1 {
 
     /// Splits into in-memory parts; map keys must be strictly increasing so that one program has
     /// one encoding.
-    pub(crate) fn into_parts(self) -> Result<(InterpreterId, GenerationConfig, Provenance, Option<AdapterV1>)> {
+    pub(crate) fn into_parts(
+        self,
+    ) -> Result<(
+        InterpreterId,
+        GenerationConfig,
+        Provenance,
+        Option<AdapterV1>,
+    )> {
         let i = self.interpreter;
         let g = self.generation;
         let p = self.provenance;
@@ -121,7 +137,11 @@ impl MetadataV1 {
                 weights_hash: i.weights_hash,
                 tokenizer_hash: i.tokenizer_hash,
             },
-            GenerationConfig { max_tokens: g.max_tokens, stop: g.stop, temperature: g.temperature },
+            GenerationConfig {
+                max_tokens: g.max_tokens,
+                stop: g.stop,
+                temperature: g.temperature,
+            },
             Provenance {
                 compiler: p.compiler,
                 compiler_version: p.compiler_version,
@@ -137,8 +157,9 @@ impl MetadataV1 {
 
 impl TextsV1 {
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
-        bincode::encode_to_vec(self, config::<MAX_TEXTS_LEN>())
-            .map_err(|e| FormatError::Encode { reason: e.to_string() })
+        bincode::encode_to_vec(self, config::<MAX_TEXTS_LEN>()).map_err(|e| FormatError::Encode {
+            reason: e.to_string(),
+        })
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
@@ -167,12 +188,22 @@ fn decode_exact<T: bincode::Decode<()>, const N: usize>(
     config: Config<N>,
 ) -> Result<T> {
     let (value, used) = bincode::decode_from_slice(bytes, config).map_err(|e| match e {
-        DecodeError::Utf8 { inner } => FormatError::BadUtf8 { kind, reason: inner.to_string() },
-        other => FormatError::Decode { kind, reason: other.to_string() },
+        DecodeError::Utf8 { inner } => FormatError::BadUtf8 {
+            kind,
+            reason: inner.to_string(),
+        },
+        other => FormatError::Decode {
+            kind,
+            reason: other.to_string(),
+        },
     })?;
     if used != bytes.len() {
         return Err(FormatError::TrailingBytes {
-            what: if kind == SectionKind::METADATA { "the metadata" } else { "the texts" },
+            what: if kind == SectionKind::METADATA {
+                "the metadata"
+            } else {
+                "the texts"
+            },
             found: (bytes.len() - used) as u64,
         });
     }
@@ -217,7 +248,12 @@ impl TensorEntry {
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.layer.to_le_bytes());
-        out.extend_from_slice(&[self.module_code, self.role_code, self.dtype_code, self.reserved]);
+        out.extend_from_slice(&[
+            self.module_code,
+            self.role_code,
+            self.dtype_code,
+            self.reserved,
+        ]);
         out.extend_from_slice(&self.shape[0].to_le_bytes());
         out.extend_from_slice(&self.shape[1].to_le_bytes());
         out.extend_from_slice(&self.offset.to_le_bytes());

@@ -64,8 +64,15 @@ pub enum TensorDtype {
 }
 
 impl TargetModule {
-    pub const ALL: [TargetModule; 7] =
-        [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
+    pub const ALL: [TargetModule; 7] = [
+        Self::Q,
+        Self::K,
+        Self::V,
+        Self::O,
+        Self::Gate,
+        Self::Up,
+        Self::Down,
+    ];
 
     /// Short lowercase name: `q`, `k`, `v`, `o`, `gate`, `up`, `down`.
     pub const fn as_str(self) -> &'static str {
@@ -194,15 +201,27 @@ pub struct TensorData {
 
 impl TensorData {
     /// Encodes row-major f32 values as `dtype` (ggml reference quantization for Q8_0/Q4_0).
-    pub fn from_f32(dtype: TensorDtype, shape: [u64; 2], values: &[f32]) -> Result<Self, TensorError> {
+    pub fn from_f32(
+        dtype: TensorDtype,
+        shape: [u64; 2],
+        values: &[f32],
+    ) -> Result<Self, TensorError> {
         let expected = value_count(shape)?;
         let found = values.len() as u64;
         if found != expected {
-            return Err(TensorError::ValueCountMismatch { shape, expected, found });
+            return Err(TensorError::ValueCountMismatch {
+                shape,
+                expected,
+                found,
+            });
         }
         // Checks block alignment of the rows, not just of the flat value count.
         dtype.byte_len(shape)?;
-        Ok(Self { dtype, shape, bytes: quant::quantize(dtype, values)? })
+        Ok(Self {
+            dtype,
+            shape,
+            bytes: quant::quantize(dtype, values)?,
+        })
     }
 
     /// Decodes the stored bytes to row-major f32 values.
@@ -225,7 +244,9 @@ impl TensorData {
 }
 
 fn value_count(shape: [u64; 2]) -> Result<u64, TensorError> {
-    shape[0].checked_mul(shape[1]).ok_or(TensorError::TooLarge { shape })
+    shape[0]
+        .checked_mul(shape[1])
+        .ok_or(TensorError::TooLarge { shape })
 }
 
 /// The A/B pair for one (layer, module). `a` is `[rank, in_features]`, `b` is
@@ -283,23 +304,42 @@ impl Program {
     }
 }
 
-pub(crate) fn validate_texts(spec: &str, pseudo_program: &str, prompt_template: &str) -> Result<()> {
+pub(crate) fn validate_texts(
+    spec: &str,
+    pseudo_program: &str,
+    prompt_template: &str,
+) -> Result<()> {
     check_len("spec", spec, MAX_TEXT_LEN)?;
     check_len("pseudo-program", pseudo_program, MAX_TEXT_LEN)?;
     check_len("prompt template", prompt_template, MAX_TEXT_LEN)?;
     let found = prompt_template.matches(INPUT_PLACEHOLDER).count();
     if found != 1 {
-        return Err(FormatError::PlaceholderCount { placeholder: INPUT_PLACEHOLDER, found });
+        return Err(FormatError::PlaceholderCount {
+            placeholder: INPUT_PLACEHOLDER,
+            found,
+        });
     }
     Ok(())
 }
 
 impl InterpreterId {
     pub(crate) fn validate(&self) -> Result<()> {
-        check_len("interpreter architecture", &self.architecture, MAX_STRING_LEN)?;
+        check_len(
+            "interpreter architecture",
+            &self.architecture,
+            MAX_STRING_LEN,
+        )?;
         check_len("interpreter name", &self.name, MAX_STRING_LEN)?;
-        check_len("interpreter weights hash", &self.weights_hash, MAX_STRING_LEN)?;
-        check_len("interpreter tokenizer hash", &self.tokenizer_hash, MAX_STRING_LEN)
+        check_len(
+            "interpreter weights hash",
+            &self.weights_hash,
+            MAX_STRING_LEN,
+        )?;
+        check_len(
+            "interpreter tokenizer hash",
+            &self.tokenizer_hash,
+            MAX_STRING_LEN,
+        )
     }
 }
 
@@ -328,7 +368,10 @@ impl Provenance {
         if let Some(teacher) = &self.teacher_hash {
             check_len("teacher hash", teacher, MAX_STRING_LEN)?;
         }
-        for (field, map) in [("hyperparameters", &self.hyperparameters), ("report", &self.report)] {
+        for (field, map) in [
+            ("hyperparameters", &self.hyperparameters),
+            ("report", &self.report),
+        ] {
             check_count(field, map.len(), MAX_MAP_ENTRIES)?;
             for (k, v) in map {
                 check_len(field, k, MAX_STRING_LEN)?;
@@ -347,7 +390,11 @@ impl Adapter {
             check_pair_order(previous, pair.layer, pair.module)?;
             previous = Some((pair.layer, pair.module));
             for (role, t) in [(TensorRole::A, &pair.a), (TensorRole::B, &pair.b)] {
-                let name = TensorName { layer: pair.layer, module: pair.module, role };
+                let name = TensorName {
+                    layer: pair.layer,
+                    module: pair.module,
+                    role,
+                };
                 validate_tensor(name, t.dtype, t.shape, t.bytes.len() as u64, self.rank)?;
             }
         }
@@ -364,16 +411,27 @@ pub(crate) fn validate_adapter_header(rank: u32, alpha: f32, pairs: usize) -> Re
     }
     let tensors = (pairs as u64).saturating_mul(2);
     if tensors > MAX_TENSORS as u64 {
-        return Err(FormatError::TooManyTensors { found: tensors, max: MAX_TENSORS as u64 });
+        return Err(FormatError::TooManyTensors {
+            found: tensors,
+            max: MAX_TENSORS as u64,
+        });
     }
     Ok(())
 }
 
 /// Pairs must be strictly increasing by (layer, module).
-pub(crate) fn check_pair_order(previous: Option<(u32, TargetModule)>, layer: u32, module: TargetModule) -> Result<()> {
+pub(crate) fn check_pair_order(
+    previous: Option<(u32, TargetModule)>,
+    layer: u32,
+    module: TargetModule,
+) -> Result<()> {
     match previous {
-        Some(prev) if prev == (layer, module) => Err(FormatError::DuplicateLoraPair { layer, module }),
-        Some(prev) if prev > (layer, module) => Err(FormatError::LoraPairsOutOfOrder { layer, module }),
+        Some(prev) if prev == (layer, module) => {
+            Err(FormatError::DuplicateLoraPair { layer, module })
+        }
+        Some(prev) if prev > (layer, module) => {
+            Err(FormatError::LoraPairsOutOfOrder { layer, module })
+        }
         _ => Ok(()),
     }
 }
@@ -385,9 +443,17 @@ pub(crate) fn validate_tensor(
     found: u64,
     rank: u32,
 ) -> Result<()> {
-    let expected = dtype.byte_len(shape).map_err(|source| FormatError::TensorShape { tensor, source })?;
+    let expected = dtype
+        .byte_len(shape)
+        .map_err(|source| FormatError::TensorShape { tensor, source })?;
     if found != expected {
-        return Err(FormatError::TensorByteSizeMismatch { tensor, dtype, shape, expected, found });
+        return Err(FormatError::TensorByteSizeMismatch {
+            tensor,
+            dtype,
+            shape,
+            expected,
+            found,
+        });
     }
     // A is [rank, in] and B is [out, rank]; the other dimension must be non-empty.
     let (rank_dim, other_dim) = match tensor.role {
@@ -395,21 +461,33 @@ pub(crate) fn validate_tensor(
         TensorRole::B => (shape[1], shape[0]),
     };
     if rank_dim != u64::from(rank) || other_dim == 0 {
-        return Err(FormatError::RankMismatch { tensor, shape, rank });
+        return Err(FormatError::RankMismatch {
+            tensor,
+            shape,
+            rank,
+        });
     }
     Ok(())
 }
 
 fn check_len(field: &'static str, text: &str, max: usize) -> Result<()> {
     if text.len() > max {
-        return Err(FormatError::TextTooLong { field, len: text.len() as u64, max: max as u64 });
+        return Err(FormatError::TextTooLong {
+            field,
+            len: text.len() as u64,
+            max: max as u64,
+        });
     }
     Ok(())
 }
 
 fn check_count(field: &'static str, found: usize, max: usize) -> Result<()> {
     if found > max {
-        return Err(FormatError::TooManyEntries { field, found: found as u64, max: max as u64 });
+        return Err(FormatError::TooManyEntries {
+            field,
+            found: found as u64,
+            max: max as u64,
+        });
     }
     Ok(())
 }

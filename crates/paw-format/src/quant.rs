@@ -20,12 +20,22 @@ pub const Q4_0_BLOCK_BYTES: usize = 2 + QK / 2;
 pub fn quantize(dtype: TensorDtype, values: &[f32]) -> Result<Vec<u8>, TensorError> {
     let n = values.len() as u64;
     let expected = dtype.byte_len([1, n])?;
-    let mut out = Vec::with_capacity(usize::try_from(expected).map_err(|_| TensorError::TooLarge { shape: [1, n] })?);
+    let mut out = Vec::with_capacity(
+        usize::try_from(expected).map_err(|_| TensorError::TooLarge { shape: [1, n] })?,
+    );
     match dtype {
-        TensorDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        TensorDtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-        TensorDtype::Q8_0 => values.chunks_exact(QK).for_each(|b| quantize_block_q8_0(b, &mut out)),
-        TensorDtype::Q4_0 => values.chunks_exact(QK).for_each(|b| quantize_block_q4_0(b, &mut out)),
+        TensorDtype::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        TensorDtype::F16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        TensorDtype::Q8_0 => values
+            .chunks_exact(QK)
+            .for_each(|b| quantize_block_q8_0(b, &mut out)),
+        TensorDtype::Q4_0 => values
+            .chunks_exact(QK)
+            .for_each(|b| quantize_block_q4_0(b, &mut out)),
     }
     Ok(out)
 }
@@ -35,7 +45,12 @@ pub fn dequantize(dtype: TensorDtype, bytes: &[u8], out: &mut [f32]) -> Result<(
     let values = out.len() as u64;
     let expected = dtype.byte_len([1, values])?;
     if expected != bytes.len() as u64 {
-        return Err(TensorError::ByteLenMismatch { dtype, values, expected, found: bytes.len() as u64 });
+        return Err(TensorError::ByteLenMismatch {
+            dtype,
+            values,
+            expected,
+            found: bytes.len() as u64,
+        });
     }
     match dtype {
         TensorDtype::F32 => {
@@ -49,7 +64,10 @@ pub fn dequantize(dtype: TensorDtype, bytes: &[u8], out: &mut [f32]) -> Result<(
             }
         }
         TensorDtype::Q8_0 => {
-            for (o, b) in out.chunks_exact_mut(QK).zip(bytes.chunks_exact(Q8_0_BLOCK_BYTES)) {
+            for (o, b) in out
+                .chunks_exact_mut(QK)
+                .zip(bytes.chunks_exact(Q8_0_BLOCK_BYTES))
+            {
                 let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
                 for (x, q) in o.iter_mut().zip(&b[2..]) {
                     *x = f32::from(*q as i8) * d;
@@ -57,7 +75,10 @@ pub fn dequantize(dtype: TensorDtype, bytes: &[u8], out: &mut [f32]) -> Result<(
             }
         }
         TensorDtype::Q4_0 => {
-            for (o, b) in out.chunks_exact_mut(QK).zip(bytes.chunks_exact(Q4_0_BLOCK_BYTES)) {
+            for (o, b) in out
+                .chunks_exact_mut(QK)
+                .zip(bytes.chunks_exact(Q4_0_BLOCK_BYTES))
+            {
                 let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
                 let (lo, hi) = o.split_at_mut(QK / 2);
                 for ((l, h), q) in lo.iter_mut().zip(hi.iter_mut()).zip(&b[2..]) {
@@ -96,7 +117,11 @@ fn quantize_block_q4_0(block: &[f32], out: &mut Vec<u8>) {
     // ggml truncates with a C `(int8_t)` cast; Rust's `as` also truncates toward zero here.
     let nibble = |x: f32| ((x * id + 8.5) as i8).min(15) as u8;
     let (lo, hi) = block.split_at(QK / 2);
-    out.extend(lo.iter().zip(hi).map(|(l, h)| nibble(*l) | (nibble(*h) << 4)));
+    out.extend(
+        lo.iter()
+            .zip(hi)
+            .map(|(l, h)| nibble(*l) | (nibble(*h) << 4)),
+    );
 }
 
 #[cfg(test)]
@@ -185,19 +210,35 @@ mod tests {
             dequantize(dtype, &bytes, &mut out).expect("decodes");
             assert_eq!(out, values);
         }
-        assert_eq!(quantize(TensorDtype::F16, &[1.0]).expect("f16"), vec![0x00, 0x3c]);
+        assert_eq!(
+            quantize(TensorDtype::F16, &[1.0]).expect("f16"),
+            vec![0x00, 0x3c]
+        );
     }
 
     #[test]
     fn partial_block_is_rejected() {
         let err = quantize(TensorDtype::Q8_0, &[1.0; 31]).expect_err("31 values");
-        assert_eq!(err, TensorError::NotBlockAligned { dtype: TensorDtype::Q8_0, cols: 31 });
+        assert_eq!(
+            err,
+            TensorError::NotBlockAligned {
+                dtype: TensorDtype::Q8_0,
+                cols: 31
+            }
+        );
     }
 
     #[test]
     fn wrong_byte_count_is_rejected_on_dequantize() {
         let mut out = vec![0.0; QK];
         let err = dequantize(TensorDtype::Q4_0, &[0; 17], &mut out).expect_err("17 bytes");
-        assert!(matches!(err, TensorError::ByteLenMismatch { expected: 18, found: 17, .. }));
+        assert!(matches!(
+            err,
+            TensorError::ByteLenMismatch {
+                expected: 18,
+                found: 17,
+                ..
+            }
+        ));
     }
 }

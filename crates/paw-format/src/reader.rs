@@ -70,11 +70,17 @@ impl<'a> ProgramView<'a> {
                 SectionKind::TEXTS => texts = Some(TextsV1::decode(&content)?),
                 SectionKind::TENSOR_INDEX => index = Some(TensorEntry::decode_all(&content)?),
                 SectionKind::TENSOR_DATA => data = Some((entry.offset, content)),
-                other => tracing::debug!(kind = other.0, "skipping optional section of unknown kind"),
+                other => {
+                    tracing::debug!(kind = other.0, "skipping optional section of unknown kind")
+                }
             }
         }
-        let metadata = metadata.ok_or(FormatError::MissingSection { kind: SectionKind::METADATA })?;
-        let texts = texts.ok_or(FormatError::MissingSection { kind: SectionKind::TEXTS })?;
+        let metadata = metadata.ok_or(FormatError::MissingSection {
+            kind: SectionKind::METADATA,
+        })?;
+        let texts = texts.ok_or(FormatError::MissingSection {
+            kind: SectionKind::TEXTS,
+        })?;
         validate_texts(&texts.spec, &texts.pseudo_program, &texts.prompt_template)?;
         let (interpreter, generation, provenance, adapter_header) = metadata.into_parts()?;
         interpreter.validate()?;
@@ -85,11 +91,21 @@ impl<'a> ProgramView<'a> {
             (Some(a), Some(index), Some((data_offset, Cow::Borrowed(data)))) => {
                 Some(read_adapter(a.rank, a.alpha, &index, data_offset, data)?)
             }
-            (Some(_), Some(_), None) => return Err(FormatError::MissingSection { kind: SectionKind::TENSOR_DATA }),
-            (Some(_), None, _) => return Err(FormatError::MissingSection { kind: SectionKind::TENSOR_INDEX }),
+            (Some(_), Some(_), None) => {
+                return Err(FormatError::MissingSection {
+                    kind: SectionKind::TENSOR_DATA,
+                })
+            }
+            (Some(_), None, _) => {
+                return Err(FormatError::MissingSection {
+                    kind: SectionKind::TENSOR_INDEX,
+                })
+            }
             // Tensor data is never decompressed, so it is always borrowed.
             (Some(_), Some(_), Some((_, Cow::Owned(_)))) => {
-                return Err(FormatError::CompressedTensorData { kind: SectionKind::TENSOR_DATA })
+                return Err(FormatError::CompressedTensorData {
+                    kind: SectionKind::TENSOR_DATA,
+                })
             }
             (None, _, _) => return Err(FormatError::AdapterSectionMismatch { has_adapter: false }),
         };
@@ -116,8 +132,17 @@ impl<'a> ProgramView<'a> {
                 .tensors
                 .chunks_exact(2)
                 .map(|ab| {
-                    let owned = |t: &TensorView<'_>| TensorData { dtype: t.dtype, shape: t.shape, bytes: t.bytes.to_vec() };
-                    LoraPair { layer: ab[0].name.layer, module: ab[0].name.module, a: owned(&ab[0]), b: owned(&ab[1]) }
+                    let owned = |t: &TensorView<'_>| TensorData {
+                        dtype: t.dtype,
+                        shape: t.shape,
+                        bytes: t.bytes.to_vec(),
+                    };
+                    LoraPair {
+                        layer: ab[0].name.layer,
+                        module: ab[0].name.module,
+                        a: owned(&ab[0]),
+                        b: owned(&ab[1]),
+                    }
                 })
                 .collect(),
         });
@@ -155,7 +180,10 @@ impl Program {
 pub fn verify_bytes(bytes: &[u8], expected: Option<&ProgramId>) -> Result<ProgramId> {
     let id = ProgramView::parse(bytes)?.id;
     match expected {
-        Some(e) if *e != id => Err(FormatError::IdMismatch { expected: e.to_string(), actual: id.to_string() }),
+        Some(e) if *e != id => Err(FormatError::IdMismatch {
+            expected: e.to_string(),
+            actual: id.to_string(),
+        }),
         _ => Ok(id),
     }
 }
@@ -167,15 +195,25 @@ pub fn verify_file(path: &Path, expected: Option<&ProgramId>) -> Result<ProgramI
 
 /// Reads a whole file after checking its size against [`MAX_FILE_LEN`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let io = |action, source| FormatError::Io { action, path: path.to_owned(), source };
+    let io = |action, source| FormatError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(|e| io("open", e))?;
     let len = file.metadata().map_err(|e| io("stat", e))?.len();
     if len > MAX_FILE_LEN {
-        return Err(FormatError::FileTooLarge { path: path.to_owned(), len, max: MAX_FILE_LEN });
+        return Err(FormatError::FileTooLarge {
+            path: path.to_owned(),
+            len,
+            max: MAX_FILE_LEN,
+        });
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // `take` keeps a file that grows while being read within the limit.
-    file.take(MAX_FILE_LEN + 1).read_to_end(&mut bytes).map_err(|e| io("read", e))?;
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io("read", e))?;
     Ok(bytes)
 }
 
@@ -185,14 +223,20 @@ fn read_table(bytes: &[u8], header: &Header) -> Result<Vec<SectionEntry>> {
     let file_len = bytes.len() as u64;
     let table_end = header.table_end();
     if table_end > file_len {
-        return Err(FormatError::Truncated { what: "the section table", needed: table_end, found: file_len });
+        return Err(FormatError::Truncated {
+            what: "the section table",
+            needed: table_end,
+            found: file_len,
+        });
     }
     let mut entries = Vec::with_capacity(header.section_count as usize);
     let mut cursor = table_end;
     let mut previous: Option<SectionKind> = None;
     for i in 0..u64::from(header.section_count) {
         let start = u64::from(header.header_len) + i * SECTION_ENTRY_LEN;
-        let row = bytes.get(start as usize..(start + SECTION_ENTRY_LEN) as usize).unwrap_or_default();
+        let row = bytes
+            .get(start as usize..(start + SECTION_ENTRY_LEN) as usize)
+            .unwrap_or_default();
         let e = SectionEntry::decode(row);
         let kind = e.kind;
         match previous {
@@ -201,17 +245,31 @@ fn read_table(bytes: &[u8], header: &Header) -> Result<Vec<SectionEntry>> {
             _ => {}
         }
         previous = Some(kind);
-        let expected_flags = if kind.is_known() { FLAG_MUST_UNDERSTAND } else { e.flags & FLAG_MUST_UNDERSTAND };
+        let expected_flags = if kind.is_known() {
+            FLAG_MUST_UNDERSTAND
+        } else {
+            e.flags & FLAG_MUST_UNDERSTAND
+        };
         if e.flags != expected_flags {
-            return Err(FormatError::UnexpectedSectionFlags { kind, found: e.flags, expected: expected_flags });
+            return Err(FormatError::UnexpectedSectionFlags {
+                kind,
+                found: e.flags,
+                expected: expected_flags,
+            });
         }
         if !kind.is_known() && e.flags & FLAG_MUST_UNDERSTAND != 0 {
             return Err(FormatError::UnknownRequiredSection { kind });
         }
-        let compression = Compression::from_code(e.compression_code)
-            .ok_or(FormatError::UnknownCompression { kind, found: e.compression_code })?;
+        let compression =
+            Compression::from_code(e.compression_code).ok_or(FormatError::UnknownCompression {
+                kind,
+                found: e.compression_code,
+            })?;
         if e.reserved != 0 {
-            return Err(FormatError::NonzeroReserved { what: "a section entry's reserved byte", found: u64::from(e.reserved) });
+            return Err(FormatError::NonzeroReserved {
+                what: "a section entry's reserved byte",
+                found: u64::from(e.reserved),
+            });
         }
         if kind == SectionKind::TENSOR_DATA && compression != Compression::None {
             return Err(FormatError::CompressedTensorData { kind });
@@ -220,13 +278,21 @@ fn read_table(bytes: &[u8], header: &Header) -> Result<Vec<SectionEntry>> {
             .offset
             .checked_add(e.stored_len)
             .filter(|end| *end <= file_len)
-            .ok_or(FormatError::SectionOutOfRange { kind, offset: e.offset, len: e.stored_len, file_len })?;
+            .ok_or(FormatError::SectionOutOfRange {
+                kind,
+                offset: e.offset,
+                len: e.stored_len,
+                file_len,
+            })?;
         check_placement(bytes, cursor, e.offset, Placement::Section(kind))?;
         cursor = end;
         entries.push(e);
     }
     if cursor != file_len {
-        return Err(FormatError::TrailingBytes { what: "the last section", found: file_len - cursor });
+        return Err(FormatError::TrailingBytes {
+            what: "the last section",
+            found: file_len - cursor,
+        });
     }
     Ok(entries)
 }
@@ -244,8 +310,16 @@ enum Placement {
 fn check_placement(bytes: &[u8], cursor: u64, offset: u64, what: Placement) -> Result<()> {
     if offset < cursor {
         return Err(match what {
-            Placement::Section(kind) => FormatError::OverlappingSections { kind, offset, previous_end: cursor },
-            Placement::Tensor(tensor) => FormatError::OverlappingTensors { tensor, offset, previous_end: cursor },
+            Placement::Section(kind) => FormatError::OverlappingSections {
+                kind,
+                offset,
+                previous_end: cursor,
+            },
+            Placement::Tensor(tensor) => FormatError::OverlappingTensors {
+                tensor,
+                offset,
+                previous_end: cursor,
+            },
         });
     }
     if !offset.is_multiple_of(crate::layout::ALIGNMENT) {
@@ -257,14 +331,27 @@ fn check_placement(bytes: &[u8], cursor: u64, offset: u64, what: Placement) -> R
     let expected = align_up(cursor).unwrap_or(u64::MAX);
     if offset != expected {
         return Err(match what {
-            Placement::Section(kind) => FormatError::SectionGap { kind, offset, expected },
-            Placement::Tensor(tensor) => FormatError::TensorGap { tensor, offset, expected },
+            Placement::Section(kind) => FormatError::SectionGap {
+                kind,
+                offset,
+                expected,
+            },
+            Placement::Tensor(tensor) => FormatError::TensorGap {
+                tensor,
+                offset,
+                expected,
+            },
         });
     }
     // cursor <= offset <= len(bytes) here, and the gap is below 64 bytes.
-    let padding = bytes.get(cursor as usize..offset as usize).unwrap_or_default();
+    let padding = bytes
+        .get(cursor as usize..offset as usize)
+        .unwrap_or_default();
     if let Some(pos) = padding.iter().position(|b| *b != 0) {
-        return Err(FormatError::NonzeroPadding { offset: cursor + pos as u64, value: padding[pos] });
+        return Err(FormatError::NonzeroPadding {
+            offset: cursor + pos as u64,
+            value: padding[pos],
+        });
     }
     Ok(())
 }
@@ -274,16 +361,26 @@ fn section_bytes<'a>(bytes: &'a [u8], e: &SectionEntry) -> Result<Cow<'a, [u8]>>
     let kind = e.kind;
     if let Some(max) = kind.max_len() {
         if e.uncompressed_len > max as u64 {
-            return Err(FormatError::SectionTooLarge { kind, len: e.uncompressed_len, max: max as u64 });
+            return Err(FormatError::SectionTooLarge {
+                kind,
+                len: e.uncompressed_len,
+                max: max as u64,
+            });
         }
     }
     // The table check guarantees offset + stored_len <= bytes.len().
-    let stored = bytes.get(e.offset as usize..(e.offset + e.stored_len) as usize).unwrap_or_default();
+    let stored = bytes
+        .get(e.offset as usize..(e.offset + e.stored_len) as usize)
+        .unwrap_or_default();
     let content = match Compression::from_code(e.compression_code) {
         Some(Compression::Zstd) => {
             let capacity = e.uncompressed_len as usize;
-            let out = zstd::bulk::decompress(stored, capacity)
-                .map_err(|err| FormatError::Decompress { kind, reason: err.to_string() })?;
+            let out = zstd::bulk::decompress(stored, capacity).map_err(|err| {
+                FormatError::Decompress {
+                    kind,
+                    reason: err.to_string(),
+                }
+            })?;
             if out.len() != capacity {
                 return Err(FormatError::DecompressedLengthMismatch {
                     kind,
@@ -295,7 +392,11 @@ fn section_bytes<'a>(bytes: &'a [u8], e: &SectionEntry) -> Result<Cow<'a, [u8]>>
         }
         _ => {
             if e.stored_len != e.uncompressed_len {
-                return Err(FormatError::StoredLengthMismatch { kind, stored: e.stored_len, uncompressed: e.uncompressed_len });
+                return Err(FormatError::StoredLengthMismatch {
+                    kind,
+                    stored: e.stored_len,
+                    uncompressed: e.uncompressed_len,
+                });
             }
             Cow::Borrowed(stored)
         }
@@ -325,36 +426,69 @@ fn read_adapter<'a>(
     let mut cursor = 0u64;
     let mut previous_pair: Option<(u32, TargetModule)> = None;
     for (i, e) in index.iter().enumerate() {
-        let module = TargetModule::from_code(e.module_code)
-            .ok_or(FormatError::UnknownTargetModule { index: i, code: e.module_code })?;
-        let role = TensorRole::from_code(e.role_code).ok_or(FormatError::UnknownTensorRole { index: i, code: e.role_code })?;
-        let dtype = TensorDtype::from_ggml_type(e.dtype_code).ok_or(FormatError::UnknownDtype { index: i, code: e.dtype_code })?;
+        let module =
+            TargetModule::from_code(e.module_code).ok_or(FormatError::UnknownTargetModule {
+                index: i,
+                code: e.module_code,
+            })?;
+        let role = TensorRole::from_code(e.role_code).ok_or(FormatError::UnknownTensorRole {
+            index: i,
+            code: e.role_code,
+        })?;
+        let dtype = TensorDtype::from_ggml_type(e.dtype_code).ok_or(FormatError::UnknownDtype {
+            index: i,
+            code: e.dtype_code,
+        })?;
         if e.reserved != 0 {
-            return Err(FormatError::NonzeroReserved { what: "a tensor entry's reserved byte", found: u64::from(e.reserved) });
+            return Err(FormatError::NonzeroReserved {
+                what: "a tensor entry's reserved byte",
+                found: u64::from(e.reserved),
+            });
         }
-        let name = TensorName { layer: e.layer, module, role };
+        let name = TensorName {
+            layer: e.layer,
+            module,
+            role,
+        };
         // Rows alternate A, B, with each B belonging to the A just before it.
         match (role, tensors.last()) {
             (TensorRole::A, Some(prev)) if prev.name.role == TensorRole::A => {
-                return Err(FormatError::IncompleteLoraPair { tensor: prev.name, missing: "lora_b" })
+                return Err(FormatError::IncompleteLoraPair {
+                    tensor: prev.name,
+                    missing: "lora_b",
+                })
             }
             (TensorRole::A, _) => {
                 check_pair_order(previous_pair, e.layer, module)?;
                 previous_pair = Some((e.layer, module));
             }
             (TensorRole::B, Some(prev))
-                if prev.name.role == TensorRole::A && (prev.name.layer, prev.name.module) == (e.layer, module) => {}
+                if prev.name.role == TensorRole::A
+                    && (prev.name.layer, prev.name.module) == (e.layer, module) => {}
             (TensorRole::B, Some(prev)) if prev.name.role == TensorRole::A => {
-                return Err(FormatError::IncompleteLoraPair { tensor: prev.name, missing: "lora_b" })
+                return Err(FormatError::IncompleteLoraPair {
+                    tensor: prev.name,
+                    missing: "lora_b",
+                })
             }
-            (TensorRole::B, _) => return Err(FormatError::IncompleteLoraPair { tensor: name, missing: "lora_a" }),
+            (TensorRole::B, _) => {
+                return Err(FormatError::IncompleteLoraPair {
+                    tensor: name,
+                    missing: "lora_a",
+                })
+            }
         }
         validate_tensor(name, dtype, e.shape, e.len, rank)?;
         let end = e
             .offset
             .checked_add(e.len)
             .filter(|end| *end <= data_len)
-            .ok_or(FormatError::TensorOutOfRange { tensor: name, offset: e.offset, len: e.len, data_len })?;
+            .ok_or(FormatError::TensorOutOfRange {
+                tensor: name,
+                offset: e.offset,
+                len: e.len,
+                data_len,
+            })?;
         check_placement(data, cursor, e.offset, Placement::Tensor(name))?;
         cursor = end;
         tensors.push(TensorView {
@@ -362,14 +496,26 @@ fn read_adapter<'a>(
             dtype,
             shape: e.shape,
             file_offset: data_offset + e.offset,
-            bytes: data.get(e.offset as usize..end as usize).unwrap_or_default(),
+            bytes: data
+                .get(e.offset as usize..end as usize)
+                .unwrap_or_default(),
         });
     }
     if let Some(last) = tensors.last().filter(|t| t.name.role == TensorRole::A) {
-        return Err(FormatError::IncompleteLoraPair { tensor: last.name, missing: "lora_b" });
+        return Err(FormatError::IncompleteLoraPair {
+            tensor: last.name,
+            missing: "lora_b",
+        });
     }
     if cursor != data_len {
-        return Err(FormatError::TrailingBytes { what: "the last tensor", found: data_len - cursor });
+        return Err(FormatError::TrailingBytes {
+            what: "the last tensor",
+            found: data_len - cursor,
+        });
     }
-    Ok(AdapterView { rank, alpha, tensors })
+    Ok(AdapterView {
+        rank,
+        alpha,
+        tensors,
+    })
 }

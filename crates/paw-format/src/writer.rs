@@ -40,8 +40,18 @@ impl Program {
         ];
         if let Some(adapter) = &self.adapter {
             let (index, data) = tensor_sections(adapter)?;
-            sections.push(Section { kind: SectionKind::TENSOR_INDEX, compression: Compression::None, uncompressed: index, stored: None });
-            sections.push(Section { kind: SectionKind::TENSOR_DATA, compression: Compression::None, uncompressed: data, stored: None });
+            sections.push(Section {
+                kind: SectionKind::TENSOR_INDEX,
+                compression: Compression::None,
+                uncompressed: index,
+                stored: None,
+            });
+            sections.push(Section {
+                kind: SectionKind::TENSOR_DATA,
+                compression: Compression::None,
+                uncompressed: data,
+                stored: None,
+            });
         }
         assemble(&sections)
     }
@@ -56,7 +66,11 @@ impl Program {
     pub fn write_to(&self, path: &Path) -> Result<ProgramId> {
         let bytes = self.to_bytes()?;
         let id = ProgramId::of_bytes(&bytes);
-        let io = |action, source| FormatError::Io { action, path: path.to_owned(), source };
+        let io = |action, source| FormatError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        };
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -70,10 +84,13 @@ impl Program {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        let mut tmp = builder.tempfile_in(dir).map_err(|e| io("create a temporary file next to", e))?;
+        let mut tmp = builder
+            .tempfile_in(dir)
+            .map_err(|e| io("create a temporary file next to", e))?;
         tmp.write_all(&bytes).map_err(|e| io("write", e))?;
         tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
-        tmp.persist(path).map_err(|e| io("rename a temporary file onto", e.error))?;
+        tmp.persist(path)
+            .map_err(|e| io("rename a temporary file onto", e.error))?;
         sync_dir(dir).map_err(|e| io("sync the directory of", e))?;
         tracing::debug!(path = %path.display(), %id, len = bytes.len(), "wrote program");
         Ok(id)
@@ -95,9 +112,15 @@ fn texts_section(p: &Program) -> Result<Section> {
         prompt_template: p.prompt_template.clone(),
     }
     .encode()?;
-    let compressed = zstd::bulk::compress(&texts, ZSTD_LEVEL)
-        .map_err(|e| FormatError::Encode { reason: format!("zstd: {e}") })?;
-    Ok(Section { kind: SectionKind::TEXTS, compression: Compression::Zstd, uncompressed: texts, stored: Some(compressed) })
+    let compressed = zstd::bulk::compress(&texts, ZSTD_LEVEL).map_err(|e| FormatError::Encode {
+        reason: format!("zstd: {e}"),
+    })?;
+    Ok(Section {
+        kind: SectionKind::TEXTS,
+        compression: Compression::Zstd,
+        uncompressed: texts,
+        stored: Some(compressed),
+    })
 }
 
 /// The tensor index and the tensor data: A then B for each pair, each tensor 64-byte aligned.
@@ -108,8 +131,16 @@ fn tensor_sections(adapter: &crate::program::Adapter) -> Result<(Vec<u8>, Vec<u8
         for (role, t) in [(TensorRole::A, &pair.a), (TensorRole::B, &pair.b)] {
             let offset = padded_len(data.len())?;
             data.resize(offset, 0);
-            TensorEntry::new(pair.layer, pair.module, role, t.dtype, t.shape, offset as u64, t.bytes.len() as u64)
-                .encode(&mut index);
+            TensorEntry::new(
+                pair.layer,
+                pair.module,
+                role,
+                t.dtype,
+                t.shape,
+                offset as u64,
+                t.bytes.len() as u64,
+            )
+            .encode(&mut index);
             data.extend_from_slice(&t.bytes);
         }
     }
@@ -119,12 +150,15 @@ fn tensor_sections(adapter: &crate::program::Adapter) -> Result<(Vec<u8>, Vec<u8
 fn padded_len(len: usize) -> Result<usize> {
     align_up(len as u64)
         .and_then(|n| usize::try_from(n).ok())
-        .ok_or(FormatError::Encode { reason: "file larger than the address space".into() })
+        .ok_or(FormatError::Encode {
+            reason: "file larger than the address space".into(),
+        })
 }
 
 fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
     let count = sections.len() as u64;
-    let mut offset = align_up(u64::from(HEADER_LEN) + count * SECTION_ENTRY_LEN).unwrap_or(u64::MAX);
+    let mut offset =
+        align_up(u64::from(HEADER_LEN) + count * SECTION_ENTRY_LEN).unwrap_or(u64::MAX);
     let mut entries = Vec::with_capacity(sections.len());
     for s in sections {
         let stored_len = s.stored().len() as u64;
@@ -139,7 +173,9 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
             hash: *blake3::hash(&s.uncompressed).as_bytes(),
         });
         let end = offset.checked_add(stored_len);
-        offset = end.and_then(align_up).ok_or(FormatError::Encode { reason: "file too large".into() })?;
+        offset = end.and_then(align_up).ok_or(FormatError::Encode {
+            reason: "file too large".into(),
+        })?;
     }
     let file_len = entries.last().map_or(offset, |e| e.offset + e.stored_len);
     let header = Header {

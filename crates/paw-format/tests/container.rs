@@ -38,7 +38,11 @@ fn writing_twice_gives_identical_bytes() {
         let id_a = program.write_to(&a).expect("first write");
         let id_b = program.clone().write_to(&b).expect("second write");
         assert_eq!(id_a, id_b, "{name}");
-        assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"), "{name}");
+        assert_eq!(
+            std::fs::read(&a).expect("a"),
+            std::fs::read(&b).expect("b"),
+            "{name}"
+        );
     }
 }
 
@@ -46,7 +50,8 @@ fn writing_twice_gives_identical_bytes() {
 fn committed_fixtures_match_their_generator() {
     for (name, program) in fixtures::all() {
         let path = repo_root().join("fixtures/programs").join(name);
-        let committed = std::fs::read(&path).expect("fixture file exists; run the make_fixtures example");
+        let committed =
+            std::fs::read(&path).expect("fixture file exists; run the make_fixtures example");
         assert!(
             committed == program.to_bytes().expect("valid"),
             "{name} differs from its generator: run `cargo run -p paw-format --example make_fixtures`"
@@ -62,8 +67,14 @@ fn id_is_blake3_of_the_file_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("p.paw");
     let id = program.write_to(&path).expect("writes");
-    assert_eq!(id.to_string(), format!("b3:{}", blake3::hash(&bytes).to_hex()));
-    assert_eq!(id.to_string(), paw_format::hash_file(&path).expect("hashes"));
+    assert_eq!(
+        id.to_string(),
+        format!("b3:{}", blake3::hash(&bytes).to_hex())
+    );
+    assert_eq!(
+        id.to_string(),
+        paw_format::hash_file(&path).expect("hashes")
+    );
     assert_eq!(program.id().expect("id"), id);
 }
 
@@ -103,16 +114,25 @@ fn tampered_byte_is_detected() {
 fn every_truncation_is_an_error() {
     let (_, bytes) = fixture(ADAPTER);
     for len in 0..bytes.len() {
-        assert!(Program::from_bytes(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
+        assert!(
+            Program::from_bytes(&bytes[..len]).is_err(),
+            "prefix of {len} bytes accepted"
+        );
     }
-    assert!(matches!(read_err(&bytes[..bytes.len() - 1]), FormatError::Truncated { .. }));
+    assert!(matches!(
+        read_err(&bytes[..bytes.len() - 1]),
+        FormatError::Truncated { .. }
+    ));
 }
 
 #[test]
 fn appended_bytes_are_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes.push(0);
-    assert!(matches!(read_err(&bytes), FormatError::TrailingBytes { found: 1, .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::TrailingBytes { found: 1, .. }
+    ));
 }
 
 #[test]
@@ -123,7 +143,10 @@ fn write_replaces_the_target_atomically_and_leaves_no_temporary_files() {
     let (program, bytes) = fixture(PROMPT_ONLY);
     program.write_to(&path).expect("writes");
     assert_eq!(std::fs::read(&path).expect("reads"), bytes);
-    let names: Vec<_> = std::fs::read_dir(dir.path()).expect("lists").map(|e| e.expect("entry").file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("p.paw")]);
 }
 
@@ -148,7 +171,12 @@ fn tensors_and_sections_are_64_byte_aligned() {
     for t in &adapter.tensors {
         assert_eq!(t.file_offset % ALIGNMENT, 0, "{}", t.name);
         let start = t.file_offset as usize;
-        assert_eq!(&bytes[start..start + t.bytes.len()], t.bytes, "{} borrows the file bytes", t.name);
+        assert_eq!(
+            &bytes[start..start + t.bytes.len()],
+            t.bytes,
+            "{} borrows the file bytes",
+            t.name
+        );
     }
 }
 
@@ -156,8 +184,17 @@ fn tensors_and_sections_are_64_byte_aligned() {
 fn mixed_dtype_adapter_dequantizes_close_to_its_source() {
     let (program, _) = fixture(ADAPTER);
     let adapter = program.adapter.expect("adapter");
-    let dtypes: Vec<_> = adapter.pairs.iter().flat_map(|p| [p.a.dtype, p.b.dtype]).collect();
-    for d in [TensorDtype::F32, TensorDtype::F16, TensorDtype::Q8_0, TensorDtype::Q4_0] {
+    let dtypes: Vec<_> = adapter
+        .pairs
+        .iter()
+        .flat_map(|p| [p.a.dtype, p.b.dtype])
+        .collect();
+    for d in [
+        TensorDtype::F32,
+        TensorDtype::F16,
+        TensorDtype::Q8_0,
+        TensorDtype::Q4_0,
+    ] {
         assert!(dtypes.contains(&d), "fixture covers {d}");
     }
     for pair in &adapter.pairs {
@@ -176,7 +213,10 @@ fn verify_checks_the_expected_id() {
     let id = ProgramId::of_bytes(&bytes);
     assert_eq!(verify_bytes(&bytes, Some(&id)).expect("verifies"), id);
     let other = ProgramId::of_bytes(b"something else");
-    assert!(matches!(verify_bytes(&bytes, Some(&other)), Err(FormatError::IdMismatch { .. })));
+    assert!(matches!(
+        verify_bytes(&bytes, Some(&other)),
+        Err(FormatError::IdMismatch { .. })
+    ));
 }
 
 #[test]
@@ -184,14 +224,23 @@ fn bad_magic_is_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes[1] = b'Z';
     assert!(matches!(read_err(&bytes), FormatError::BadMagic { .. }));
-    assert!(matches!(read_err(b"PK\x03\x04 a zip file"), FormatError::BadMagic { .. }));
+    assert!(matches!(
+        read_err(b"PK\x03\x04 a zip file"),
+        FormatError::BadMagic { .. }
+    ));
 }
 
 #[test]
 fn future_major_version_is_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
-    assert!(matches!(read_err(&bytes), FormatError::UnsupportedMajorVersion { found: 2, supported: 1 }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::UnsupportedMajorVersion {
+            found: 2,
+            supported: 1
+        }
+    ));
 }
 
 #[test]
@@ -206,21 +255,30 @@ fn newer_minor_version_is_accepted() {
 fn oversized_header_is_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes[12..16].copy_from_slice(&(MAX_HEADER_LEN + 1).to_le_bytes());
-    assert!(matches!(read_err(&bytes), FormatError::HeaderTooLarge { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::HeaderTooLarge { .. }
+    ));
 }
 
 #[test]
 fn too_many_sections_are_rejected_before_reading_the_table() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes[16..20].copy_from_slice(&(MAX_SECTIONS + 1).to_le_bytes());
-    assert!(matches!(read_err(&bytes), FormatError::TooManySections { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::TooManySections { .. }
+    ));
 }
 
 #[test]
 fn unknown_header_flags_are_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     bytes[20] = 1;
-    assert!(matches!(read_err(&bytes), FormatError::UnknownHeaderFlags { found: 1 }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::UnknownHeaderFlags { found: 1 }
+    ));
 }
 
 #[test]
@@ -228,16 +286,25 @@ fn overlapping_sections_are_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     let first = get_u64(&bytes, entry_field(0, 8));
     put_u64(&mut bytes, entry_field(1, 8), first);
-    assert!(matches!(read_err(&bytes), FormatError::OverlappingSections { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::OverlappingSections { .. }
+    ));
 }
 
 #[test]
 fn out_of_range_section_is_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     put_u64(&mut bytes, entry_field(1, 16), u64::MAX - 10);
-    assert!(matches!(read_err(&bytes), FormatError::SectionOutOfRange { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::SectionOutOfRange { .. }
+    ));
     put_u64(&mut bytes, entry_field(1, 8), u64::MAX);
-    assert!(matches!(read_err(&bytes), FormatError::SectionOutOfRange { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::SectionOutOfRange { .. }
+    ));
 }
 
 #[test]
@@ -247,7 +314,10 @@ fn misaligned_section_is_rejected() {
     put_u64(&mut bytes, entry_field(0, 8), first + 1);
     let stored = get_u64(&bytes, entry_field(0, 16));
     put_u64(&mut bytes, entry_field(0, 16), stored - 1);
-    assert!(matches!(read_err(&bytes), FormatError::MisalignedSection { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::MisalignedSection { .. }
+    ));
 }
 
 #[test]
@@ -255,7 +325,13 @@ fn nonzero_padding_is_rejected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     // Two 64-byte entries end at 160; the first section starts at 192.
     bytes[170] = 1;
-    assert!(matches!(read_err(&bytes), FormatError::NonzeroPadding { offset: 170, value: 1 }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::NonzeroPadding {
+            offset: 170,
+            value: 1
+        }
+    ));
 }
 
 #[test]
@@ -263,7 +339,13 @@ fn section_hash_mismatch_is_detected() {
     let (_, mut bytes) = fixture(PROMPT_ONLY);
     let meta = get_u64(&bytes, entry_field(0, 8)) as usize;
     bytes[meta + 9] ^= 0x20; // a letter of the architecture name
-    assert!(matches!(read_err(&bytes), FormatError::SectionHashMismatch { kind: SectionKind::METADATA, .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::SectionHashMismatch {
+            kind: SectionKind::METADATA,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -271,7 +353,12 @@ fn unknown_must_understand_section_is_refused() {
     let (_, bytes) = fixture(PROMPT_ONLY);
     let mut sections = sections_of(&bytes);
     sections.push(RawSection::plain(99, 1, b"future feature".to_vec()));
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::UnknownRequiredSection { kind: SectionKind(99) }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::UnknownRequiredSection {
+            kind: SectionKind(99)
+        }
+    ));
 }
 
 #[test]
@@ -301,7 +388,10 @@ fn compressed_tensor_data_is_rejected() {
     let data = &mut sections[3];
     data.compression = 1;
     data.stored = zstd::bulk::compress(&data.content, 3).expect("compresses");
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::CompressedTensorData { .. }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::CompressedTensorData { .. }
+    ));
 }
 
 #[test]
@@ -311,7 +401,13 @@ fn texts_with_bad_utf8_are_rejected() {
     let texts = &mut sections[1];
     texts.content[8] = 0xff; // first byte of the spec, after its u64 length
     *texts = RawSection::plain(2, 1, texts.content.clone());
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::BadUtf8 { kind: SectionKind::TEXTS, .. }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::BadUtf8 {
+            kind: SectionKind::TEXTS,
+            ..
+        }
+    ));
 }
 
 /// Rewrites one tensor-index row field (row `row`, byte `field` within the 40-byte row).
@@ -327,7 +423,10 @@ fn with_index_u64(row: usize, field: usize, value: u64) -> Vec<u8> {
 #[test]
 fn misaligned_tensor_is_rejected() {
     let bytes = with_index_u64(0, 24, 1);
-    assert!(matches!(read_err(&bytes), FormatError::MisalignedTensor { offset: 1, .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::MisalignedTensor { offset: 1, .. }
+    ));
 }
 
 #[test]
@@ -337,20 +436,30 @@ fn tensor_with_wrong_byte_size_for_dtype_and_shape_is_rejected() {
     let bytes = with_index_u64(0, 32, len - 34);
     assert!(matches!(
         read_err(&bytes),
-        FormatError::TensorByteSizeMismatch { dtype: TensorDtype::Q8_0, shape: [32, 64], .. }
+        FormatError::TensorByteSizeMismatch {
+            dtype: TensorDtype::Q8_0,
+            shape: [32, 64],
+            ..
+        }
     ));
 }
 
 #[test]
 fn tensor_beyond_the_data_section_is_rejected() {
     let bytes = with_index_u64(7, 24, u64::MAX - 63);
-    assert!(matches!(read_err(&bytes), FormatError::TensorOutOfRange { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::TensorOutOfRange { .. }
+    ));
 }
 
 #[test]
 fn overlapping_tensors_are_rejected() {
     let bytes = with_index_u64(1, 24, 0);
-    assert!(matches!(read_err(&bytes), FormatError::OverlappingTensors { .. }));
+    assert!(matches!(
+        read_err(&bytes),
+        FormatError::OverlappingTensors { .. }
+    ));
 }
 
 #[test]
@@ -365,20 +474,32 @@ fn duplicate_layer_module_pair_is_rejected_by_reader_and_writer() {
     index.stored = index.content.clone();
     assert!(matches!(
         read_err(&assemble(&sections)),
-        FormatError::DuplicateLoraPair { layer: 0, module: TargetModule::Q }
+        FormatError::DuplicateLoraPair {
+            layer: 0,
+            module: TargetModule::Q
+        }
     ));
 
     let (mut program, _) = fixture(ADAPTER);
     let adapter = program.adapter.as_mut().expect("adapter");
     adapter.pairs[1].module = TargetModule::Q;
-    assert!(matches!(program.to_bytes(), Err(FormatError::DuplicateLoraPair { layer: 0, module: TargetModule::Q })));
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::DuplicateLoraPair {
+            layer: 0,
+            module: TargetModule::Q
+        })
+    ));
 }
 
 #[test]
 fn unsorted_lora_pairs_are_rejected() {
     let (mut program, _) = fixture(ADAPTER);
     program.adapter.as_mut().expect("adapter").pairs.swap(0, 1);
-    assert!(matches!(program.to_bytes(), Err(FormatError::LoraPairsOutOfOrder { .. })));
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::LoraPairsOutOfOrder { .. })
+    ));
 }
 
 #[test]
@@ -386,7 +507,10 @@ fn prompt_template_needs_exactly_one_placeholder() {
     let (original, bytes) = fixture(PROMPT_ONLY);
     let mut program = original.clone();
     program.prompt_template = program.prompt_template.replace(INPUT_PLACEHOLDER, "");
-    assert!(matches!(program.to_bytes(), Err(FormatError::PlaceholderCount { found: 0, .. })));
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::PlaceholderCount { found: 0, .. })
+    ));
 
     // The template is the last string of the texts section: grow it by a second placeholder.
     let mut sections = sections_of(&bytes);
@@ -394,23 +518,34 @@ fn prompt_template_needs_exactly_one_placeholder() {
     let len_at = texts.content.len() - original.prompt_template.len() - 8;
     let new_len = original.prompt_template.len() + INPUT_PLACEHOLDER.len();
     put_u64(&mut texts.content, len_at, new_len as u64);
-    texts.content.extend_from_slice(INPUT_PLACEHOLDER.as_bytes());
+    texts
+        .content
+        .extend_from_slice(INPUT_PLACEHOLDER.as_bytes());
     *texts = RawSection::plain(2, 1, texts.content.clone());
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::PlaceholderCount { found: 2, .. }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::PlaceholderCount { found: 2, .. }
+    ));
 }
 
 #[test]
 fn adapter_tensor_shapes_must_match_rank() {
     let (mut program, _) = fixture(ADAPTER);
     program.adapter.as_mut().expect("adapter").rank = 16;
-    assert!(matches!(program.to_bytes(), Err(FormatError::RankMismatch { .. })));
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::RankMismatch { .. })
+    ));
 }
 
 #[test]
 fn negative_temperature_is_rejected() {
     let (mut program, _) = fixture(PROMPT_ONLY);
     program.generation.temperature = -0.0;
-    assert!(matches!(program.to_bytes(), Err(FormatError::InvalidTemperature { .. })));
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::InvalidTemperature { .. })
+    ));
 }
 
 #[test]
@@ -418,10 +553,16 @@ fn section_table_must_be_sorted_by_kind() {
     let (_, bytes) = fixture(PROMPT_ONLY);
     let mut sections = sections_of(&bytes);
     sections.swap(0, 1);
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::SectionsOutOfOrder { .. }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::SectionsOutOfOrder { .. }
+    ));
     let mut sections = sections_of(&bytes);
     sections.push(sections[1].clone());
-    assert!(matches!(read_err(&assemble(&sections)), FormatError::DuplicateSection { .. }));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::DuplicateSection { .. }
+    ));
 }
 
 #[test]
@@ -430,7 +571,9 @@ fn missing_required_section_is_reported() {
     let sections = sections_of(&bytes);
     assert!(matches!(
         read_err(&assemble(&sections[..1])),
-        FormatError::MissingSection { kind: SectionKind::TEXTS }
+        FormatError::MissingSection {
+            kind: SectionKind::TEXTS
+        }
     ));
 }
 

@@ -5,7 +5,8 @@ mod common;
 use common::repo_root;
 
 fn inspect_fixture(name: &str) -> paw_format::Inspection {
-    let bytes = std::fs::read(repo_root().join("fixtures/programs").join(name)).expect("fixture exists");
+    let bytes =
+        std::fs::read(repo_root().join("fixtures/programs").join(name)).expect("fixture exists");
     paw_format::inspect(&bytes).expect("fixture inspects")
 }
 
@@ -26,12 +27,19 @@ fn inspection_json_of_multilingual_fixture() {
 
 #[test]
 fn inspection_human_form_of_adapter_fixture() {
-    insta::assert_snapshot!("adapter_mixed_human", inspect_fixture("adapter-mixed.paw").to_string());
+    insta::assert_snapshot!(
+        "adapter_mixed_human",
+        inspect_fixture("adapter-mixed.paw").to_string()
+    );
 }
 
 #[test]
 fn inspection_id_matches_program_id() {
-    let bytes = std::fs::read(repo_root().join("fixtures/programs/adapter-mixed.paw")).expect("fixture exists");
+    let bytes = std::fs::read(repo_root().join("fixtures/programs/adapter-mixed.paw"))
+        .expect("fixture exists");
     let (_, id) = paw_format::Program::from_bytes(&bytes).expect("reads");
-    assert_eq!(paw_format::inspect(&bytes).expect("inspects").id, id.to_string());
+    assert_eq!(
+        paw_format::inspect(&bytes).expect("inspects").id,
+        id.to_string()
+    );
 }

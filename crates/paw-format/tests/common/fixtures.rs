@@ -44,7 +44,10 @@ fn interpreter() -> InterpreterId {
 }
 
 fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn prompt_only() -> Program {
@@ -56,7 +59,11 @@ fn prompt_only() -> Program {
         prompt_template: qwen3_prompt(pseudo),
         interpreter: interpreter(),
         adapter: None,
-        generation: GenerationConfig { max_tokens: 8, stop: vec![], temperature: 0.0 },
+        generation: GenerationConfig {
+            max_tokens: 8,
+            stop: vec![],
+            temperature: 0.0,
+        },
         provenance: Provenance {
             compiler: "paw-compile/prompt-only".into(),
             compiler_version: "0.1.0".into(),
@@ -69,7 +76,9 @@ fn prompt_only() -> Program {
 }
 
 fn tensor(rng: &mut SplitMix64, dtype: TensorDtype, shape: [u64; 2]) -> TensorData {
-    let values: Vec<f32> = (0..shape[0] * shape[1]).map(|_| rng.next_f32(0.05)).collect();
+    let values: Vec<f32> = (0..shape[0] * shape[1])
+        .map(|_| rng.next_f32(0.05))
+        .collect();
     TensorData::from_f32(dtype, shape, &values).expect("fixture shapes are block aligned")
 }
 
@@ -78,10 +87,38 @@ fn adapter_mixed() -> Program {
     let mut rng = SplitMix64(0x5eed_0001);
     let rank = 32;
     let layout = [
-        (0, TargetModule::Q, TensorDtype::Q8_0, TensorDtype::F16, 64, 64),
-        (0, TargetModule::Down, TensorDtype::Q4_0, TensorDtype::F32, 128, 64),
-        (1, TargetModule::V, TensorDtype::F32, TensorDtype::Q4_0, 64, 32),
-        (1, TargetModule::Down, TensorDtype::F16, TensorDtype::Q8_0, 128, 64),
+        (
+            0,
+            TargetModule::Q,
+            TensorDtype::Q8_0,
+            TensorDtype::F16,
+            64,
+            64,
+        ),
+        (
+            0,
+            TargetModule::Down,
+            TensorDtype::Q4_0,
+            TensorDtype::F32,
+            128,
+            64,
+        ),
+        (
+            1,
+            TargetModule::V,
+            TensorDtype::F32,
+            TensorDtype::Q4_0,
+            64,
+            32,
+        ),
+        (
+            1,
+            TargetModule::Down,
+            TensorDtype::F16,
+            TensorDtype::Q8_0,
+            128,
+            64,
+        ),
     ];
     let pairs = layout
         .iter()
@@ -99,15 +136,26 @@ fn adapter_mixed() -> Program {
         pseudo_program: pseudo.into(),
         prompt_template: qwen3_prompt(pseudo),
         interpreter: interpreter(),
-        adapter: Some(Adapter { rank: rank as u32, alpha: 16.0, pairs }),
-        generation: GenerationConfig { max_tokens: 16, stop: vec!["\n".into()], temperature: 0.0 },
+        adapter: Some(Adapter {
+            rank: rank as u32,
+            alpha: 16.0,
+            pairs,
+        }),
+        generation: GenerationConfig {
+            max_tokens: 16,
+            stop: vec!["\n".into()],
+            temperature: 0.0,
+        },
         provenance: Provenance {
             compiler: "paw-compile/train".into(),
             compiler_version: "0.1.0".into(),
             teacher_hash: Some(format!("b3:{}", "3d".repeat(32))),
             seed: 42,
             hyperparameters: map(&[("learning_rate", "2e-4"), ("rank", "32"), ("steps", "300")]),
-            report: map(&[("train_examples", "512"), ("validation_exact_match", "0.9375")]),
+            report: map(&[
+                ("train_examples", "512"),
+                ("validation_exact_match", "0.9375"),
+            ]),
         },
     }
 }

@@ -12,7 +12,11 @@ pub fn repo_root() -> PathBuf {
 
 /// The named fixture program and its canonical bytes.
 pub fn fixture(name: &str) -> (paw_format::Program, Vec<u8>) {
-    let program = fixtures::all().into_iter().find(|(n, _)| *n == name).expect("known fixture").1;
+    let program = fixtures::all()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .expect("known fixture")
+        .1;
     let bytes = program.to_bytes().expect("fixtures are valid");
     (program, bytes)
 }

@@ -15,7 +15,13 @@ pub struct RawSection {
 
 impl RawSection {
     pub fn plain(kind: u32, flags: u16, content: Vec<u8>) -> Self {
-        Self { kind, flags, compression: 0, stored: content.clone(), content }
+        Self {
+            kind,
+            flags,
+            compression: 0,
+            stored: content.clone(),
+            content,
+        }
     }
 }
 
@@ -32,10 +38,16 @@ pub fn sections_of(bytes: &[u8]) -> Vec<RawSection> {
     (0..count)
         .map(|i| {
             let e = &bytes[HEADER_LEN + i * ENTRY_LEN..HEADER_LEN + (i + 1) * ENTRY_LEN];
-            let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().expect("fixed-size field")) as usize;
+            let u64_at = |o: usize| {
+                u64::from_le_bytes(e[o..o + 8].try_into().expect("fixed-size field")) as usize
+            };
             let (offset, stored_len, raw_len) = (u64_at(8), u64_at(16), u64_at(24));
             let stored = bytes[offset..offset + stored_len].to_vec();
-            let content = if e[6] == 1 { zstd::bulk::decompress(&stored, raw_len).expect("valid zstd") } else { stored.clone() };
+            let content = if e[6] == 1 {
+                zstd::bulk::decompress(&stored, raw_len).expect("valid zstd")
+            } else {
+                stored.clone()
+            };
             RawSection {
                 kind: u32::from_le_bytes(e[0..4].try_into().expect("fixed-size field")),
                 flags: u16::from_le_bytes(e[4..6].try_into().expect("fixed-size field")),
