@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::raw::{assemble, entry_field, get_u64, put_u64, sections_of, RawSection};
+use common::raw::{
+    assemble, encode_metadata, entry_field, get_u64, put_u64, sections_of, RawSection,
+};
 use common::{fixture, fixtures, repo_root};
 use paw_format::layout::{SectionKind, ALIGNMENT, MAX_HEADER_LEN, MAX_SECTIONS};
 use paw_format::{
@@ -583,4 +585,61 @@ fn errors_read_as_actionable_sentences() {
     bytes[8..10].copy_from_slice(&9u16.to_le_bytes());
     let message = read_err(&bytes).to_string();
     assert_eq!(message, "this program uses .paw format version 9.x but this build only reads 1.x; upgrade paw to run it");
+}
+
+#[test]
+fn metadata_bytes_follow_the_spec_encoding_rules() {
+    for (name, program) in fixtures::all() {
+        let bytes = program.to_bytes().expect("valid");
+        let hyper: Vec<_> = program
+            .provenance
+            .hyperparameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert!(
+            sections_of(&bytes)[0].content == encode_metadata(&program, &hyper),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unsorted_metadata_map_is_rejected() {
+    let (program, bytes) = fixture(ADAPTER);
+    let mut sections = sections_of(&bytes);
+    let swapped = [("rank", "32"), ("learning_rate", "2e-4"), ("steps", "300")];
+    sections[0] = RawSection::plain(1, 1, encode_metadata(&program, &swapped));
+    assert!(matches!(
+        read_err(&assemble(&sections)),
+        FormatError::UnsortedMap {
+            field: "hyperparameters",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn adapter_flag_must_agree_with_tensor_sections() {
+    let (_, bytes) = fixture(ADAPTER);
+    let sections = sections_of(&bytes);
+    assert!(matches!(
+        read_err(&assemble(&sections[..3])),
+        FormatError::MissingSection {
+            kind: SectionKind::TENSOR_DATA
+        }
+    ));
+    let (prompt_only, _) = fixture(PROMPT_ONLY);
+    let mut mixed = sections.clone();
+    let hyper: Vec<_> = prompt_only
+        .provenance
+        .hyperparameters
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    mixed[0] = RawSection::plain(1, 1, encode_metadata(&prompt_only, &hyper));
+    assert!(matches!(
+        read_err(&assemble(&mixed)),
+        FormatError::AdapterSectionMismatch { has_adapter: false }
+    ));
 }

@@ -105,3 +105,55 @@ pub fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
 pub fn get_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("fixed-size field"))
 }
+
+/// Hand-written encoder for the metadata section, following the bincode rules in the spec.
+pub fn encode_metadata(p: &paw_format::Program, hyperparameters: &[(&str, &str)]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn pairs<'a>(out: &mut Vec<u8>, entries: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for (k, v) in entries {
+            string(out, k);
+            string(out, v);
+        }
+    }
+    let mut out = Vec::new();
+    let i = &p.interpreter;
+    for s in [&i.architecture, &i.name, &i.weights_hash, &i.tokenizer_hash] {
+        string(&mut out, s);
+    }
+    let g = &p.generation;
+    out.extend_from_slice(&g.max_tokens.to_le_bytes());
+    out.extend_from_slice(&(g.stop.len() as u64).to_le_bytes());
+    for s in &g.stop {
+        string(&mut out, s);
+    }
+    out.extend_from_slice(&g.temperature.to_le_bytes());
+    let pr = &p.provenance;
+    string(&mut out, &pr.compiler);
+    string(&mut out, &pr.compiler_version);
+    match &pr.teacher_hash {
+        None => out.push(0),
+        Some(t) => {
+            out.push(1);
+            string(&mut out, t);
+        }
+    }
+    out.extend_from_slice(&pr.seed.to_le_bytes());
+    pairs(&mut out, hyperparameters.iter().copied());
+    pairs(
+        &mut out,
+        pr.report.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    match &p.adapter {
+        None => out.push(0),
+        Some(a) => {
+            out.push(1);
+            out.extend_from_slice(&a.rank.to_le_bytes());
+            out.extend_from_slice(&a.alpha.to_le_bytes());
+        }
+    }
+    out
+}
