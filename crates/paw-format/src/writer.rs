@@ -6,22 +6,84 @@ use std::path::Path;
 use crate::error::{FormatError, Result, TensorRole};
 use crate::id::ProgramId;
 use crate::layout::{
-    align_up, Compression, Header, SectionEntry, SectionKind, FLAG_MUST_UNDERSTAND, FORMAT_MAJOR,
-    FORMAT_MINOR, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
+    align_up, Compression, Header, SectionEntry, SectionKind, ALIGNMENT, FLAG_MUST_UNDERSTAND,
+    FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
 };
 use crate::metadata::{MetadataV1, TensorEntry, TextsV1};
 use crate::program::Program;
 
-struct Section {
+struct Section<'p> {
     kind: SectionKind,
     compression: Compression,
-    uncompressed: Vec<u8>,
-    stored: Option<Vec<u8>>,
+    body: Body<'p>,
 }
 
-impl Section {
-    fn stored(&self) -> &[u8] {
-        self.stored.as_deref().unwrap_or(&self.uncompressed)
+enum Body<'p> {
+    /// Bytes held in memory; `stored` is the compressed form when compressed.
+    Bytes {
+        uncompressed: Vec<u8>,
+        stored: Option<Vec<u8>>,
+    },
+    /// The tensor-data section, copied straight from the program into the output so that a large
+    /// adapter is not held a third time. `tensors` pairs each data offset with its bytes.
+    Tensors {
+        tensors: Vec<(u64, &'p [u8])>,
+        len: u64,
+        hash: [u8; 32],
+    },
+}
+
+impl Section<'_> {
+    fn bytes(kind: SectionKind, content: Vec<u8>) -> Self {
+        Self {
+            kind,
+            compression: Compression::None,
+            body: Body::Bytes {
+                uncompressed: content,
+                stored: None,
+            },
+        }
+    }
+
+    fn stored_len(&self) -> u64 {
+        match &self.body {
+            Body::Bytes {
+                uncompressed,
+                stored,
+            } => stored.as_ref().unwrap_or(uncompressed).len() as u64,
+            Body::Tensors { len, .. } => *len,
+        }
+    }
+
+    fn uncompressed_len(&self) -> u64 {
+        match &self.body {
+            Body::Bytes { uncompressed, .. } => uncompressed.len() as u64,
+            Body::Tensors { len, .. } => *len,
+        }
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        match &self.body {
+            Body::Bytes { uncompressed, .. } => *blake3::hash(uncompressed).as_bytes(),
+            Body::Tensors { hash, .. } => *hash,
+        }
+    }
+
+    /// Appends the stored bytes; `out` ends at the section's offset.
+    fn write_into(&self, out: &mut Vec<u8>) {
+        match &self.body {
+            Body::Bytes {
+                uncompressed,
+                stored,
+            } => out.extend_from_slice(stored.as_ref().unwrap_or(uncompressed)),
+            Body::Tensors { tensors, .. } => {
+                let start = out.len();
+                for (offset, bytes) in tensors {
+                    out.resize(start + *offset as usize, 0);
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
     }
 }
 
@@ -30,28 +92,16 @@ impl Program {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let mut sections = vec![
-            Section {
-                kind: SectionKind::METADATA,
-                compression: Compression::None,
-                uncompressed: MetadataV1::from_program(self).encode()?,
-                stored: None,
-            },
+            Section::bytes(
+                SectionKind::METADATA,
+                MetadataV1::from_program(self).encode()?,
+            ),
             texts_section(self)?,
         ];
         if let Some(adapter) = &self.adapter {
             let (index, data) = tensor_sections(adapter)?;
-            sections.push(Section {
-                kind: SectionKind::TENSOR_INDEX,
-                compression: Compression::None,
-                uncompressed: index,
-                stored: None,
-            });
-            sections.push(Section {
-                kind: SectionKind::TENSOR_DATA,
-                compression: Compression::None,
-                uncompressed: data,
-                stored: None,
-            });
+            sections.push(Section::bytes(SectionKind::TENSOR_INDEX, index));
+            sections.push(data);
         }
         assemble(&sections)
     }
@@ -105,7 +155,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn texts_section(p: &Program) -> Result<Section> {
+fn texts_section(p: &Program) -> Result<Section<'static>> {
     let texts = TextsV1 {
         spec: p.spec.clone(),
         pseudo_program: p.pseudo_program.clone(),
@@ -118,41 +168,66 @@ fn texts_section(p: &Program) -> Result<Section> {
     Ok(Section {
         kind: SectionKind::TEXTS,
         compression: Compression::Zstd,
-        uncompressed: texts,
-        stored: Some(compressed),
+        body: Body::Bytes {
+            uncompressed: texts,
+            stored: Some(compressed),
+        },
     })
 }
 
-/// The tensor index and the tensor data: A then B for each pair, each tensor 64-byte aligned.
-fn tensor_sections(adapter: &crate::program::Adapter) -> Result<(Vec<u8>, Vec<u8>)> {
+/// The tensor index and the tensor-data section: A then B for each pair, each tensor 64-byte
+/// aligned, zero padding between them.
+fn tensor_sections(adapter: &crate::program::Adapter) -> Result<(Vec<u8>, Section<'_>)> {
     let mut index = Vec::new();
-    let mut data = Vec::new();
+    let mut tensors = Vec::with_capacity(adapter.pairs.len() * 2);
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
     for pair in &adapter.pairs {
         for (role, t) in [(TensorRole::A, &pair.a), (TensorRole::B, &pair.b)] {
-            let offset = padded_len(data.len())?;
-            data.resize(offset, 0);
-            TensorEntry::new(
+            let offset = align_up(len).ok_or_else(too_large)?;
+            hasher.update(&ZEROS[..(offset - len) as usize]);
+            hasher.update(&t.bytes);
+            let entry = TensorEntry::new(
                 pair.layer,
                 pair.module,
                 role,
                 t.dtype,
                 t.shape,
-                offset as u64,
+                offset,
                 t.bytes.len() as u64,
-            )
-            .encode(&mut index);
-            data.extend_from_slice(&t.bytes);
+            );
+            entry.encode(&mut index);
+            tensors.push((offset, t.bytes.as_slice()));
+            len = offset
+                .checked_add(t.bytes.len() as u64)
+                .ok_or_else(too_large)?;
         }
     }
+    let data = Section {
+        kind: SectionKind::TENSOR_DATA,
+        compression: Compression::None,
+        body: Body::Tensors {
+            tensors,
+            len,
+            hash: *hasher.finalize().as_bytes(),
+        },
+    };
     Ok((index, data))
+}
+
+/// Source of padding bytes (a gap is always shorter than the alignment).
+const ZEROS: [u8; ALIGNMENT as usize] = [0; ALIGNMENT as usize];
+
+fn too_large() -> FormatError {
+    FormatError::Encode {
+        reason: "the program is larger than this platform can address".into(),
+    }
 }
 
 fn padded_len(len: usize) -> Result<usize> {
     align_up(len as u64)
         .and_then(|n| usize::try_from(n).ok())
-        .ok_or(FormatError::Encode {
-            reason: "file larger than the address space".into(),
-        })
+        .ok_or_else(too_large)
 }
 
 fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
@@ -161,7 +236,7 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
         align_up(u64::from(HEADER_LEN) + count * SECTION_ENTRY_LEN).unwrap_or(u64::MAX);
     let mut entries = Vec::with_capacity(sections.len());
     for s in sections {
-        let stored_len = s.stored().len() as u64;
+        let stored_len = s.stored_len();
         entries.push(SectionEntry {
             kind: s.kind,
             flags: FLAG_MUST_UNDERSTAND,
@@ -169,13 +244,13 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
             reserved: 0,
             offset,
             stored_len,
-            uncompressed_len: s.uncompressed.len() as u64,
-            hash: *blake3::hash(&s.uncompressed).as_bytes(),
+            uncompressed_len: s.uncompressed_len(),
+            hash: s.hash(),
         });
-        let end = offset.checked_add(stored_len);
-        offset = end.and_then(align_up).ok_or(FormatError::Encode {
-            reason: "file too large".into(),
-        })?;
+        offset = offset
+            .checked_add(stored_len)
+            .and_then(align_up)
+            .ok_or_else(too_large)?;
     }
     let file_len = entries.last().map_or(offset, |e| e.offset + e.stored_len);
     let header = Header {
@@ -186,7 +261,7 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
         flags: 0,
         file_len,
     };
-    let mut out = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+    let mut out = Vec::with_capacity(usize::try_from(file_len).map_err(|_| too_large())?);
     header.encode(&mut out);
     for e in &entries {
         e.encode(&mut out);
@@ -194,7 +269,7 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
     for (s, e) in sections.iter().zip(&entries) {
         out.resize(padded_len(out.len())?, 0);
         debug_assert_eq!(out.len() as u64, e.offset);
-        out.extend_from_slice(s.stored());
+        s.write_into(&mut out);
     }
     Ok(out)
 }
