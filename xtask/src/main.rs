@@ -3,6 +3,7 @@
 // A command-line tool's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod fuzzybench;
 mod models;
 
@@ -34,6 +35,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,5 +81,6 @@ fn main() -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
+        Cmd::Bench(args) => bench::run(args),
     }
 }
