@@ -37,6 +37,8 @@ const PROGRAMS_DIR: &str = "programs";
 const MODELS_DIR: &str = "models";
 const TMP_DIR: &str = "tmp";
 const PROGRAM_EXT: &str = "paw";
+/// `compiles/<key hex>` holds the id of the program a compile key produced.
+const COMPILES_DIR: &str = "compiles";
 const MODEL_EXT: &str = "gguf";
 const MODEL_META_EXT: &str = "json";
 /// Large enough that hashing and the write syscalls, not buffer juggling, dominate a 1 GB copy.
@@ -71,6 +73,8 @@ pub enum StoreError {
     InvalidProgram(#[from] FormatError),
     #[error("`{value}` is not a SHA-256 (expected 64 lowercase hex digits)")]
     InvalidSha256 { value: String },
+    #[error("`{value}` is not a compile key (expected `b3:` and 64 lowercase hex digits)")]
+    InvalidCompileKey { value: String },
     #[error(
         "model data does not match what was expected: got {actual_size} bytes with SHA-256 \
          {actual_sha256}, expected {expected_size} bytes with SHA-256 {expected_sha256}"
@@ -431,6 +435,50 @@ impl Store {
         writer.finish()
     }
 
+    /// Where the program compiled under `key` (a `b3:` compile key) is recorded.
+    fn compile_record_path(&self, key: &str) -> Result<PathBuf> {
+        let hex = key.strip_prefix("b3:").unwrap_or(key);
+        if !is_full_hex(hex) {
+            return Err(StoreError::InvalidCompileKey {
+                value: key.to_owned(),
+            });
+        }
+        Ok(self.root.join(COMPILES_DIR).join(hex))
+    }
+
+    /// Records that compiling with `key` produced the stored program `id`, so that the same
+    /// compile can return it at once.
+    pub fn record_compile(&self, key: &str, id: &ProgramId) -> Result<()> {
+        let path = self.compile_record_path(key)?;
+        let dir = self.root.join(COMPILES_DIR);
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        self.write_atomic(&path, id.to_string().as_bytes())
+    }
+
+    /// The stored program a previous compile with `key` produced, if it is still in the store.
+    pub fn lookup_compile(&self, key: &str) -> Result<Option<StoredProgram>> {
+        let path = self.compile_record_path(key)?;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        // A damaged record is a cache miss, not an error: the compile simply runs again.
+        let Ok(id) = text.trim().parse::<ProgramId>() else {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable compile record");
+            return Ok(None);
+        };
+        let program = self.program_path(&id);
+        match fs::metadata(&program) {
+            Ok(meta) if meta.is_file() => Ok(Some(StoredProgram {
+                id,
+                path: program,
+                size: meta.len(),
+            })),
+            _ => Ok(None),
+        }
+    }
+
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
     fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let tmp_dir = self.tmp_dir();
@@ -687,6 +735,25 @@ mod tests {
         assert!(matches!(
             default_root_from(None, None),
             Err(StoreError::NoHome)
+        ));
+    }
+
+    #[test]
+    fn compile_record_returns_the_stored_program_and_misses_otherwise() {
+        let (_dir, store) = temp_store();
+        let key = format!("b3:{}", "ab".repeat(32));
+        assert!(store.lookup_compile(&key).unwrap().is_none());
+        let stored = store
+            .add_program_bytes(&program_bytes("recorded"), None)
+            .unwrap();
+        store.record_compile(&key, &stored.id).unwrap();
+        assert_eq!(store.lookup_compile(&key).unwrap(), Some(stored.clone()));
+        // A record whose program was removed is a miss, not an error.
+        fs::remove_file(&stored.path).unwrap();
+        assert!(store.lookup_compile(&key).unwrap().is_none());
+        assert!(matches!(
+            store.lookup_compile("b3:../../etc"),
+            Err(StoreError::InvalidCompileKey { .. })
         ));
     }
 
