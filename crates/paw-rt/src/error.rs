@@ -31,19 +31,14 @@ pub enum Error {
     Tokenizer(String),
 
     #[error(
-        "program was compiled for interpreter `{program_name}` ({program_arch}, weights \
-         {program_weights}, tokenizer {program_tokenizer}) but the loaded interpreter is \
-         `{loaded_name}` ({loaded_arch}, weights {loaded_weights}, tokenizer {loaded_tokenizer})"
+        "program was compiled for interpreter `{}` ({}, weights {}, tokenizer {}) but the loaded \
+         interpreter is `{}` ({}, weights {}, tokenizer {})",
+        .program.name, .program.architecture, .program.weights_hash, .program.tokenizer_hash,
+        .loaded.name, .loaded.architecture, .loaded.weights_hash, .loaded.tokenizer_hash
     )]
     InterpreterMismatch {
-        program_name: String,
-        program_arch: String,
-        program_weights: String,
-        program_tokenizer: String,
-        loaded_name: String,
-        loaded_arch: String,
-        loaded_weights: String,
-        loaded_tokenizer: String,
+        program: Box<paw_format::InterpreterId>,
+        loaded: Box<paw_format::InterpreterId>,
     },
 
     #[error("prompt template must contain `{placeholder}` exactly once, found it {found} times")]
@@ -65,7 +60,9 @@ pub enum Error {
     #[error("LoRA pair targets layer {layer} but the interpreter has {n_layers} layers")]
     LoraLayer { layer: u32, n_layers: usize },
 
-    #[error("LoRA tensor for layer {layer} module {module} holds {got} bytes, expected {expected}")]
+    #[error(
+        "LoRA tensor for layer {layer} module {module} holds {got} bytes, expected {expected}"
+    )]
     LoraBytes {
         layer: u32,
         module: &'static str,

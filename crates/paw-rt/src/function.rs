@@ -221,14 +221,8 @@ impl Interpreter {
             || want.tokenizer_hash != have.tokenizer_hash
         {
             return Err(Error::InterpreterMismatch {
-                program_name: want.name.clone(),
-                program_arch: want.architecture.clone(),
-                program_weights: want.weights_hash.clone(),
-                program_tokenizer: want.tokenizer_hash.clone(),
-                loaded_name: have.name.clone(),
-                loaded_arch: have.architecture.clone(),
-                loaded_weights: have.weights_hash.clone(),
-                loaded_tokenizer: have.tokenizer_hash.clone(),
+                program: Box::new(want.clone()),
+                loaded: Box::new(have.clone()),
             });
         }
         Ok(())
@@ -389,7 +383,9 @@ impl Function {
         if max_tokens == 0 {
             return Err(Error::Options("max_tokens must be at least 1".to_string()));
         }
-        if !(temperature >= 0.0 && temperature.is_finite()) || !(opts.top_p > 0.0 && opts.top_p <= 1.0) {
+        let valid =
+            temperature >= 0.0 && temperature.is_finite() && opts.top_p > 0.0 && opts.top_p <= 1.0;
+        if !valid {
             return Err(Error::Options(format!(
                 "temperature {temperature} must be >= 0 and top_p {} in (0, 1]",
                 opts.top_p

@@ -159,7 +159,7 @@ fn load_factor(
         TensorDtype::Q8_0 | TensorDtype::Q4_0 => {
             // candle reinterprets the bytes as blocks holding an f16 and asserts 2-byte
             // alignment; a fresh allocation guarantees it whatever the source buffer was.
-            let bytes: Cow<'_, [u8]> = if (t.bytes.as_ptr() as usize) % 2 == 0 {
+            let bytes: Cow<'_, [u8]> = if (t.bytes.as_ptr() as usize).is_multiple_of(2) {
                 Cow::Borrowed(&t.bytes)
             } else {
                 Cow::Owned(t.bytes.to_vec())

@@ -259,9 +259,10 @@ impl Model {
         }
         let mut x = match &self.embed {
             Embedding::Quantized(q) => q.embedding(&step.ids)?,
-            Embedding::Dense(w) => w
-                .index_select(&step.ids.flatten_all()?, 0)?
-                .reshape((b, t, self.cfg.hidden))?,
+            Embedding::Dense(w) => {
+                w.index_select(&step.ids.flatten_all()?, 0)?
+                    .reshape((b, t, self.cfg.hidden))?
+            }
         };
         let half = self.cfg.head_dim / 2;
         let pos = step.positions.flatten_all()?;
@@ -281,7 +282,11 @@ impl Model {
             x = (x + layer.down.forward(&m, pick(TargetModule::Down))?)?;
         }
         cache.len = total;
-        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_eps as f32)?)
+        Ok(candle_nn::ops::rms_norm(
+            &x,
+            &self.norm,
+            self.cfg.rms_eps as f32,
+        )?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -349,9 +354,7 @@ impl Model {
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = probs.matmul(&values)?;
-        let y = y
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
+        let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         layer.o.forward(&y, pick(TargetModule::O))
     }
 
@@ -395,4 +398,3 @@ pub(crate) fn open(path: &std::path::Path) -> Result<(Content, BufReader<File>)>
     let ct = Content::read(&mut reader)?;
     Ok((ct, reader))
 }
-

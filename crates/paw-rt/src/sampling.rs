@@ -38,7 +38,12 @@ impl Sampler {
         let mut probs: Vec<(u32, f64)> = logits
             .iter()
             .enumerate()
-            .map(|(i, &l)| (i as u32, (f64::from(l - max) / f64::from(self.temperature)).exp()))
+            .map(|(i, &l)| {
+                (
+                    i as u32,
+                    (f64::from(l - max) / f64::from(self.temperature)).exp(),
+                )
+            })
             .collect();
         // Ties broken by id so that the order (and the draw) is deterministic.
         probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -223,7 +223,11 @@ fn split_then_bytes(regex: &str) -> Result<PreTokenizerWrapper> {
         false,
     )
     .map_err(Error::tokenizer)?;
-    Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, false, false).into()]).into())
+    Ok(Sequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, false, false).into(),
+    ])
+    .into())
 }
 
 fn token_types(ct: &Content, n: usize) -> Result<Vec<u32>> {

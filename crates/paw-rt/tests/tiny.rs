@@ -99,8 +99,18 @@ fn random_weights(arch: Arch, vocab: usize) -> Weights {
         }
         if arch == Arch::Qwen2 {
             put(format!("{p}.attn_q.bias"), vec![HEADS * HEAD_DIM], 0.1, 0.0);
-            put(format!("{p}.attn_k.bias"), vec![KV_HEADS * HEAD_DIM], 0.1, 0.0);
-            put(format!("{p}.attn_v.bias"), vec![KV_HEADS * HEAD_DIM], 0.1, 0.0);
+            put(
+                format!("{p}.attn_k.bias"),
+                vec![KV_HEADS * HEAD_DIM],
+                0.1,
+                0.0,
+            );
+            put(
+                format!("{p}.attn_v.bias"),
+                vec![KV_HEADS * HEAD_DIM],
+                0.1,
+                0.0,
+            );
         }
         if arch == Arch::Qwen3 {
             put(format!("{p}.attn_q_norm.weight"), vec![HEAD_DIM], 0.1, 1.0);
@@ -141,13 +151,31 @@ fn write_gguf(arch: Arch, weights: &Weights, path: &Path) {
         (format!("{a}.context_length"), Value::U32(256)),
         (format!("{a}.embedding_length"), Value::U32(HIDDEN as u32)),
         (format!("{a}.feed_forward_length"), Value::U32(FFN as u32)),
-        (format!("{a}.attention.head_count"), Value::U32(HEADS as u32)),
-        (format!("{a}.attention.head_count_kv"), Value::U32(KV_HEADS as u32)),
-        (format!("{a}.attention.key_length"), Value::U32(HEAD_DIM as u32)),
-        (format!("{a}.attention.value_length"), Value::U32(HEAD_DIM as u32)),
-        (format!("{a}.rope.dimension_count"), Value::U32(HEAD_DIM as u32)),
+        (
+            format!("{a}.attention.head_count"),
+            Value::U32(HEADS as u32),
+        ),
+        (
+            format!("{a}.attention.head_count_kv"),
+            Value::U32(KV_HEADS as u32),
+        ),
+        (
+            format!("{a}.attention.key_length"),
+            Value::U32(HEAD_DIM as u32),
+        ),
+        (
+            format!("{a}.attention.value_length"),
+            Value::U32(HEAD_DIM as u32),
+        ),
+        (
+            format!("{a}.rope.dimension_count"),
+            Value::U32(HEAD_DIM as u32),
+        ),
         (format!("{a}.rope.freq_base"), Value::F32(10000.0)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-6),
+        ),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
         (
@@ -181,7 +209,10 @@ fn vocab_size() -> usize {
 fn reference_logits(arch: Arch, path: &Path, ids: &[u32]) -> Vec<f32> {
     let mut f = std::fs::File::open(path).unwrap();
     let ct = gguf_file::Content::read(&mut f).unwrap();
-    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
     let out = match arch {
         Arch::Llama => quantized_llama::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu)
@@ -288,8 +319,14 @@ fn unmerged_lora_equals_merged_weights_for_each_dtype() {
                 TensorDtype::Q8_0 | TensorDtype::Q4_0 => 2e-2,
             };
             eprintln!("{arch:?} {dtype:?}: |unmerged - merged| {diff}, adapter effect {effect}");
-            assert!(diff < tol, "{arch:?} {dtype:?}: unmerged vs merged differ by {diff}");
-            assert!(effect > 20.0 * tol, "{arch:?} {dtype:?}: adapter has no effect ({effect})");
+            assert!(
+                diff < tol,
+                "{arch:?} {dtype:?}: unmerged vs merged differ by {diff}"
+            );
+            assert!(
+                effect > 20.0 * tol,
+                "{arch:?} {dtype:?}: adapter has no effect ({effect})"
+            );
         }
     }
 }

@@ -52,8 +52,15 @@ fn qwen_gguf_tokenizer_matches_official_tokenizer_json() {
     let ours = Tokenizer::from_gguf_file(&gguf).unwrap();
     let official = tokenizers::Tokenizer::from_file(&json).unwrap();
     for text in corpus() {
-        let want = official.encode(text.as_str(), false).unwrap().get_ids().to_vec();
-        assert!(want.iter().all(|&id| id < SHARED_IDS), "corpus uses Qwen3-only ids: {text:?}");
+        let want = official
+            .encode(text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert!(
+            want.iter().all(|&id| id < SHARED_IDS),
+            "corpus uses Qwen3-only ids: {text:?}"
+        );
         let got = ours.encode_with_specials(&text).unwrap();
         assert_eq!(got, want, "text {text:?}");
         // Plain encoding round-trips to the (NFC-normalised) text the official tokenizer sees.
@@ -72,8 +79,10 @@ fn qwen_gguf_tokenizer_matches_official_tokenizer_json() {
 
 #[test]
 fn plain_encoding_never_yields_control_tokens() {
-    let Some(gguf) = model_path("PAW_TEST_QWEN05", "plain_encoding_never_yields_control_tokens")
-    else {
+    let Some(gguf) = model_path(
+        "PAW_TEST_QWEN05",
+        "plain_encoding_never_yields_control_tokens",
+    ) else {
         return;
     };
     let tok = Tokenizer::from_gguf_file(&gguf).unwrap();

@@ -51,7 +51,9 @@ pub fn program(identity: &InterpreterId, template: &str, adapter: Option<Adapter
 
 /// Deterministic pseudo-random values in `[-scale, scale)`.
 pub fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             s = s
@@ -93,7 +95,11 @@ pub fn encode_tensor(dtype: TensorDtype, shape: [u64; 2], values: &[f32]) -> Ten
                 &candle_core::Device::Cpu,
             )
             .unwrap();
-            QTensor::quantize(&t, g).unwrap().data().unwrap().into_owned()
+            QTensor::quantize(&t, g)
+                .unwrap()
+                .data()
+                .unwrap()
+                .into_owned()
         }
     };
     TensorData {
@@ -164,11 +170,7 @@ pub fn random_adapter(
             });
         }
     }
-    Adapter {
-        rank,
-        alpha,
-        pairs,
-    }
+    Adapter { rank, alpha, pairs }
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
