@@ -263,3 +263,27 @@ fn program_for_other_interpreter_is_rejected() {
     let same = paw_rt::gguf::identity(interp.path(), None).unwrap();
     assert_eq!(&same, interp.identity());
 }
+
+#[test]
+fn concurrent_calls_equal_sequential_calls() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Interpreter>();
+    assert_send_sync::<Function>();
+    let Some(interp) = interpreter("concurrent_calls_equal_sequential_calls") else {
+        return;
+    };
+    let f = function_with_adapter(interp);
+    let inputs = ["Great value for money.", "It broke after two days."];
+    let sequential: Vec<_> = inputs.iter().map(|i| f.call(i, &opts(4)).unwrap()).collect();
+    let handles: Vec<_> = inputs
+        .iter()
+        .map(|i| {
+            let f = f.clone();
+            let i = i.to_string();
+            std::thread::spawn(move || f.call(&i, &opts(4)).unwrap())
+        })
+        .collect();
+    for (h, s) in handles.into_iter().zip(&sequential) {
+        assert_eq!(h.join().unwrap().token_ids, s.token_ids);
+    }
+}

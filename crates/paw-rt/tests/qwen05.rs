@@ -1,0 +1,64 @@
+//! The default interpreter, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (env `PAW_TEST_QWEN05`).
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+mod common;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use common::*;
+use paw_rt::{CallOptions, Interpreter};
+
+#[test]
+fn qwen2_logits_match_candle_quantized_qwen2_and_calls_run() {
+    let Some(path) = model_path("PAW_TEST_QWEN05", "qwen2_logits_match_candle_quantized_qwen2")
+    else {
+        return;
+    };
+    let interp = Interpreter::load(&path).unwrap();
+    assert_eq!(interp.identity().architecture, "qwen2");
+    let ids = interp
+        .tokenizer()
+        .encode_with_specials("<|im_start|>user\nfn add(a: i32, b: i32) -> i32 {<|im_end|>\n")
+        .unwrap();
+    let ours = interp.next_token_logits(&ids).unwrap();
+    let theirs: Vec<f32> = {
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let mut m = candle_transformers::models::quantized_qwen2::ModelWeights::from_gguf(
+            ct,
+            &mut f,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        m.forward(&input, 0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("qwen2 max |logit diff| {diff}");
+    assert!(diff < 1e-2, "logits differ by {diff}");
+    assert_eq!(argmax(&ours), argmax(&theirs));
+
+    // A prompt-only program answers through the full call path and stops on <|im_end|>.
+    let f = interp
+        .bind(&program(interp.identity(), CHATML_TEMPLATE, None))
+        .unwrap();
+    let out = f
+        .call(
+            "I absolutely loved this film!",
+            &CallOptions {
+                max_tokens: Some(6),
+                ..CallOptions::default()
+            },
+        )
+        .unwrap();
+    eprintln!("{:?} {:?}", out.text, out.stop_reason);
+    assert!(out.text.to_lowercase().contains("positive"), "{:?}", out.text);
+}
