@@ -91,6 +91,9 @@ pub enum Error {
     Options(String),
 
     #[error(transparent)]
+    Format(#[from] paw_format::FormatError),
+
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 

@@ -2,7 +2,7 @@
 //! (weights hash and canonical tokenizer hash, specified in `spec/interpreter-identity.md`).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -180,23 +180,9 @@ pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::Interpret
     })
 }
 
-/// `b3:<hex>` BLAKE3 of a file's bytes.
+/// `b3:<hex>` BLAKE3 of a file's bytes (paw-format's streaming hash).
 pub fn weights_hash(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("b3:{}", hasher.finalize().to_hex()))
+    Ok(paw_format::hash_file(path)?)
 }
 
 /// Domain separator that starts the canonical tokenizer encoding.

@@ -26,18 +26,6 @@ pub(crate) fn module_index(m: TargetModule) -> usize {
     }
 }
 
-fn module_name(m: TargetModule) -> &'static str {
-    match m {
-        TargetModule::Q => "q",
-        TargetModule::K => "k",
-        TargetModule::V => "v",
-        TargetModule::O => "o",
-        TargetModule::Gate => "gate",
-        TargetModule::Up => "up",
-        TargetModule::Down => "down",
-    }
-}
-
 /// `[in_features, out_features]` of a projection of the base model.
 pub(crate) fn projection_dims(cfg: &ModelConfig, ffn: usize, m: TargetModule) -> [usize; 2] {
     let q = cfg.n_heads * cfg.head_dim;
@@ -98,7 +86,7 @@ impl LoraWeights {
                     n_layers: cfg.n_layers,
                 })?;
             let [fan_in, fan_out] = projection_dims(cfg, ffn, pair.module);
-            let name = module_name(pair.module);
+            let name = pair.module.as_str();
             let a = load_factor(&pair.a, [rank, fan_in as u64], pair.layer, name, device)?;
             let b = load_factor(&pair.b, [fan_out as u64, rank], pair.layer, name, device)?;
             slot[module_index(pair.module)] = Some(LoraLinear { a, b, scale });
@@ -114,6 +102,21 @@ fn load_factor(
     module: &'static str,
     device: &Device,
 ) -> Result<QMatMul> {
+    // F32/F16 factors become dense f32 tensors inside QMatMul; block formats stay quantized.
+    Ok(QMatMul::from_qtensor(checked_qtensor(
+        t, expected, layer, module, device,
+    )?)?)
+}
+
+/// Validates a factor's shape and byte length, then converts it to a candle `QTensor`
+/// `[rows, cols]` holding the same ggml data.
+fn checked_qtensor(
+    t: &TensorData,
+    expected: [u64; 2],
+    layer: u32,
+    module: &'static str,
+    device: &Device,
+) -> Result<QTensor> {
     if t.shape != expected {
         return Err(Error::LoraShape {
             layer,
@@ -124,11 +127,11 @@ fn load_factor(
     }
     let [rows, cols] = [expected[0] as usize, expected[1] as usize];
     let n = rows * cols;
-    let (ggml, expected_bytes) = match t.dtype {
-        TensorDtype::F32 => (GgmlDType::F32, n * 4),
-        TensorDtype::F16 => (GgmlDType::F16, n * 2),
-        TensorDtype::Q8_0 => (GgmlDType::Q8_0, n / 32 * GgmlDType::Q8_0.type_size()),
-        TensorDtype::Q4_0 => (GgmlDType::Q4_0, n / 32 * GgmlDType::Q4_0.type_size()),
+    let expected_bytes = match t.dtype {
+        TensorDtype::F32 => n * 4,
+        TensorDtype::F16 => n * 2,
+        TensorDtype::Q8_0 => n / 32 * GgmlDType::Q8_0.type_size(),
+        TensorDtype::Q4_0 => n / 32 * GgmlDType::Q4_0.type_size(),
     };
     let blocked = matches!(t.dtype, TensorDtype::Q8_0 | TensorDtype::Q4_0);
     if t.bytes.len() != expected_bytes || (blocked && cols % 32 != 0) {
@@ -146,17 +149,25 @@ fn load_factor(
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            Ok(QMatMul::Tensor(Tensor::from_vec(v, (rows, cols), device)?))
+            let dense = Tensor::from_vec(v, (rows, cols), device)?;
+            Ok(QTensor::quantize(&dense, GgmlDType::F32)?)
         }
         TensorDtype::F16 => {
+            // f16 -> f32 -> f16 is exact, so this keeps the stored values bit for bit.
             let v: Vec<f32> = t
                 .bytes
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect();
-            Ok(QMatMul::Tensor(Tensor::from_vec(v, (rows, cols), device)?))
+            let dense = Tensor::from_vec(v, (rows, cols), device)?;
+            Ok(QTensor::quantize(&dense, GgmlDType::F16)?)
         }
         TensorDtype::Q8_0 | TensorDtype::Q4_0 => {
+            let ggml = if t.dtype == TensorDtype::Q8_0 {
+                GgmlDType::Q8_0
+            } else {
+                GgmlDType::Q4_0
+            };
             // candle reinterprets the bytes as blocks holding an f16 and asserts 2-byte
             // alignment; a fresh allocation guarantees it whatever the source buffer was.
             let bytes: Cow<'_, [u8]> = if (t.bytes.as_ptr() as usize).is_multiple_of(2) {
@@ -165,8 +176,7 @@ fn load_factor(
                 Cow::Owned(t.bytes.to_vec())
             };
             let storage = QStorage::from_data(bytes, device, ggml)?;
-            let q = QTensor::new(storage, (rows, cols))?;
-            Ok(QMatMul::from_qtensor(q)?)
+            Ok(QTensor::new(storage, (rows, cols))?)
         }
     }
 }

@@ -10,8 +10,10 @@ use paw_rt::{CallOptions, Interpreter};
 
 #[test]
 fn qwen2_logits_match_candle_quantized_qwen2_and_calls_run() {
-    let Some(path) = model_path("PAW_TEST_QWEN05", "qwen2_logits_match_candle_quantized_qwen2")
-    else {
+    let Some(path) = model_path(
+        "PAW_TEST_QWEN05",
+        "qwen2_logits_match_candle_quantized_qwen2",
+    ) else {
         return;
     };
     let interp = Interpreter::load(&path).unwrap();
@@ -60,5 +62,9 @@ fn qwen2_logits_match_candle_quantized_qwen2_and_calls_run() {
         )
         .unwrap();
     eprintln!("{:?} {:?}", out.text, out.stop_reason);
-    assert!(out.text.to_lowercase().contains("positive"), "{:?}", out.text);
+    assert!(
+        out.text.to_lowercase().contains("positive"),
+        "{:?}",
+        out.text
+    );
 }

@@ -274,7 +274,10 @@ fn concurrent_calls_equal_sequential_calls() {
     };
     let f = function_with_adapter(interp);
     let inputs = ["Great value for money.", "It broke after two days."];
-    let sequential: Vec<_> = inputs.iter().map(|i| f.call(i, &opts(4)).unwrap()).collect();
+    let sequential: Vec<_> = inputs
+        .iter()
+        .map(|i| f.call(i, &opts(4)).unwrap())
+        .collect();
     let handles: Vec<_> = inputs
         .iter()
         .map(|i| {
