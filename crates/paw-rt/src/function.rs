@@ -181,7 +181,9 @@ impl Interpreter {
             _ => None,
         };
         let t0 = Instant::now();
-        let prefix_kv = if prefix_ids.len() + suffix_ids.len() < inner.window {
+        let prefix_kv = if prefix_ids.is_empty() {
+            Vec::new()
+        } else if prefix_ids.len() + suffix_ids.len() < inner.window {
             let mut cache = inner.model.new_cache(1, prefix_ids.len())?;
             prefill_single(&inner.model, &prefix_ids, 0, &mut cache, lora.as_ref())?;
             cache.view()?

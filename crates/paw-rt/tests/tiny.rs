@@ -330,3 +330,39 @@ fn unmerged_lora_equals_merged_weights_for_each_dtype() {
         }
     }
 }
+
+#[test]
+fn template_may_start_or_end_with_the_placeholder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen2.gguf");
+    write_gguf(Arch::Qwen2, &random_weights(Arch::Qwen2, vocab_size()), &path);
+    let interp = Interpreter::load(&path).unwrap();
+    let opts = paw_rt::CallOptions {
+        max_tokens: Some(3),
+        ..Default::default()
+    };
+    for template in ["{INPUT_PLACEHOLDER} -> ", "<|im_start|>user\n{INPUT_PLACEHOLDER}"] {
+        let f = interp
+            .bind(&program(interp.identity(), template, None))
+            .unwrap();
+        let cached = f.call("abc", &opts).unwrap();
+        let uncached = f
+            .call(
+                "abc",
+                &paw_rt::CallOptions {
+                    use_prefix_cache: false,
+                    ..opts.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(cached.token_ids, uncached.token_ids, "{template:?}");
+        assert_eq!(cached.generated_tokens, 3);
+    }
+    let two = program(interp.identity(), "{INPUT_PLACEHOLDER}", None);
+    let mut bad = two.clone();
+    bad.prompt_template = "no placeholder".into();
+    assert!(matches!(
+        interp.bind(&bad),
+        Err(paw_rt::Error::Placeholder { found: 0, .. })
+    ));
+}
