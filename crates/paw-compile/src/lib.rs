@@ -447,12 +447,12 @@ impl Compiler for TrainingCompiler {
         report.insert("train_steps_run".into(), training.steps_run.to_string());
         report.insert("train_best_step".into(), training.best_step.to_string());
         report.insert(
-            "train_loss_first".into(),
-            format!("{:.4}", training.train_loss_first),
+            "train_loss_initial".into(),
+            format!("{:.4}", training.train_loss_initial_full),
         );
         report.insert(
-            "train_loss_last".into(),
-            format!("{:.4}", training.train_loss_last),
+            "train_loss_final".into(),
+            format!("{:.4}", training.train_loss_final_full),
         );
         if let (Some(a), Some(b)) = (training.val_loss_initial, training.val_loss_best) {
             report.insert("val_loss_initial".into(), format!("{a:.4}"));

@@ -182,7 +182,10 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
             let (task, examples) = parse(&answer);
             tracing::debug!(%answer, source, "teacher pseudo-program");
             teacher_examples.extend(examples.iter().cloned());
-            let Some(task) = task else { continue };
+            // A "task" of a few words (e.g. just the label names) restates nothing.
+            let Some(task) = task.filter(|t| t.split_whitespace().count() >= 6) else {
+                continue;
+            };
             let p = PseudoProgram {
                 task,
                 examples: merge(req.user_examples, examples, req.labels),

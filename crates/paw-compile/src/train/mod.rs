@@ -258,6 +258,9 @@ pub(crate) fn first_token_logits(
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
     pub steps_run: usize,
+    /// Mean loss over the whole training set before and after training.
+    pub train_loss_initial_full: f64,
+    pub train_loss_final_full: f64,
     pub train_loss_first: f64,
     pub train_loss_last: f64,
     pub val_loss_initial: Option<f64>,
@@ -318,6 +321,7 @@ pub(crate) fn train(
     )?;
     let snapshot =
         || -> Result<Vec<Tensor>> { vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect() };
+    let train_initial = mean_loss(model, p, &p.train, lora, opts.batch)?;
     let has_val = !p.validation.is_empty();
     let val_initial = if has_val {
         Some(mean_loss(model, p, &p.validation, lora, opts.batch)?)
@@ -371,6 +375,8 @@ pub(crate) fn train(
     }
     Ok(TrainReport {
         steps_run,
+        train_loss_initial_full: train_initial,
+        train_loss_final_full: mean_loss(model, p, &p.train, lora, opts.batch)?,
         train_loss_first: first.unwrap_or(0.0),
         train_loss_last: last,
         val_loss_initial: val_initial,
@@ -495,6 +501,9 @@ mod tests {
             validation: Vec::new(),
         };
         let r = train(&m, &p, &lora, &opts, 0, |_, _, _| {}).expect("train");
-        assert!(r.train_loss_last < r.train_loss_first * 0.9, "{r:?}");
+        assert!(
+            r.train_loss_final_full < r.train_loss_initial_full * 0.9,
+            "{r:?}"
+        );
     }
 }

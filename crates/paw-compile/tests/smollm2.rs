@@ -1,0 +1,161 @@
+//! End-to-end compiles on the small real model SmolLM2-135M (teacher and interpreter), with a
+//! handful of training steps. Set PAW_TEST_SMOLLM2 to the GGUF path; skipped otherwise.
+
+use std::path::PathBuf;
+
+use paw_compile::{compile, CompileError, CompileOptions, TrainOptions};
+use paw_format::{Program, TargetModule, TensorDtype};
+use paw_rt::{CallOptions, Interpreter};
+
+fn model() -> Option<PathBuf> {
+    match std::env::var_os("PAW_TEST_SMOLLM2") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            eprintln!("skipped: PAW_TEST_SMOLLM2 is not set");
+            None
+        }
+    }
+}
+
+const SPEC: &str = "Classify one line from a server log. Return ONLY one word: ALERT or QUIET. \
+ALERT means an error, crash or out-of-memory. QUIET means routine progress or info.";
+
+fn examples() -> Vec<(String, String)> {
+    [
+        ("ERROR worker 3 crashed: segmentation fault", "ALERT"),
+        ("INFO step 100 loss=2.31", "QUIET"),
+        ("CUDA out of memory while allocating 2.0 GiB", "ALERT"),
+        ("info: saved 12 rows in 0.4s", "QUIET"),
+        ("FATAL database connection lost", "ALERT"),
+        ("debug: heartbeat ok", "QUIET"),
+    ]
+    .iter()
+    .map(|(i, o)| (i.to_string(), o.to_string()))
+    .collect()
+}
+
+fn options(path: &PathBuf) -> CompileOptions {
+    let mut o = CompileOptions::new(SPEC, path);
+    o.teacher = Some(path.clone());
+    o.examples = examples()[..2].to_vec();
+    o.seed = 7;
+    o.requests = Some(2);
+    // Small budget: fewer teacher tokens keep the test fast.
+    o.pseudo_program_budget = 120;
+    o.train = TrainOptions {
+        rank: 32,
+        alpha: 32.0,
+        layers: 2,
+        modules: TargetModule::ALL.to_vec(),
+        steps: 4,
+        learning_rate: 3e-3,
+        batch: 4,
+        eval_every: 2,
+        patience: 5,
+    };
+    o
+}
+
+fn report_num(out: &paw_compile::CompileOutput, key: &str) -> f64 {
+    out.report
+        .get(key)
+        .unwrap_or_else(|| panic!("report has no {key}: {:?}", out.report))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number"))
+}
+
+/// Teacher-driven compile: training lowers the loss, the packed program run through paw-rt
+/// reproduces the trained model, and a second compile gives identical bytes.
+#[test]
+fn compile_with_teacher_trains_packs_and_is_reproducible() {
+    let Some(path) = model() else { return };
+    let opts = options(&path);
+    let mut stages = Vec::new();
+    let out = compile(&opts, &mut |p| stages.push(p.stage)).expect("compile");
+    let training = out.training.clone().expect("training report");
+    assert!(
+        training.train_loss_final_full < training.train_loss_initial_full,
+        "training did not lower the loss: {training:?}"
+    );
+    // The runtime, given the packed (f32) adapter, predicts the same first output token as
+    // the trainer's own forward pass, with logits that agree closely.
+    let agreement = out.report["runtime_first_token_agreement"].clone();
+    let (a, n) = agreement.split_once('/').expect("a/n");
+    assert_eq!(a, n, "first-token agreement {agreement}");
+    assert!(
+        report_num(&out, "runtime_max_logit_diff") < 0.05,
+        "{:?}",
+        out.report
+    );
+    assert!(
+        stages.contains(&paw_compile::Stage::Train) && stages.contains(&paw_compile::Stage::Pack)
+    );
+
+    // The program is a valid .paw that paw-rt loads and runs.
+    let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
+    assert_eq!(id, out.id);
+    assert!(program.prompt_template.contains("[PSEUDO_PROGRAM]"));
+    let interpreter = Interpreter::load(&path).expect("load");
+    let f = interpreter.bind(&program).expect("bind");
+    let o = f
+        .call("ERROR disk full", &CallOptions::default())
+        .expect("call");
+    assert!(o.generated_tokens > 0);
+
+    let again = compile(&opts, &mut |_| {}).expect("compile again");
+    assert_eq!(again.key, out.key);
+    assert!(
+        again.bytes == out.bytes,
+        "same inputs and seed must give identical bytes"
+    );
+}
+
+/// `--teacher none`: train from the user's examples only, at a forced precision.
+#[test]
+fn compile_from_examples_only() {
+    let Some(path) = model() else { return };
+    let mut opts = options(&path);
+    opts.teacher = None;
+    opts.examples = examples();
+    opts.adapter_dtype = Some(TensorDtype::Q8_0);
+    let out = compile(&opts, &mut |_| {}).expect("compile");
+    assert_eq!(out.data.train.len(), 6);
+    assert!(out.data.validation.is_empty());
+    assert_eq!(out.report["pseudo_program_source"], "spec");
+    let adapter = out.program.adapter.as_ref().expect("adapter");
+    assert!(adapter.pairs.iter().all(|p| p.a.dtype == TensorDtype::Q8_0));
+    let t = out.training.expect("training");
+    assert!(t.train_loss_final_full < t.train_loss_initial_full, "{t:?}");
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let mut opts = CompileOptions::new("  ", "/nonexistent/model.gguf");
+    assert!(matches!(
+        compile(&opts, &mut |_| {}),
+        Err(CompileError::EmptySpec)
+    ));
+    opts.spec = "x".repeat(paw_compile::MAX_SPEC_LEN + 1);
+    assert!(matches!(
+        compile(&opts, &mut |_| {}),
+        Err(CompileError::SpecTooLong { .. })
+    ));
+    opts.spec = SPEC.to_string();
+    assert!(matches!(
+        compile(&opts, &mut |_| {}),
+        Err(CompileError::ModelNotFound(_))
+    ));
+    opts.examples = vec![("a".into(), " ".into())];
+    assert!(matches!(
+        compile(&opts, &mut |_| {}),
+        Err(CompileError::EmptyExample { index: 0 })
+    ));
+    if let Some(path) = model() {
+        let mut opts = CompileOptions::new(SPEC, path);
+        opts.teacher = None;
+        assert!(matches!(
+            compile(&opts, &mut |_| {}),
+            Err(CompileError::NothingToTrainOn)
+        ));
+    }
+}
