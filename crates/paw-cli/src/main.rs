@@ -4,6 +4,7 @@
 // The binary's job is to print.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod compile;
 mod eval;
 mod interpreter;
 mod models;
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compile a spec into a program (stored, and written with -o).
+    Compile(compile::CompileArgs),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),
     /// Recompute every hash of a program; optionally check it against an interpreter.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::List(args) => programs::list(args),
         Command::Models(args) => models::run(args),
         Command::Run(args) => run::run(args),
+        Command::Compile(args) => compile::run(args, cli.verbose > 0),
         Command::Eval(args) => eval::eval(args),
     };
     match result {

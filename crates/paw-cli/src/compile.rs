@@ -1,0 +1,269 @@
+//! `paw compile`: turn a spec (and optional trusted examples) into a stored `.paw` program.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use paw_compile::{compile_key, CompileOptions, CompileOutput, Progress, Stage};
+use paw_eval::load_cases;
+use paw_format::manifest::{resolve_model, Manifest};
+use serde::Serialize;
+
+use crate::output::{human_bytes, open_store, print_json};
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The spec, in words. Use --spec-file for a longer one.
+    #[arg(required_unless_present = "spec_file", conflicts_with = "spec_file")]
+    spec: Option<String>,
+    /// Read the spec from FILE.
+    #[arg(long, value_name = "FILE")]
+    spec_file: Option<PathBuf>,
+    /// Trusted examples: JSON lines of {"input": ..., "output": ...}.
+    #[arg(long, value_name = "FILE")]
+    examples: Option<PathBuf>,
+    /// Interpreter the program will run on: manifest id or GGUF path (default: the manifest's).
+    #[arg(long, value_name = "MODEL")]
+    interpreter: Option<String>,
+    /// Teacher that writes the pseudo-program and training data: manifest id, GGUF path, or
+    /// `none` to train from --examples only (default: the manifest's teacher).
+    #[arg(long, value_name = "MODEL")]
+    teacher: Option<String>,
+    /// Seed of every random choice; the same inputs and seed give the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Maximum training steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Also write the program to this file.
+    #[arg(short, long, value_name = "OUT.paw")]
+    output: Option<PathBuf>,
+    /// Write the generated training and validation data as JSONL into DIR.
+    #[arg(long, value_name = "DIR")]
+    keep_data: Option<PathBuf>,
+    /// Compile again even if the store holds the result of the same compile.
+    #[arg(long)]
+    force: bool,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct CompileSummary {
+    id: String,
+    key: String,
+    /// True when the store already held the result of this exact compile.
+    cached: bool,
+    path: PathBuf,
+    size: u64,
+    report: BTreeMap<String, String>,
+    /// Seconds per stage (empty when cached).
+    stage_seconds: BTreeMap<String, f64>,
+    total_seconds: f64,
+}
+
+pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
+    let started = Instant::now();
+    let store = open_store()?;
+    let manifest = Manifest::embedded()?;
+    let spec = match (&args.spec, &args.spec_file) {
+        (Some(spec), _) => spec.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => bail!("give the spec as an argument or with --spec-file"),
+    };
+    let examples = match &args.examples {
+        Some(path) => load_cases(path)?
+            .into_iter()
+            .map(|c| (c.input, c.output))
+            .collect(),
+        None => Vec::new(),
+    };
+    let interpreter_ref = args
+        .interpreter
+        .clone()
+        .unwrap_or_else(|| manifest.default_interpreter().id.clone());
+    let interpreter = resolve_model(&interpreter_ref, &store)?;
+    let teacher = match args.teacher.as_deref() {
+        Some("none") => None,
+        other => {
+            let reference =
+                other.map_or_else(|| manifest.default_teacher().id.clone(), str::to_owned);
+            Some(resolve_model(&reference, &store)?.path)
+        }
+    };
+    let mut opts = CompileOptions::new(spec, &interpreter.path);
+    opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
+    opts.examples = examples;
+    opts.teacher = teacher;
+    opts.seed = args.seed;
+    if let Some(steps) = args.steps {
+        opts.train.steps = steps;
+    }
+
+    let key = compile_key(&opts)?;
+    if !args.force {
+        if let Some(stored) = store.lookup_compile(&key)? {
+            tracing::info!(%key, id = %stored.id, "compile key found in the store");
+            let (program, _) = paw_format::Program::read(&stored.path)?;
+            if let Some(out) = &args.output {
+                std::fs::copy(&stored.path, out)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            let summary = CompileSummary {
+                id: stored.id.to_string(),
+                key,
+                cached: true,
+                path: stored.path,
+                size: stored.size,
+                report: program.provenance.report,
+                stage_seconds: BTreeMap::new(),
+                total_seconds: started.elapsed().as_secs_f64(),
+            };
+            return print_summary(&summary, args.json);
+        }
+    }
+
+    let output = compile_with_bars(&opts)?;
+    if let Some(dir) = &args.keep_data {
+        keep_data(dir, &output)?;
+    }
+    if verbose {
+        for e in &output.data.train {
+            eprintln!("train {:?}: {:?} -> {:?}", e.origin, e.input, e.output);
+        }
+        for (item, reason) in &output.data.rejected {
+            eprintln!("rejected ({reason}): {item:?}");
+        }
+    }
+    // The store write is atomic (temp file + rename): an interrupted compile leaves nothing.
+    let stored = store.add_program_bytes(&output.bytes, Some(&output.id))?;
+    store.record_compile(&output.key, &output.id)?;
+    if let Some(out) = &args.output {
+        output
+            .program
+            .write_to(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    let summary = CompileSummary {
+        id: output.id.to_string(),
+        key: output.key.clone(),
+        cached: false,
+        path: stored.path,
+        size: stored.size,
+        report: output.report.clone(),
+        stage_seconds: output
+            .timings
+            .iter()
+            .map(|(s, d)| (stage_name(*s).to_owned(), d.as_secs_f64()))
+            .collect(),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    print_summary(&summary, args.json)
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::PseudoProgram => "pseudo-program",
+        Stage::Data => "data",
+        Stage::Train => "train",
+        Stage::Validate => "validate",
+        Stage::Pack => "pack",
+    }
+}
+
+/// Runs the compiler with one progress bar per stage, each with its elapsed time.
+fn compile_with_bars(opts: &CompileOptions) -> Result<CompileOutput> {
+    let bars = MultiProgress::new();
+    let style =
+        ProgressStyle::with_template("{prefix:>15} [{elapsed:>4}] {wide_bar} {pos}/{len} {msg}")
+            .context("progress bar template")?
+            .progress_chars("=> ");
+    let mut current: Option<(Stage, ProgressBar)> = None;
+    let mut on_progress = |p: Progress| {
+        if current.as_ref().map(|(s, _)| *s) != Some(p.stage) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish();
+            }
+            let bar = bars.add(
+                ProgressBar::new(0)
+                    .with_style(style.clone())
+                    .with_prefix(stage_name(p.stage)),
+            );
+            current = Some((p.stage, bar));
+        }
+        if let Some((_, bar)) = &current {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            if let Some(m) = p.message {
+                bar.set_message(m);
+            }
+        }
+    };
+    let result = paw_compile::compile(opts, &mut on_progress);
+    if let Some((_, bar)) = current.take() {
+        bar.finish();
+    }
+    Ok(result?)
+}
+
+fn keep_data(dir: &Path, output: &CompileOutput) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, lines: Vec<String>| -> Result<()> {
+        let path = dir.join(name);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    let data = &output.data;
+    let as_lines = |examples: &[paw_compile::Example]| -> Result<Vec<String>> {
+        examples
+            .iter()
+            .map(|e| Ok(serde_json::to_string(e)?))
+            .collect()
+    };
+    write("train.jsonl", as_lines(&data.train)?)?;
+    write("validation.jsonl", as_lines(&data.validation)?)?;
+    write(
+        "rejected.jsonl",
+        data.rejected
+            .iter()
+            .map(|(item, reason)| serde_json::json!({ "item": item, "reason": reason }).to_string())
+            .collect(),
+    )?;
+    Ok(())
+}
+
+fn print_summary(summary: &CompileSummary, json: bool) -> Result<()> {
+    if json {
+        return print_json(summary);
+    }
+    println!(
+        "{} {} ({}){}",
+        if summary.cached { "found" } else { "compiled" },
+        summary.id,
+        human_bytes(summary.size),
+        if summary.cached {
+            " in the store: same compile key"
+        } else {
+            ""
+        }
+    );
+    for (stage, secs) in &summary.stage_seconds {
+        println!("  {stage:<15} {secs:>7.1}s");
+    }
+    for (k, v) in &summary.report {
+        println!("  {k} = {v}");
+    }
+    println!(
+        "  total {:.1}s; run it with `paw run {} \"...\"`",
+        summary.total_seconds,
+        &summary.id[..15]
+    );
+    Ok(())
+}
