@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod demo;
 mod fuzzybench;
 mod models;
 
@@ -37,6 +38,8 @@ enum Cmd {
     },
     /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
     Bench(bench::BenchArgs),
+    /// paw's main job on the default models: fetch them, compile the log-triage task, run it.
+    Demo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,5 +85,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Demo => demo::run(),
     }
 }
