@@ -115,7 +115,11 @@ fn build_split(task: &Task) -> Result<Split> {
         }
         if let Some(labels) = labels {
             if !labels.contains(&case.output.as_str()) {
-                bail!("task {}: label {:?} outside its declared set", task.name, case.output);
+                bail!(
+                    "task {}: label {:?} outside its declared set",
+                    task.name,
+                    case.output
+                );
             }
         }
         match seen.get(&case.input) {
@@ -317,7 +321,10 @@ mod tests {
             Category::Normalisation,
             Category::Generation,
         ] {
-            assert!(tasks.iter().filter(|t| t.category == cat).count() >= 4, "{cat:?}");
+            assert!(
+                tasks.iter().filter(|t| t.category == cat).count() >= 4,
+                "{cat:?}"
+            );
         }
         for t in &tasks {
             let d = dir.path().join(t.name);
@@ -326,7 +333,11 @@ mod tests {
             assert!((3..=5).contains(&ex.len()), "{}", t.name);
             assert!(ts.len() >= 40, "{}", t.name);
             let ex_inputs: BTreeSet<_> = ex.iter().map(|c| &c.input).collect();
-            assert!(ts.iter().all(|c| !ex_inputs.contains(&c.input)), "{}", t.name);
+            assert!(
+                ts.iter().all(|c| !ex_inputs.contains(&c.input)),
+                "{}",
+                t.name
+            );
             let spec = std::fs::read_to_string(d.join("spec.txt"))?;
             let lower = spec.to_lowercase();
             assert!(
@@ -341,7 +352,10 @@ mod tests {
 
     #[test]
     fn fuzzybench_classification_outputs_stay_in_the_declared_label_set() -> Result<()> {
-        for t in all_tasks().iter().filter(|t| t.category == Category::Classification) {
+        for t in all_tasks()
+            .iter()
+            .filter(|t| t.category == Category::Classification)
+        {
             let labels = classify::labels(t.name).context("labels declared")?;
             for c in cases_of(t.name)? {
                 assert!(labels.contains(&c.output.as_str()), "{}: {:?}", t.name, c);
@@ -358,7 +372,11 @@ mod tests {
         for c in cases_of("json-repair")? {
             let v: serde_json::Value = serde_json::from_str(&c.output)?;
             assert!(v.is_object());
-            assert!(normalise::is_compact_json(&c.output), "not compact: {}", c.output);
+            assert!(
+                normalise::is_compact_json(&c.output),
+                "not compact: {}",
+                c.output
+            );
             assert!(
                 serde_json::from_str::<serde_json::Value>(&c.input).is_err(),
                 "input already valid: {}",
@@ -403,7 +421,11 @@ mod tests {
             for c in cases_of(name)? {
                 serde_json::from_str::<serde_json::Value>(&c.output)
                     .with_context(|| format!("{name}: {}", c.output))?;
-                assert!(normalise::is_compact_json(&c.output), "{name}: {}", c.output);
+                assert!(
+                    normalise::is_compact_json(&c.output),
+                    "{name}: {}",
+                    c.output
+                );
             }
         }
         Ok(())
@@ -457,7 +479,9 @@ mod tests {
     fn fuzzybench_numeric_and_identifier_outputs_are_well_formed() -> Result<()> {
         for name in ["duration-seconds", "data-size-bytes", "number-words"] {
             for c in cases_of(name)? {
-                c.output.parse::<u64>().with_context(|| format!("{name}: {c:?}"))?;
+                c.output
+                    .parse::<u64>()
+                    .with_context(|| format!("{name}: {c:?}"))?;
             }
         }
         for c in cases_of("time-24h")? {
@@ -467,7 +491,9 @@ mod tests {
         }
         for c in cases_of("snake-case")? {
             assert!(
-                c.output.split('_').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+                c.output
+                    .split('_')
+                    .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
                 "{c:?}"
             );
         }
@@ -481,12 +507,29 @@ mod tests {
 
     #[test]
     fn fuzzybench_known_renderings_map_to_known_answers() {
-        let ws = normalise::WordStyle { and: true, hyphen: true, comma: false };
-        assert_eq!(normalise::number_to_words(98_102, ws), "ninety-eight thousand one hundred and two");
-        assert_eq!(normalise::number_to_words(1_005, ws), "one thousand and five");
+        let ws = normalise::WordStyle {
+            and: true,
+            hyphen: true,
+            comma: false,
+        };
+        assert_eq!(
+            normalise::number_to_words(98_102, ws),
+            "ninety-eight thousand one hundred and two"
+        );
+        assert_eq!(
+            normalise::number_to_words(1_005, ws),
+            "one thousand and five"
+        );
         assert_eq!(normalise::number_to_words(0, ws), "zero");
-        let plain = normalise::WordStyle { and: false, hyphen: false, comma: true };
-        assert_eq!(normalise::number_to_words(12_401, plain), "twelve thousand, four hundred one");
+        let plain = normalise::WordStyle {
+            and: false,
+            hyphen: false,
+            comma: true,
+        };
+        assert_eq!(
+            normalise::number_to_words(12_401, plain),
+            "twelve thousand, four hundred one"
+        );
     }
 
     /// Writes the committed suite. Run with

@@ -70,7 +70,10 @@ fn framed(rng: &mut Rng, template: &str, values: &[&str]) -> String {
 }
 
 fn ticker(rng: &mut Rng) -> Case {
-    const TICKERS: &[&str] = &["AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOGL", "META", "NFLX", "AMD", "INTC", "IBM", "ORCL", "KO", "DIS", "JPM", "SHOP"];
+    const TICKERS: &[&str] = &[
+        "AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOGL", "META", "NFLX", "AMD", "INTC", "IBM",
+        "ORCL", "KO", "DIS", "JPM", "SHOP",
+    ];
     let t = rng.pick(TICKERS);
     let shown = match rng.below(5) {
         0 => format!("${t}"),
@@ -79,44 +82,91 @@ fn ticker(rng: &mut Rng) -> Case {
         _ => t.to_string(),
     };
     let tpl = rng.pick(&[
-        "What is the price of § stock?", "§ stock price", "how is § doing today", "quote for § please",
-        "buy 10 shares of § at market", "did § go up after earnings?", "show me the chart for §", "sell my § position",
-        "What's § trading at right now", "is § a buy?",
+        "What is the price of § stock?",
+        "§ stock price",
+        "how is § doing today",
+        "quote for § please",
+        "buy 10 shares of § at market",
+        "did § go up after earnings?",
+        "show me the chart for §",
+        "sell my § position",
+        "What's § trading at right now",
+        "is § a buy?",
     ]);
     Case::new(framed(rng, tpl, &[&shown]), t)
 }
 
 fn city(rng: &mut Rng) -> Case {
     const CITIES: &[&str] = &[
-        "Berlin", "Tokyo", "New York", "São Paulo", "Rio de Janeiro", "Los Angeles", "Cape Town", "Reykjavík", "Paris",
-        "Nairobi", "Mexico City", "Kuala Lumpur", "Toronto", "Oslo", "Buenos Aires", "Hanoi",
+        "Berlin",
+        "Tokyo",
+        "New York",
+        "São Paulo",
+        "Rio de Janeiro",
+        "Los Angeles",
+        "Cape Town",
+        "Reykjavík",
+        "Paris",
+        "Nairobi",
+        "Mexico City",
+        "Kuala Lumpur",
+        "Toronto",
+        "Oslo",
+        "Buenos Aires",
+        "Hanoi",
     ];
     let c = rng.pick(CITIES);
     let tpl = rng.pick(&[
-        "What's the weather in §?", "Temperature in § in Fahrenheit", "will it snow in § this weekend", "§ forecast",
-        "is it sunny in § right now", "do I need a jacket in § tomorrow", "weather for § please", "how hot is it in § today",
+        "What's the weather in §?",
+        "Temperature in § in Fahrenheit",
+        "will it snow in § this weekend",
+        "§ forecast",
+        "is it sunny in § right now",
+        "do I need a jacket in § tomorrow",
+        "weather for § please",
+        "how hot is it in § today",
     ]);
     Case::new(framed(rng, tpl, &[c]), c)
 }
 
 fn person_name(rng: &mut Rng) -> Case {
-    const FIRST: &[&str] = &["Sarah", "John", "Priya", "Mateo", "Aisha", "Wei", "Olga", "Kwame", "Emma", "Liam", "Chloé", "Hiroshi"];
-    const LAST: &[&str] = &["Nguyen", "Smith", "Okafor", "García", "Kowalski", "Chen", "Müller", "Johnson", "O'Neil"];
+    const FIRST: &[&str] = &[
+        "Sarah", "John", "Priya", "Mateo", "Aisha", "Wei", "Olga", "Kwame", "Emma", "Liam",
+        "Chloé", "Hiroshi",
+    ];
+    const LAST: &[&str] = &[
+        "Nguyen", "Smith", "Okafor", "García", "Kowalski", "Chen", "Müller", "Johnson", "O'Neil",
+    ];
     let name = if rng.chance(50) {
         rng.pick(FIRST).to_string()
     } else {
         format!("{} {}", rng.pick(FIRST), rng.pick(LAST))
     };
     let tpl = rng.pick(&[
-        "I need to let § know about the meeting", "Send an email to §", "call § tomorrow morning", "remind § about the invoice",
-        "text § that I'm on my way", "schedule a call with § next week", "ask § to review the slides", "message § about lunch",
+        "I need to let § know about the meeting",
+        "Send an email to §",
+        "call § tomorrow morning",
+        "remind § about the invoice",
+        "text § that I'm on my way",
+        "schedule a call with § next week",
+        "ask § to review the slides",
+        "message § about lunch",
     ]);
     Case::new(framed(rng, tpl, &[&name]), name)
 }
 
 fn email_addr(rng: &mut Rng) -> String {
-    let user = rng.pick(&["alice", "bob.k", "j.smith", "support", "maria_r", "dev-team", "ops", "x.y.z", "sam42"]);
-    let domain = rng.pick(&["company.com", "example.org", "mail.co.uk", "uni.edu", "startup.io", "gmail.com"]);
+    let user = rng.pick(&[
+        "alice", "bob.k", "j.smith", "support", "maria_r", "dev-team", "ops", "x.y.z", "sam42",
+    ]);
+    let domain = rng.pick(&[
+        "company.com",
+        "example.org",
+        "mail.co.uk",
+        "uni.edu",
+        "startup.io",
+        "gmail.com",
+    ]);
     format!("{user}@{domain}")
 }
 
@@ -125,14 +175,34 @@ fn emails(rng: &mut Rng) -> Case {
     let addrs = distinct(rng, n, email_addr);
     let n = addrs.len();
     let text = match n {
-        0 => rng.pick(&[
-            "No contact details yet, I'll follow up tomorrow.",
-            "Please call the front desk for help.",
-            "Reach out on the team chat if something breaks.",
-        ]).to_string(),
-        1 => fill(rng.pick(&["Contact § for details.", "Send the files to § please", "My address is §.", "questions? write to § (weekdays only)"]), &[&addrs[0]]),
-        2 => fill(rng.pick(&["Contact § or §", "cc: §, § - thanks!", "Either § or § can approve this."]), &[&addrs[0], &addrs[1]]),
-        _ => fill(rng.pick(&["Team: §; §; §.", "Send to §, § and § before noon."]), &[&addrs[0], &addrs[1], &addrs[2]]),
+        0 => rng
+            .pick(&[
+                "No contact details yet, I'll follow up tomorrow.",
+                "Please call the front desk for help.",
+                "Reach out on the team chat if something breaks.",
+            ])
+            .to_string(),
+        1 => fill(
+            rng.pick(&[
+                "Contact § for details.",
+                "Send the files to § please",
+                "My address is §.",
+                "questions? write to § (weekdays only)",
+            ]),
+            &[&addrs[0]],
+        ),
+        2 => fill(
+            rng.pick(&[
+                "Contact § or §",
+                "cc: §, § - thanks!",
+                "Either § or § can approve this.",
+            ]),
+            &[&addrs[0], &addrs[1]],
+        ),
+        _ => fill(
+            rng.pick(&["Team: §; §; §.", "Send to §, § and § before noon."]),
+            &[&addrs[0], &addrs[1], &addrs[2]],
+        ),
     };
     let out = json_list(&addrs);
     Case::new(light_noise(rng, &text), out)
@@ -157,10 +227,18 @@ fn json_list(items: &[String]) -> String {
 
 fn error_lines(rng: &mut Rng) -> Case {
     const MSGS: &[&str] = &[
-        "Connection refused: database timeout after 30s", "Max retries exceeded, shutting down", "Server started on port 8080",
-        "Loading config from /etc/app.conf", "Retrying connection (attempt 2/5)", "Slow query detected: 2.3s",
-        "disk quota exceeded on /var", "null reference in OrderService.save", "cache warmed in 120ms", "user 4411 logged in",
-        "TLS handshake failed with upstream", "scheduled job nightly-report finished",
+        "Connection refused: database timeout after 30s",
+        "Max retries exceeded, shutting down",
+        "Server started on port 8080",
+        "Loading config from /etc/app.conf",
+        "Retrying connection (attempt 2/5)",
+        "Slow query detected: 2.3s",
+        "disk quota exceeded on /var",
+        "null reference in OrderService.save",
+        "cache warmed in 120ms",
+        "user 4411 logged in",
+        "TLS handshake failed with upstream",
+        "scheduled job nightly-report finished",
     ];
     let n = rng.range(3, 7);
     let mut lines = Vec::new();
@@ -176,14 +254,22 @@ fn error_lines(rng: &mut Rng) -> Case {
         let line = match rng.below(3) {
             0 => format!("[{lvl}] {msg}"),
             1 => format!("{lvl}: {msg}"),
-            _ => format!("12:{:02}:{:02} {lvl} {msg}", rng.range(0, 59), rng.range(0, 59)),
+            _ => format!(
+                "12:{:02}:{:02} {lvl} {msg}",
+                rng.range(0, 59),
+                rng.range(0, 59)
+            ),
         };
         if is_err {
             errors.push(line.clone());
         }
         lines.push(line);
     }
-    let out = if errors.is_empty() { "NONE".to_string() } else { errors.join("\n") };
+    let out = if errors.is_empty() {
+        "NONE".to_string()
+    } else {
+        errors.join("\n")
+    };
     Case::new(lines.join("\n"), out)
 }
 
@@ -200,10 +286,18 @@ fn with_thousands(n: i64, sep: char) -> String {
 }
 
 fn amount(rng: &mut Rng) -> Case {
-    let whole = if rng.chance(30) { rng.range(1000, 250_000) } else { rng.range(1, 999) };
+    let whole = if rng.chance(30) {
+        rng.range(1000, 250_000)
+    } else {
+        rng.range(1, 999)
+    };
     let cents = if rng.chance(40) { 0 } else { rng.range(1, 99) };
     let expect = format!("{whole}.{cents:02}");
-    let plain = if cents == 0 && rng.chance(60) { whole.to_string() } else { format!("{whole}.{cents:02}") };
+    let plain = if cents == 0 && rng.chance(60) {
+        whole.to_string()
+    } else {
+        format!("{whole}.{cents:02}")
+    };
     let grouped = if cents == 0 && rng.chance(50) {
         with_thousands(whole, ',')
     } else {
@@ -218,9 +312,14 @@ fn amount(rng: &mut Rng) -> Case {
         _ => format!("€{grouped}"),
     };
     let tpl = rng.pick(&[
-        "Your total is § - thanks for shopping!", "please pay § by Friday", "I was refunded § yesterday",
-        "the invoice for order 7781 comes to §", "Rent this month: §", "we spent § on the offsite",
-        "Transfer of § received.", "can you reimburse § for the taxi",
+        "Your total is § - thanks for shopping!",
+        "please pay § by Friday",
+        "I was refunded § yesterday",
+        "the invoice for order 7781 comes to §",
+        "Rent this month: §",
+        "we spent § on the offsite",
+        "Transfer of § received.",
+        "can you reimburse § for the taxi",
     ]);
     Case::new(framed(rng, tpl, &[&shown]), expect)
 }
@@ -236,14 +335,25 @@ fn order_id(rng: &mut Rng) -> Case {
         _ => format!("#ORD{n}"),
     };
     let tpl = rng.pick(&[
-        "hi, my § never arrived", "I want to return § please", "§ was charged twice ($49.99)", "where is §? it's been 12 days",
-        "cancel § asap", "the item in § is damaged", "tracking for § shows nothing since May 3", "can I change the address on §",
+        "hi, my § never arrived",
+        "I want to return § please",
+        "§ was charged twice ($49.99)",
+        "where is §? it's been 12 days",
+        "cancel § asap",
+        "the item in § is damaged",
+        "tracking for § shows nothing since May 3",
+        "can I change the address on §",
     ]);
     Case::new(framed(rng, tpl, &[&shown]), format!("ORD-{n}"))
 }
 
 fn version(rng: &mut Rng) -> Case {
-    let v = format!("{}.{}.{}", rng.range(0, 12), rng.range(0, 30), rng.range(0, 40));
+    let v = format!(
+        "{}.{}.{}",
+        rng.range(0, 12),
+        rng.range(0, 30),
+        rng.range(0, 40)
+    );
     let shown = match rng.below(5) {
         0 => format!("v{v}"),
         1 => format!("version {v}"),
@@ -252,8 +362,12 @@ fn version(rng: &mut Rng) -> Case {
         _ => v.clone(),
     };
     let tpl = rng.pick(&[
-        "upgrading to § broke the login page", "we're still on § in production", "§ fixes the memory leak",
-        "please test § before Friday", "after installing § the app takes 2 minutes to start", "changelog for § is up",
+        "upgrading to § broke the login page",
+        "we're still on § in production",
+        "§ fixes the memory leak",
+        "please test § before Friday",
+        "after installing § the app takes 2 minutes to start",
+        "changelog for § is up",
         "rolled back from § because of crashes",
     ]);
     Case::new(framed(rng, tpl, &[&shown]), v)
@@ -264,18 +378,51 @@ fn urls(rng: &mut Rng) -> Case {
         format!(
             "{}://{}{}",
             rng.pick(&["https", "https", "http"]),
-            rng.pick(&["example.com", "docs.rs", "github.com/acme/tool", "news.site.org", "status.acme.io"]),
-            rng.pick(&["", "/", "/guide", "/issues/42", "/a/b?x=1", "/post.html#top"])
+            rng.pick(&[
+                "example.com",
+                "docs.rs",
+                "github.com/acme/tool",
+                "news.site.org",
+                "status.acme.io"
+            ]),
+            rng.pick(&[
+                "",
+                "/",
+                "/guide",
+                "/issues/42",
+                "/a/b?x=1",
+                "/post.html#top"
+            ])
         )
     };
     let n = rng.pick(&[0usize, 1, 1, 2, 2, 3]);
     let list = distinct(rng, n, make);
     let n = list.len();
     let text = match n {
-        0 => rng.pick(&["See the wiki page for details.", "No links, just call me.", "the docs are in the shared drive"]).to_string(),
-        1 => fill(rng.pick(&["see § for details.", "Docs: §", "the status page (§) says all good", "read this: §!"]), &[&list[0]]),
-        2 => fill(rng.pick(&["compare § with §.", "links: § and §", "old: § new: §"]), &[&list[0], &list[1]]),
-        _ => fill(rng.pick(&["sources: §, §, §.", "§ then § then §"]), &[&list[0], &list[1], &list[2]]),
+        0 => rng
+            .pick(&[
+                "See the wiki page for details.",
+                "No links, just call me.",
+                "the docs are in the shared drive",
+            ])
+            .to_string(),
+        1 => fill(
+            rng.pick(&[
+                "see § for details.",
+                "Docs: §",
+                "the status page (§) says all good",
+                "read this: §!",
+            ]),
+            &[&list[0]],
+        ),
+        2 => fill(
+            rng.pick(&["compare § with §.", "links: § and §", "old: § new: §"]),
+            &[&list[0], &list[1]],
+        ),
+        _ => fill(
+            rng.pick(&["sources: §, §, §.", "§ then § then §"]),
+            &[&list[0], &list[1], &list[2]],
+        ),
     };
     Case::new(light_noise(rng, &text), json_list(&list))
 }

@@ -53,11 +53,22 @@ pub fn tasks() -> Vec<Task> {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn filter_json(rng: &mut Rng) -> Case {
-    let noun = rng.pick(&["headphones", "keyboards", "monitors", "laptops", "backpacks", "desk lamps", "webcams", "speakers"]);
+    let noun = rng.pick(&[
+        "headphones",
+        "keyboards",
+        "monitors",
+        "laptops",
+        "backpacks",
+        "desk lamps",
+        "webcams",
+        "speakers",
+    ]);
     let mut filters = vec![format!("[\"category\",\"==\",\"{noun}\"]")];
     let mut noun_phrase = noun.to_string();
     let mut clauses: Vec<String> = Vec::new();
@@ -73,15 +84,24 @@ fn filter_json(rng: &mut Rng) -> Case {
     if rng.chance(65) {
         let v = rng.range(2, 60) * 10;
         let (op, text) = rng.pick(&[
-            ("<", "under $§"), ("<", "below $§"), ("<=", "at most $§"), ("<=", "$§ or less"),
-            (">", "over $§"), (">", "more than $§"), (">=", "at least $§"),
+            ("<", "under $§"),
+            ("<", "below $§"),
+            ("<=", "at most $§"),
+            ("<=", "$§ or less"),
+            (">", "over $§"),
+            (">", "more than $§"),
+            (">=", "at least $§"),
         ]);
         filters.push(format!("[\"price\",\"{op}\",{v}]"));
         clauses.push(fill(text, &[&v.to_string()]));
     }
     if rng.chance(45) {
         let v = rng.range(2, 4);
-        let (op, text) = rng.pick(&[(">=", "rated at least § stars"), (">=", "with §+ stars"), (">", "rated above § stars")]);
+        let (op, text) = rng.pick(&[
+            (">=", "rated at least § stars"),
+            (">=", "with §+ stars"),
+            (">", "rated above § stars"),
+        ]);
         filters.push(format!("[\"rating\",\"{op}\",{v}]"));
         clauses.push(fill(text, &[&v.to_string()]));
     }
@@ -95,8 +115,13 @@ fn filter_json(rng: &mut Rng) -> Case {
     }
     rng.shuffle(&mut clauses);
     let (sort, sort_text) = rng.pick(&[
-        ("null", ""), ("null", ""), ("[\"price\",\"asc\"]", "cheapest first"), ("[\"price\",\"asc\"]", "lowest price first"),
-        ("[\"price\",\"desc\"]", "most expensive first"), ("[\"rating\",\"desc\"]", "best rated first"), ("[\"rating\",\"desc\"]", "top rated first"),
+        ("null", ""),
+        ("null", ""),
+        ("[\"price\",\"asc\"]", "cheapest first"),
+        ("[\"price\",\"asc\"]", "lowest price first"),
+        ("[\"price\",\"desc\"]", "most expensive first"),
+        ("[\"rating\",\"desc\"]", "best rated first"),
+        ("[\"rating\",\"desc\"]", "top rated first"),
     ]);
     let mut text = capitalise(&noun_phrase);
     if !clauses.is_empty() {
@@ -108,7 +133,10 @@ fn filter_json(rng: &mut Rng) -> Case {
         text.push_str(sort_text);
     }
     text.push_str(rng.pick(&["", ".", ""]));
-    Case::new(text, format!("{{\"filters\":[{}],\"sort\":{sort}}}", filters.join(",")))
+    Case::new(
+        text,
+        format!("{{\"filters\":[{}],\"sort\":{sort}}}", filters.join(",")),
+    )
 }
 
 /// A clock time in one of several English renderings.
@@ -131,20 +159,45 @@ fn schedule_cron(rng: &mut Rng) -> Case {
     let (text, cron) = match rng.below(9) {
         0 => {
             let at = clock(rng, h, m);
-            (fill(rng.pick(&["every day at §", "daily at §", "each day at §"]), &[&at]), format!("{m} {h} * * *"))
+            (
+                fill(
+                    rng.pick(&["every day at §", "daily at §", "each day at §"]),
+                    &[&at],
+                ),
+                format!("{m} {h} * * *"),
+            )
         }
         1 => {
             let at = clock(rng, h, m);
-            (fill(rng.pick(&["every weekday at §", "Monday to Friday at §", "on weekdays at §"]), &[&at]), format!("{m} {h} * * 1-5"))
+            (
+                fill(
+                    rng.pick(&[
+                        "every weekday at §",
+                        "Monday to Friday at §",
+                        "on weekdays at §",
+                    ]),
+                    &[&at],
+                ),
+                format!("{m} {h} * * 1-5"),
+            )
         }
         2 => {
             let at = clock(rng, h, m);
-            (fill(rng.pick(&["every weekend at §", "on Saturdays and Sundays at §"]), &[&at]), format!("{m} {h} * * 0,6"))
+            (
+                fill(
+                    rng.pick(&["every weekend at §", "on Saturdays and Sundays at §"]),
+                    &[&at],
+                ),
+                format!("{m} {h} * * 0,6"),
+            )
         }
         3 => {
             let d = rng.range(0, 6) as usize;
             let at = clock(rng, h, m);
-            (format!("every {} at {at}", WEEKDAYS[d]), format!("{m} {h} * * {d}"))
+            (
+                format!("every {} at {at}", WEEKDAYS[d]),
+                format!("{m} {h} * * {d}"),
+            )
         }
         4 => {
             let mut a = rng.range(0, 6) as usize;
@@ -163,32 +216,51 @@ fn schedule_cron(rng: &mut Rng) -> Case {
             let d1 = rng.range(1, 14);
             let at = clock(rng, h, m);
             if rng.chance(50) {
-                (format!("on the {} of every month at {at}", ordinal(d1)), format!("{m} {h} {d1} * *"))
+                (
+                    format!("on the {} of every month at {at}", ordinal(d1)),
+                    format!("{m} {h} {d1} * *"),
+                )
             } else {
                 let d2 = d1 + rng.range(1, 14);
                 (
-                    format!("on the {} and {} of every month at {at}", ordinal(d1), ordinal(d2)),
+                    format!(
+                        "on the {} and {} of every month at {at}",
+                        ordinal(d1),
+                        ordinal(d2)
+                    ),
                     format!("{m} {h} {d1},{d2} * *"),
                 )
             }
         }
         6 => {
             let n = rng.pick(&[5, 10, 15, 20, 30]);
-            (fill(rng.pick(&["every § minutes", "every § min", "run every § minutes"]), &[&n.to_string()]), format!("*/{n} * * * *"))
+            (
+                fill(
+                    rng.pick(&["every § minutes", "every § min", "run every § minutes"]),
+                    &[&n.to_string()],
+                ),
+                format!("*/{n} * * * *"),
+            )
         }
         7 => match rng.below(3) {
             0 => ("every hour".to_string(), "0 * * * *".to_string()),
             1 => ("hourly, on the hour".to_string(), "0 * * * *".to_string()),
             _ => {
                 let mm = rng.range(1, 59);
-                (format!("every hour at {mm} minutes past"), format!("{mm} * * * *"))
+                (
+                    format!("every hour at {mm} minutes past"),
+                    format!("{mm} * * * *"),
+                )
             }
         },
         _ => {
             let mo = rng.range(1, 12);
             let d = rng.range(1, 28);
             let at = clock(rng, h, m);
-            (format!("every year on {} {} at {at}", MONTHS[(mo - 1) as usize], d), format!("{m} {h} {d} {mo} *"))
+            (
+                format!("every year on {} {} at {at}", MONTHS[(mo - 1) as usize], d),
+                format!("{m} {h} {d} {mo} *"),
+            )
         }
     };
     Case::new(noise(rng, &capitalise(&text)), cron)
@@ -196,8 +268,16 @@ fn schedule_cron(rng: &mut Rng) -> Case {
 
 fn event_json(rng: &mut Rng) -> Case {
     let title = rng.pick(&[
-        "Lunch with Sam", "Design review", "Dentist appointment", "Team standup", "Quarterly planning", "Call with the bank",
-        "Yoga class", "Interview with Maria Lopez", "Sprint retro", "Coffee with Dev",
+        "Lunch with Sam",
+        "Design review",
+        "Dentist appointment",
+        "Team standup",
+        "Quarterly planning",
+        "Call with the bank",
+        "Yoga class",
+        "Interview with Maria Lopez",
+        "Sprint retro",
+        "Coffee with Dev",
     ]);
     let (y, mo, d) = date(rng, 2025, 2027);
     let date_text = match rng.below(3) {
@@ -209,12 +289,23 @@ fn event_json(rng: &mut Rng) -> Case {
     let m = rng.pick(&[0, 0, 15, 30, 45]);
     let time_text = clock(rng, h, m);
     let (dur_text, minutes) = rng.pick(&[
-        ("for 30 minutes", 30), ("for 45 minutes", 45), ("for 1 hour", 60), ("for an hour", 60), ("for 1.5 hours", 90),
-        ("for 90 min", 90), ("for 2 hours", 120), ("for 15 min", 15), ("for 20 minutes", 20), ("for 3 hours", 180),
+        ("for 30 minutes", 30),
+        ("for 45 minutes", 45),
+        ("for 1 hour", 60),
+        ("for an hour", 60),
+        ("for 1.5 hours", 90),
+        ("for 90 min", 90),
+        ("for 2 hours", 120),
+        ("for 15 min", 15),
+        ("for 20 minutes", 20),
+        ("for 3 hours", 180),
     ]);
     let text = match rng.below(3) {
         0 => format!("{title} on {date_text} at {time_text} {dur_text}"),
-        1 => format!("{date_text}, {time_text}: {title} ({})", dur_text.trim_start_matches("for ")),
+        1 => format!(
+            "{date_text}, {time_text}: {title} ({})",
+            dur_text.trim_start_matches("for ")
+        ),
         _ => format!("Schedule {title} at {time_text} on {date_text}, {dur_text}"),
     };
     let out = format!(
@@ -227,7 +318,9 @@ fn event_json(rng: &mut Rng) -> Case {
 }
 
 fn kv_json(rng: &mut Rng) -> Case {
-    let mut keys = vec!["name", "age", "city", "active", "role", "score", "team", "verified", "level", "colour"];
+    let mut keys = vec![
+        "name", "age", "city", "active", "role", "score", "team", "verified", "level", "colour",
+    ];
     rng.shuffle(&mut keys);
     let n = rng.range(2, 5) as usize;
     let sep = rng.pick(&["; ", ", ", "\n", " | ", ";"]);
@@ -242,11 +335,33 @@ fn kv_json(rng: &mut Rng) -> Case {
                 (v.to_string(), v.to_string())
             }
             "active" | "verified" => {
-                let (s, b) = rng.pick(&[("yes", true), ("true", true), ("on", true), ("Yes", true), ("TRUE", true), ("no", false), ("false", false), ("off", false), ("No", false)]);
+                let (s, b) = rng.pick(&[
+                    ("yes", true),
+                    ("true", true),
+                    ("on", true),
+                    ("Yes", true),
+                    ("TRUE", true),
+                    ("no", false),
+                    ("false", false),
+                    ("off", false),
+                    ("No", false),
+                ]);
                 (s.to_string(), b.to_string())
             }
             _ => {
-                let s = rng.pick(&["Bob", "Berlin", "blue", "admin", "draft", "Lisbon", "alpha", "São Paulo", "night shift", "v2", "Ana Lima"]);
+                let s = rng.pick(&[
+                    "Bob",
+                    "Berlin",
+                    "blue",
+                    "admin",
+                    "draft",
+                    "Lisbon",
+                    "alpha",
+                    "São Paulo",
+                    "night shift",
+                    "v2",
+                    "Ana Lima",
+                ]);
                 (s.to_string(), serde_json::to_string(s).unwrap_or_default())
             }
         };
@@ -258,26 +373,125 @@ fn kv_json(rng: &mut Rng) -> Case {
         text_parts.push(format!("{key_shown}{assign}{shown}"));
         json_parts.push(format!("\"{k}\":{json}"));
     }
-    Case::new(text_parts.join(sep), format!("{{{}}}", json_parts.join(",")))
+    Case::new(
+        text_parts.join(sep),
+        format!("{{{}}}", json_parts.join(",")),
+    )
 }
 
 fn git_command(rng: &mut Rng) -> Case {
-    let branch = rng.pick(&["feature/login", "fix-typo", "release-2.1", "dev", "experiment", "hotfix/payments"]);
-    let file = rng.pick(&["src/main.rs", "README.md", "config.yaml", "app/models.py", "index.html"]);
+    let branch = rng.pick(&[
+        "feature/login",
+        "fix-typo",
+        "release-2.1",
+        "dev",
+        "experiment",
+        "hotfix/payments",
+    ]);
+    let file = rng.pick(&[
+        "src/main.rs",
+        "README.md",
+        "config.yaml",
+        "app/models.py",
+        "index.html",
+    ]);
     let n = rng.range(2, 20).to_string();
-    let msg = rng.pick(&["fix typo", "add login page", "update deps", "wip", "refactor parser"]);
+    let msg = rng.pick(&[
+        "fix typo",
+        "add login page",
+        "update deps",
+        "wip",
+        "refactor parser",
+    ]);
     let (cmd, phrasings): (String, &[&str]) = match rng.below(11) {
-        0 => ("git status".into(), &["what's the state of my repo", "show me what changed", "which files are modified right now"]),
-        1 => ("git add -A".into(), &["stage everything", "add all my changes to the index", "stage all files including deleted ones"]),
-        2 => ("git reset --soft HEAD~1".into(), &["undo my last commit but keep the changes", "uncommit the last commit, keep my work", "take back the last commit without losing changes"]),
-        3 => (format!("git restore {file}"), &["discard my changes to §", "throw away local edits in §", "revert § to the last committed version"]),
-        4 => (format!("git switch -c {branch}"), &["create a branch called § and switch to it", "start a new branch §", "make branch § and check it out"]),
-        5 => (format!("git switch {branch}"), &["switch to the § branch", "go to branch §", "check out the existing branch §"]),
-        6 => (format!("git branch -d {branch}"), &["delete the branch §", "remove my local branch §", "get rid of branch §"]),
-        7 => (format!("git log --oneline -n {n}"), &["show the last § commits", "list my § most recent commits", "what were the last § commits"]),
-        8 => (format!("git commit -m \"{msg}\""), &["commit with the message \"§\"", "commit my staged changes as \"§\"", "make a commit saying \"§\""]),
-        9 => ("git pull".into(), &["get the latest changes from the remote", "update my branch from origin", "pull down my teammates' work"]),
-        _ => ("git push".into(), &["push my commits", "upload my commits to the remote", "send my branch to origin"]),
+        0 => (
+            "git status".into(),
+            &[
+                "what's the state of my repo",
+                "show me what changed",
+                "which files are modified right now",
+            ],
+        ),
+        1 => (
+            "git add -A".into(),
+            &[
+                "stage everything",
+                "add all my changes to the index",
+                "stage all files including deleted ones",
+            ],
+        ),
+        2 => (
+            "git reset --soft HEAD~1".into(),
+            &[
+                "undo my last commit but keep the changes",
+                "uncommit the last commit, keep my work",
+                "take back the last commit without losing changes",
+            ],
+        ),
+        3 => (
+            format!("git restore {file}"),
+            &[
+                "discard my changes to §",
+                "throw away local edits in §",
+                "revert § to the last committed version",
+            ],
+        ),
+        4 => (
+            format!("git switch -c {branch}"),
+            &[
+                "create a branch called § and switch to it",
+                "start a new branch §",
+                "make branch § and check it out",
+            ],
+        ),
+        5 => (
+            format!("git switch {branch}"),
+            &[
+                "switch to the § branch",
+                "go to branch §",
+                "check out the existing branch §",
+            ],
+        ),
+        6 => (
+            format!("git branch -d {branch}"),
+            &[
+                "delete the branch §",
+                "remove my local branch §",
+                "get rid of branch §",
+            ],
+        ),
+        7 => (
+            format!("git log --oneline -n {n}"),
+            &[
+                "show the last § commits",
+                "list my § most recent commits",
+                "what were the last § commits",
+            ],
+        ),
+        8 => (
+            format!("git commit -m \"{msg}\""),
+            &[
+                "commit with the message \"§\"",
+                "commit my staged changes as \"§\"",
+                "make a commit saying \"§\"",
+            ],
+        ),
+        9 => (
+            "git pull".into(),
+            &[
+                "get the latest changes from the remote",
+                "update my branch from origin",
+                "pull down my teammates' work",
+            ],
+        ),
+        _ => (
+            "git push".into(),
+            &[
+                "push my commits",
+                "upload my commits to the remote",
+                "send my branch to origin",
+            ],
+        ),
     };
     let tpl = rng.pick(phrasings);
     let slot = if cmd.starts_with("git restore") {

@@ -126,7 +126,14 @@ struct Style {
 
 impl Default for Style {
     fn default() -> Self {
-        Style { keys: Quote::Double, strings: Quote::Double, python: false, trailing_commas: false, spaced: false, pretty: false }
+        Style {
+            keys: Quote::Double,
+            strings: Quote::Double,
+            python: false,
+            trailing_commas: false,
+            spaced: false,
+            pretty: false,
+        }
     }
 }
 
@@ -141,7 +148,11 @@ fn quote(s: &str, q: Quote) -> String {
 fn render(j: &J, st: &Style, depth: usize) -> String {
     let (open_nl, item_nl, close_nl) = if st.pretty {
         let ind = "  ".repeat(depth + 1);
-        (format!("\n{ind}"), format!(",\n{ind}"), format!("\n{}", "  ".repeat(depth)))
+        (
+            format!("\n{ind}"),
+            format!(",\n{ind}"),
+            format!("\n{}", "  ".repeat(depth)),
+        )
     } else if st.spaced {
         (String::new(), ", ".to_string(), String::new())
     } else {
@@ -157,7 +168,13 @@ fn render(j: &J, st: &Style, depth: usize) -> String {
             (true, false) => "False".into(),
             (false, b) => b.to_string(),
         },
-        J::Null => if st.python { "None".into() } else { "null".into() },
+        J::Null => {
+            if st.python {
+                "None".into()
+            } else {
+                "null".into()
+            }
+        }
         J::Arr(items) if items.is_empty() => "[]".into(),
         J::Obj(items) if items.is_empty() => "{}".into(),
         J::Arr(items) => {
@@ -174,8 +191,26 @@ fn render(j: &J, st: &Style, depth: usize) -> String {
     }
 }
 
-const KEYS: &[&str] = &["name", "age", "tags", "active", "email", "id", "score", "city", "items", "meta", "count", "title", "owner", "price", "enabled", "notes"];
-const WORDS: &[&str] = &["Alice", "Bob", "ml", "ai", "Berlin", "café", "blue widget", "todo", "x", "hello world", "São Paulo", "v2", "admin", "draft"];
+const KEYS: &[&str] = &[
+    "name", "age", "tags", "active", "email", "id", "score", "city", "items", "meta", "count",
+    "title", "owner", "price", "enabled", "notes",
+];
+const WORDS: &[&str] = &[
+    "Alice",
+    "Bob",
+    "ml",
+    "ai",
+    "Berlin",
+    "café",
+    "blue widget",
+    "todo",
+    "x",
+    "hello world",
+    "São Paulo",
+    "v2",
+    "admin",
+    "draft",
+];
 
 fn json_scalar(rng: &mut Rng) -> J {
     match rng.below(6) {
@@ -190,7 +225,10 @@ fn json_scalar(rng: &mut Rng) -> J {
 fn json_object(rng: &mut Rng, depth: usize) -> J {
     let mut keys: Vec<&str> = KEYS.to_vec();
     rng.shuffle(&mut keys);
-    let n = rng.range(if depth == 0 { 2 } else { 1 }, if depth == 0 { 5 } else { 3 }) as usize;
+    let n = rng.range(
+        if depth == 0 { 2 } else { 1 },
+        if depth == 0 { 5 } else { 3 },
+    ) as usize;
     let items = keys[..n]
         .iter()
         .map(|k| {
@@ -238,7 +276,11 @@ fn json_repair(rng: &mut Rng) -> Case {
     let mut input = render(&doc, &st, 0);
     if drop_brace {
         // Exactly one brace: the outermost.
-        input = input.strip_suffix('}').unwrap_or(&input).trim_end().to_string();
+        input = input
+            .strip_suffix('}')
+            .unwrap_or(&input)
+            .trim_end()
+            .to_string();
     }
     Case::new(input, expected)
 }
@@ -268,7 +310,12 @@ fn date_iso(rng: &mut Rng) -> Case {
         8 => format!("{y}{m:02}{d:02}"),
         9 => format!("{d}-{mon}-{y}"),
         10 => format!("{} {} {y}", month.to_lowercase(), ordinal(d)),
-        _ => format!("{}T{:02}:{:02}:00Z", iso(y, m, d), rng.range(0, 23), rng.range(0, 59)),
+        _ => format!(
+            "{}T{:02}:{:02}:00Z",
+            iso(y, m, d),
+            rng.range(0, 23),
+            rng.range(0, 59)
+        ),
     };
     let text = match rng.below(10) {
         0 => text.to_uppercase(),
@@ -299,9 +346,15 @@ fn phone_e164(rng: &mut Rng) -> Case {
         6 | 7 => {
             // UK: London landline or mobile, always written with the country code.
             let (area, rest) = if rng.chance(50) {
-                ("20".to_string(), format!("{:04} {:04}", rng.range(3000, 8999), rng.range(0, 9999)))
+                (
+                    "20".to_string(),
+                    format!("{:04} {:04}", rng.range(3000, 8999), rng.range(0, 9999)),
+                )
             } else {
-                (format!("7{}", rng.range(400, 999)), format!("{:06}", rng.range(0, 999_999)))
+                (
+                    format!("7{}", rng.range(400, 999)),
+                    format!("{:06}", rng.range(0, 999_999)),
+                )
             };
             let text = match rng.below(3) {
                 0 => format!("+44 {area} {rest}"),
@@ -336,7 +389,11 @@ fn phone_e164(rng: &mut Rng) -> Case {
 }
 
 fn plural(n: i64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 fn duration_seconds(rng: &mut Rng) -> Case {
@@ -368,18 +425,35 @@ fn duration_seconds(rng: &mut Rng) -> Case {
         };
         return Case::new(text, secs.to_string());
     }
-    let d = if kind != 2 && rng.chance(20) { rng.range(1, 3) } else { 0 };
+    let d = if kind != 2 && rng.chance(20) {
+        rng.range(1, 3)
+    } else {
+        0
+    };
     let h = if rng.chance(60) { rng.range(0, 23) } else { 0 };
     let m = if rng.chance(70) { rng.range(0, 59) } else { 0 };
     let s = if rng.chance(30) { rng.range(0, 59) } else { 0 };
-    let (d, h, m, s) = if d + h + m + s == 0 { (0, 0, rng.range(1, 90), 0) } else { (d, h, m, s) };
+    let (d, h, m, s) = if d + h + m + s == 0 {
+        (0, 0, rng.range(1, 90), 0)
+    } else {
+        (d, h, m, s)
+    };
     let total = ((d * 24 + h) * 60 + m) * 60 + s;
-    let parts = [(d, "d", "day", "D"), (h, "h", "hour", "H"), (m, "m", "minute", "M"), (s, "s", "second", "S")];
+    let parts = [
+        (d, "d", "day", "D"),
+        (h, "h", "hour", "H"),
+        (m, "m", "minute", "M"),
+        (s, "s", "second", "S"),
+    ];
     let nonzero: Vec<_> = parts.iter().filter(|p| p.0 > 0).collect();
     let text = match kind {
         0 => {
             let sep = rng.pick(&[" ", "", " "]);
-            nonzero.iter().map(|p| format!("{}{}", p.0, p.1)).collect::<Vec<_>>().join(sep)
+            nonzero
+                .iter()
+                .map(|p| format!("{}{}", p.0, p.1))
+                .collect::<Vec<_>>()
+                .join(sep)
         }
         1 => {
             let words: Vec<String> = nonzero.iter().map(|p| plural(p.0, p.2)).collect();
@@ -390,9 +464,21 @@ fn duration_seconds(rng: &mut Rng) -> Case {
         }
         2 => format!("{h}:{m:02}:{s:02}"),
         _ => {
-            let date_part = if d > 0 { format!("{d}D") } else { String::new() };
-            let time_part: String = nonzero.iter().filter(|p| p.1 != "d").map(|p| format!("{}{}", p.0, p.3)).collect();
-            if time_part.is_empty() { format!("P{date_part}") } else { format!("P{date_part}T{time_part}") }
+            let date_part = if d > 0 {
+                format!("{d}D")
+            } else {
+                String::new()
+            };
+            let time_part: String = nonzero
+                .iter()
+                .filter(|p| p.1 != "d")
+                .map(|p| format!("{}{}", p.0, p.3))
+                .collect();
+            if time_part.is_empty() {
+                format!("P{date_part}")
+            } else {
+                format!("P{date_part}T{time_part}")
+            }
         }
     };
     Case::new(light_noise(rng, &text), total.to_string())
@@ -413,7 +499,11 @@ fn data_size_bytes(rng: &mut Rng) -> Case {
     let name = rng.pick(names);
     let whole = rng.range(1, 999) as u64;
     // Quarter steps keep every product an exact integer (all multipliers above 1 are divisible by 4).
-    let q = if mult == 1 { 0 } else { rng.pick(&[0u64, 0, 1, 2, 3]) };
+    let q = if mult == 1 {
+        0
+    } else {
+        rng.pick(&[0u64, 0, 1, 2, 3])
+    };
     let value = match q {
         0 => whole.to_string(),
         1 => format!("{whole}.25"),
@@ -422,16 +512,24 @@ fn data_size_bytes(rng: &mut Rng) -> Case {
     };
     let bytes = (whole * 4 + q) * mult / 4;
     let sep = rng.pick(&[" ", "", " "]);
-    Case::new(light_noise(rng, &format!("{value}{sep}{name}")), bytes.to_string())
+    Case::new(
+        light_noise(rng, &format!("{value}{sep}{name}")),
+        bytes.to_string(),
+    )
 }
 
 fn snake_case(rng: &mut Rng) -> Case {
-    const W: &[&str] = &["get", "user", "id", "max", "retry", "count", "http", "request", "total", "price", "order", "status", "file", "name", "is", "valid", "last", "login", "time", "page", "size"];
+    const W: &[&str] = &[
+        "get", "user", "id", "max", "retry", "count", "http", "request", "total", "price", "order",
+        "status", "file", "name", "is", "valid", "last", "login", "time", "page", "size",
+    ];
     let n = rng.range(2, 4) as usize;
     let words: Vec<&str> = (0..n).map(|_| rng.pick(W)).collect();
     let cap = |w: &str| {
         let mut c = w.chars();
-        c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
     };
     let text = match rng.below(9) {
         0 => words[0].to_string() + &words[1..].iter().map(|w| cap(w)).collect::<String>(),
@@ -448,15 +546,53 @@ fn snake_case(rng: &mut Rng) -> Case {
 }
 
 fn bool_normalise(rng: &mut Rng) -> Case {
-    const YES: &[&str] = &["yes", "y", "yep", "yeah", "sure", "affirmative", "true", "1", "on", "enabled", "correct", "absolutely", "of course", "yes please", "definitely", "ok", "sure thing", "that's right"];
-    const NO: &[&str] = &["no", "n", "nope", "nah", "false", "0", "off", "disabled", "negative", "not really", "no thanks", "definitely not", "never", "I don't think so", "not at all", "wrong"];
+    const YES: &[&str] = &[
+        "yes",
+        "y",
+        "yep",
+        "yeah",
+        "sure",
+        "affirmative",
+        "true",
+        "1",
+        "on",
+        "enabled",
+        "correct",
+        "absolutely",
+        "of course",
+        "yes please",
+        "definitely",
+        "ok",
+        "sure thing",
+        "that's right",
+    ];
+    const NO: &[&str] = &[
+        "no",
+        "n",
+        "nope",
+        "nah",
+        "false",
+        "0",
+        "off",
+        "disabled",
+        "negative",
+        "not really",
+        "no thanks",
+        "definitely not",
+        "never",
+        "I don't think so",
+        "not at all",
+        "wrong",
+    ];
     let yes = rng.chance(50);
     let w = if yes { rng.pick(YES) } else { rng.pick(NO) };
     let w = match rng.below(4) {
         0 => w.to_uppercase(),
         1 => {
             let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
         }
         _ => w.to_string(),
     };
@@ -465,10 +601,30 @@ fn bool_normalise(rng: &mut Rng) -> Case {
 }
 
 const ONES: [&str; 20] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
-const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+const TENS: [&str; 10] = [
+    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub struct WordStyle {
@@ -484,7 +640,12 @@ fn below_100(n: i64, ws: WordStyle) -> String {
     let (t, u) = ((n / 10) as usize, (n % 10) as usize);
     match u {
         0 => TENS[t].to_string(),
-        _ => format!("{}{}{}", TENS[t], if ws.hyphen { "-" } else { " " }, ONES[u]),
+        _ => format!(
+            "{}{}{}",
+            TENS[t],
+            if ws.hyphen { "-" } else { " " },
+            ONES[u]
+        ),
     }
 }
 
@@ -493,7 +654,12 @@ fn below_1000(n: i64, ws: WordStyle) -> String {
     match (h, r) {
         (0, r) => below_100(r, ws),
         (h, 0) => format!("{} hundred", ONES[h as usize]),
-        (h, r) => format!("{} hundred {}{}", ONES[h as usize], if ws.and { "and " } else { "" }, below_100(r, ws)),
+        (h, r) => format!(
+            "{} hundred {}{}",
+            ONES[h as usize],
+            if ws.and { "and " } else { "" },
+            below_100(r, ws)
+        ),
     }
 }
 
@@ -503,8 +669,18 @@ pub fn number_to_words(n: i64, ws: WordStyle) -> String {
         (0, r) => below_1000(r, ws),
         (th, 0) => format!("{} thousand", below_1000(th, ws)),
         (th, r) => {
-            let joiner = if r < 100 && ws.and { " and " } else if ws.comma { ", " } else { " " };
-            format!("{} thousand{joiner}{}", below_1000(th, ws), below_1000(r, ws))
+            let joiner = if r < 100 && ws.and {
+                " and "
+            } else if ws.comma {
+                ", "
+            } else {
+                " "
+            };
+            format!(
+                "{} thousand{joiner}{}",
+                below_1000(th, ws),
+                below_1000(r, ws)
+            )
         }
     }
 }
@@ -516,13 +692,19 @@ fn number_words(rng: &mut Rng) -> Case {
         6..=12 => rng.range(100, 999),
         _ => rng.range(1000, 99_999),
     };
-    let ws = WordStyle { and: rng.chance(50), hyphen: rng.chance(70), comma: rng.chance(30) };
+    let ws = WordStyle {
+        and: rng.chance(50),
+        hyphen: rng.chance(70),
+        comma: rng.chance(30),
+    };
     let text = number_to_words(n, ws);
     let text = match rng.below(8) {
         0 => text.to_uppercase(),
         1 => {
             let mut c = text.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
         }
         _ => text,
     };
@@ -531,15 +713,33 @@ fn number_words(rng: &mut Rng) -> Case {
 
 fn country_iso(rng: &mut Rng) -> Case {
     const C: &[(&str, &[&str])] = &[
-        ("DE", &["Germany", "Deutschland", "Federal Republic of Germany"]),
-        ("GB", &["United Kingdom", "UK", "U.K.", "Great Britain", "Britain"]),
-        ("US", &["United States", "USA", "U.S.A.", "United States of America", "America"]),
+        (
+            "DE",
+            &["Germany", "Deutschland", "Federal Republic of Germany"],
+        ),
+        (
+            "GB",
+            &["United Kingdom", "UK", "U.K.", "Great Britain", "Britain"],
+        ),
+        (
+            "US",
+            &[
+                "United States",
+                "USA",
+                "U.S.A.",
+                "United States of America",
+                "America",
+            ],
+        ),
         ("FR", &["France", "French Republic"]),
         ("ES", &["Spain", "España", "Espana"]),
         ("JP", &["Japan", "Nippon"]),
         ("CN", &["China", "People's Republic of China", "PRC"]),
         ("KR", &["South Korea", "Republic of Korea", "Korea, South"]),
-        ("NL", &["Netherlands", "The Netherlands", "Holland", "Nederland"]),
+        (
+            "NL",
+            &["Netherlands", "The Netherlands", "Holland", "Nederland"],
+        ),
         ("CH", &["Switzerland", "Schweiz", "Suisse"]),
         ("AT", &["Austria", "Österreich"]),
         ("BR", &["Brazil", "Brasil"]),
@@ -566,7 +766,10 @@ fn country_iso(rng: &mut Rng) -> Case {
     Case::new(light_noise(rng, &name), code)
 }
 
-const HOUR_WORDS: [&str; 13] = ["twelve", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+const HOUR_WORDS: [&str; 13] = [
+    "twelve", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve",
+];
 
 fn daypart(h24: i64) -> &'static str {
     match h24 {
@@ -582,7 +785,11 @@ fn time_24h(rng: &mut Rng) -> Case {
     let any = rng.range(1, 59);
     let m = rng.pick(&[0, 0, 15, 30, 45, any]);
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
-    let (am, ampm_dots) = if h < 12 { ("am", "a.m.") } else { ("pm", "p.m.") };
+    let (am, ampm_dots) = if h < 12 {
+        ("am", "a.m.")
+    } else {
+        ("pm", "p.m.")
+    };
     let words_ok = h12 != 12;
     let text = match (rng.below(8), m) {
         (0, 0) if h == 12 => "noon".to_string(),
@@ -593,7 +800,11 @@ fn time_24h(rng: &mut Rng) -> Case {
         // "quarter to" names the next hour; skip when that hour is 12 to avoid noon/midnight wording.
         (0, 45) if (h + 1) % 12 != 0 => {
             let next = h + 1;
-            format!("quarter to {} {}", HOUR_WORDS[(next % 12) as usize], daypart(next))
+            format!(
+                "quarter to {} {}",
+                HOUR_WORDS[(next % 12) as usize],
+                daypart(next)
+            )
         }
         (1, 0) => format!("{h12}{am}"),
         (2, 0) => format!("{h12} {}", am.to_uppercase()),
