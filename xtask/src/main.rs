@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod fuzzybench;
 mod models;
 
@@ -38,6 +39,8 @@ enum Cmd {
     },
     /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
     Bench(bench::BenchArgs),
+    /// Baselines table on the suite: interpreter/teacher prompted directly, pseudo-program only, paw.
+    Eval(eval::EvalArgs),
     /// paw's main job on the default models: fetch them, compile the log-triage task, run it.
     Demo,
 }
@@ -85,6 +88,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Eval(args) => eval::run(args),
         Cmd::Demo => demo::run(),
     }
 }
