@@ -18,6 +18,7 @@
 
 pub mod error;
 mod function;
+mod ggml;
 pub mod gguf;
 mod lora;
 mod model;

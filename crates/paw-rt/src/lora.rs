@@ -2,13 +2,12 @@
 //! `s = alpha / rank`. F32/F16 factors run as dense f32 matmuls; Q8_0/Q4_0 factors stay in ggml
 //! block form and run through candle's quantized matmul.
 
-use std::borrow::Cow;
-
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use paw_format::{Adapter, TargetModule, TensorData, TensorDtype};
 
 use crate::error::{Error, Result};
+use crate::ggml::qtensor_from_bytes;
 use crate::gguf::ModelConfig;
 
 /// Number of projection kinds a pair can target (q, k, v, o, gate, up, down).
@@ -168,15 +167,7 @@ fn checked_qtensor(
             } else {
                 GgmlDType::Q4_0
             };
-            // candle reinterprets the bytes as blocks holding an f16 and asserts 2-byte
-            // alignment; a fresh allocation guarantees it whatever the source buffer was.
-            let bytes: Cow<'_, [u8]> = if (t.bytes.as_ptr() as usize).is_multiple_of(2) {
-                Cow::Borrowed(&t.bytes)
-            } else {
-                Cow::Owned(t.bytes.to_vec())
-            };
-            let storage = QStorage::from_data(bytes, device, ggml)?;
-            Ok(QTensor::new(storage, (rows, cols))?)
+            qtensor_from_bytes(&t.bytes, ggml, (rows, cols), device)
         }
     }
 }

@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::{Error, Result};
+use crate::ggml::q5_0_to_q8_0;
 use crate::gguf::ModelConfig;
 use crate::lora::{module_index, LoraLinear, LoraWeights};
 use paw_format::TargetModule;
@@ -127,7 +128,10 @@ impl Model {
         for i in 0..cfg.n_layers {
             let p = format!("blk.{i}");
             let mut lin = |stem: &str, bias: bool| -> Result<Linear> {
-                let w = QMatMul::from_qtensor(get(&format!("{p}.{stem}.weight"))?)?;
+                let w = QMatMul::from_qtensor(fast_matmul_layout(
+                    get(&format!("{p}.{stem}.weight"))?,
+                    device,
+                )?)?;
                 let bias = if bias {
                     Some(dense(get(&format!("{p}.{stem}.bias"))?)?)
                 } else {
@@ -174,11 +178,12 @@ impl Model {
         let embed_q = get("token_embd.weight")?;
         let hidden = embed_q.shape().dims2()?.1;
         // Tied embeddings: without `output.weight` the embedding table is the LM head.
-        let lm_head = if ct.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(get("output.weight")?)?
+        let head_name = if ct.tensor_infos.contains_key("output.weight") {
+            "output.weight"
         } else {
-            QMatMul::from_qtensor(get("token_embd.weight")?)?
+            "token_embd.weight"
         };
+        let lm_head = QMatMul::from_qtensor(fast_matmul_layout(get(head_name)?, device)?)?;
         let embed = if hidden % embed_q.dtype().block_size() == 0 {
             Embedding::Quantized(embed_q)
         } else {
@@ -361,6 +366,15 @@ impl Model {
     /// Vocabulary logits `[n, vocab]` of hidden rows `[n, hidden]`.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(hidden)?)
+    }
+}
+
+/// Weights whose dtype candle only multiplies with scalar code are re-encoded losslessly.
+fn fast_matmul_layout(t: QTensor, device: &Device) -> Result<QTensor> {
+    if t.dtype() == GgmlDType::Q5_0 {
+        q5_0_to_q8_0(&t, device)
+    } else {
+        Ok(t)
     }
 }
 

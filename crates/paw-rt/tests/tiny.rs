@@ -335,13 +335,20 @@ fn unmerged_lora_equals_merged_weights_for_each_dtype() {
 fn template_may_start_or_end_with_the_placeholder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qwen2.gguf");
-    write_gguf(Arch::Qwen2, &random_weights(Arch::Qwen2, vocab_size()), &path);
+    write_gguf(
+        Arch::Qwen2,
+        &random_weights(Arch::Qwen2, vocab_size()),
+        &path,
+    );
     let interp = Interpreter::load(&path).unwrap();
     let opts = paw_rt::CallOptions {
         max_tokens: Some(3),
         ..Default::default()
     };
-    for template in ["{INPUT_PLACEHOLDER} -> ", "<|im_start|>user\n{INPUT_PLACEHOLDER}"] {
+    for template in [
+        "{INPUT_PLACEHOLDER} -> ",
+        "<|im_start|>user\n{INPUT_PLACEHOLDER}",
+    ] {
         let f = interp
             .bind(&program(interp.identity(), template, None))
             .unwrap();
