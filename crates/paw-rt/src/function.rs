@@ -121,6 +121,11 @@ impl Interpreter {
         self.inner.window
     }
 
+    /// Architecture hyperparameters read from the GGUF file.
+    pub fn config(&self) -> &ModelConfig {
+        &self.inner.model.cfg
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -266,8 +271,8 @@ pub struct CallOptions {
     pub seed: u64,
     /// Stop strings in addition to the program's and the model's end-of-generation tokens.
     pub extra_stop: Vec<String>,
-    /// Reuse the program's prefix KV cache (default). `false` recomputes the whole prompt,
-    /// which only exists to verify the cache.
+    /// Reuse the program's prefix KV cache (default). `false` recomputes the whole prompt for
+    /// a single call, which only exists to verify the cache; batches always use the cache.
     pub use_prefix_cache: bool,
 }
 

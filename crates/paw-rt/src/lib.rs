@@ -12,6 +12,22 @@
 //! # let _ = many; Ok(()) }
 //! ```
 //!
+//! Execution: the prompt template is split at its single `{INPUT_PLACEHOLDER}`; the fixed
+//! parts are tokenized with control tokens recognised, the input as plain text (so `<|im_end|>`
+//! typed by a user stays ordinary characters). The prefix's KV cache is computed once at
+//! [`Interpreter::bind`] with the adapter active. Decoding is greedy unless a temperature is
+//! given (then nucleus sampling from an explicit seed) and stops at any end-of-generation token
+//! the model declares, at stop strings, or at `max_tokens`. Prefix + input + suffix + max_tokens
+//! must fit the context window, otherwise [`Error::ContextOverflow`] says by how much.
+//!
+//! Batching: [`Function::call_batch`] right-pads the inputs into one batch that shares the prefix
+//! cache; every token keeps its true rotary position and padding is masked out, so each output
+//! equals the corresponding single call.
+//!
+//! Weights stay quantized (candle `QMatMul`); Q5_0 tensors are re-encoded as value-identical
+//! Q8_0 at load because candle only has scalar Q5_0 kernels. LoRA is applied unmerged:
+//! `y = W·x + (alpha/rank)·B·(A·x)` on q, k, v, o, gate, up and down.
+//!
 //! Threading: [`Interpreter`] and [`Function`] are `Send + Sync` and cheap to clone; there is
 //! no global mutable state. Concurrent `call`s run in parallel (no lock), each with its own
 //! cache; they share the CPU through candle's thread pool.
