@@ -42,9 +42,15 @@ fn main() {
                 let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 let mut it = line.split_whitespace().map(|x| x.parse::<f64>().unwrap());
                 let (prefill, decode) = (it.next().unwrap(), it.next().unwrap());
+                let batch = match (it.next(), it.next()) {
+                    (Some(b), Some(s)) => {
+                        format!(", 4 inputs: batched {b:5.1} tok/s vs one by one {s:5.1} tok/s")
+                    }
+                    _ => String::new(),
+                };
                 println!(
                     "round {round} {engine:7} threads {threads}: prefill {prefill:7.1} tok/s, \
-                     decode {decode:6.1} tok/s"
+                     decode {decode:6.1} tok/s{batch}"
                 );
                 results.push((engine.to_string(), threads, prefill, decode));
             }
@@ -115,7 +121,27 @@ fn child(model: &str, engine: &str) {
             // The first token comes from prefill; the rest are decode steps.
             let steps = out.generated_tokens.saturating_sub(1).max(1);
             let decode = steps as f64 / out.timings.decode.as_secs_f64();
-            println!("{prefill} {decode}");
+            // Throughput of four inputs as one batch against four single calls.
+            let inputs = ["Please.", "Thanks!", "Go ahead, please.", "Now."];
+            let opts = CallOptions {
+                max_tokens: Some(16),
+                ..CallOptions::default()
+            };
+            let t = Instant::now();
+            let n_batch: usize = f
+                .call_batch(&inputs, &opts)
+                .unwrap()
+                .iter()
+                .map(|o| o.generated_tokens)
+                .sum();
+            let batch = n_batch as f64 / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let n_single: usize = inputs
+                .iter()
+                .map(|i| f.call(i, &opts).unwrap().generated_tokens)
+                .sum();
+            let single = n_single as f64 / t.elapsed().as_secs_f64();
+            println!("{prefill} {decode} {batch} {single}");
         }
         _ => {
             use candle_transformers::models::quantized_qwen2::ModelWeights;

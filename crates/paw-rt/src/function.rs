@@ -471,12 +471,12 @@ impl Function {
             top_p: opts.top_p,
         };
         let mut logits = logits;
+        // Rows still generating, in the order of the cache's batch dimension.
+        let mut active: Vec<usize> = (0..b).collect();
         for step in 0..max_tokens {
             let rows_logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
-            for (st, lg) in states.iter_mut().zip(&rows_logits) {
-                if st.done.is_some() {
-                    continue;
-                }
+            for (&row, lg) in active.iter().zip(&rows_logits) {
+                let st = &mut states[row];
                 let next = sampler.pick(lg, &mut st.rng);
                 st.ids.push(next);
                 if tok.eog_ids().contains(&next) {
@@ -492,15 +492,23 @@ impl Function {
                     st.done = Some(StopReason::MaxTokens);
                 }
             }
-            if states.iter().all(|s| s.done.is_some()) || step + 1 == max_tokens {
+            let keep: Vec<usize> = (0..active.len())
+                .filter(|&i| states[active[i]].done.is_none())
+                .collect();
+            if keep.is_empty() || step + 1 == max_tokens {
                 break;
             }
-            // Finished rows keep stepping with a dummy token; their results are ignored.
-            let next: Vec<u32> = states
+            // Finished rows leave the batch so later steps only compute live ones.
+            if keep.len() < active.len() {
+                cache.retain_rows(&keep)?;
+                active = keep.iter().map(|&i| active[i]).collect();
+            }
+            let next: Vec<u32> = active
                 .iter()
-                .map(|s| s.ids.last().copied().unwrap_or(0))
+                .map(|&r| states[r].ids.last().copied().unwrap_or(0))
                 .collect();
-            logits = decode_step(m, &next, &row_len, p, width, step, &mut cache, lora)?;
+            let lens: Vec<usize> = active.iter().map(|&r| row_len[r]).collect();
+            logits = decode_step(m, &next, &lens, p, width, step, &mut cache, lora)?;
         }
         let decode = t_decode.elapsed();
         let timings = Timings { prefill, decode };

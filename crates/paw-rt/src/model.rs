@@ -87,6 +87,20 @@ impl KvCache {
         self.len
     }
 
+    /// Keeps only the given batch rows (indices into the current batch), in that order.
+    pub(crate) fn retain_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let Some((k0, _)) = self.layers.first() else {
+            return Ok(());
+        };
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), k0.device())?;
+        for (k, v) in &mut self.layers {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        Ok(())
+    }
+
     /// Keys/values of positions `0..len` as `(k, v)` per layer, batch 1 expected.
     pub(crate) fn view(&self) -> Result<Vec<(Tensor, Tensor)>> {
         self.layers

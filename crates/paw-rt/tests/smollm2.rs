@@ -290,3 +290,36 @@ fn concurrent_calls_equal_sequential_calls() {
         assert_eq!(h.join().unwrap().token_ids, s.token_ids);
     }
 }
+
+#[test]
+fn batch_rows_finishing_early_equal_single_calls() {
+    let Some(interp) = interpreter("batch_rows_finishing_early_equal_single_calls") else {
+        return;
+    };
+    let f = interp
+        .bind(&program(interp.identity(), CHATML_TEMPLATE, None))
+        .unwrap();
+    let inputs = [
+        "Best purchase ever!",
+        "Describe in detail, with many words and several sentences, everything that went wrong \
+         with the hotel room, the staff, the breakfast and the noise at night.",
+        "Awful.",
+        "ok",
+    ];
+    let o = CallOptions {
+        max_tokens: Some(24),
+        extra_stop: vec!["\n\n".into()],
+        ..CallOptions::default()
+    };
+    let batch = f.call_batch(&inputs, &o).unwrap();
+    let lens: Vec<usize> = batch.iter().map(|b| b.generated_tokens).collect();
+    eprintln!("generated lengths {lens:?}");
+    for (input, b) in inputs.iter().zip(&batch) {
+        let single = f.call(input, &o).unwrap();
+        assert_eq!(single.token_ids, b.token_ids, "input {input:?}");
+        assert_eq!(single.text, b.text);
+        assert_eq!(single.stop_reason, b.stop_reason);
+    }
+    // Rows must have finished at different steps, or this test did not exercise row removal.
+    assert!(lens.iter().any(|&l| l != lens[0]), "{lens:?}");
+}
