@@ -381,7 +381,14 @@ impl Compiler for TrainingCompiler {
                 .map(|e| synth::direct_prompt(&opts.spec, &pp.examples, &e.input))
                 .collect();
             let answers: Vec<String> = t
-                .ask(&prompts, 128, 0.0, 0, |_| {})?
+                .ask(
+                    &prompts,
+                    synth::answer_tokens(labels.as_deref()),
+                    0.0,
+                    0,
+                    true,
+                    |_| {},
+                )?
                 .iter()
                 .map(|a| synth::first_line(a))
                 .collect();

@@ -175,8 +175,10 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
     if let Some(t) = teacher {
         for (short, source) in [(false, "teacher"), (true, "teacher-short")] {
             let prompt = teacher_prompt(req, short);
+            // The budget plus a margin for the layout; a degenerate answer stops there.
+            let max = (req.budget + 60) as u32;
             let answer = t
-                .ask(&[prompt], 360, 0.0, 0, |_| {})?
+                .ask(&[prompt], max, 0.0, 0, false, |_| {})?
                 .pop()
                 .unwrap_or_default();
             let (task, examples) = parse(&answer);

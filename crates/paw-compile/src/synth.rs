@@ -104,6 +104,15 @@ pub(crate) fn direct_prompt(spec: &str, reference: &[(String, String)], input: &
     )
 }
 
+/// Token limit of a direct answer: labels are short; open outputs may be long.
+pub(crate) fn answer_tokens(labels: Option<&[String]>) -> u32 {
+    if labels.is_some() {
+        16
+    } else {
+        128
+    }
+}
+
 /// First meaningful line of a model reply, without code fences, labels or quotes.
 pub(crate) fn first_line(reply: &str) -> String {
     let line = reply
@@ -198,7 +207,9 @@ pub(crate) fn synthesize(
         })
         .collect();
     let total = prompts.len();
-    let replies = teacher.ask(&prompts, 96, 0.8, req.seed, |done| on_progress(done, total))?;
+    let replies = teacher.ask(&prompts, 64, 0.8, req.seed, true, |done| {
+        on_progress(done, total)
+    })?;
 
     let mut synth: Vec<Example> = Vec::new();
     for (label, reply) in targets.iter().zip(&replies) {
@@ -236,7 +247,7 @@ pub(crate) fn synthesize(
             .iter()
             .map(|e| direct_prompt(req.spec, req.reference, &e.input))
             .collect();
-        let answers = teacher.ask(&prompts, 128, 0.0, 0, |_| {})?;
+        let answers = teacher.ask(&prompts, answer_tokens(req.labels), 0.0, 0, true, |_| {})?;
         let mut kept = Vec::new();
         for (mut e, answer) in synth.into_iter().zip(answers) {
             match req.labels {

@@ -48,12 +48,15 @@ impl ChatModel {
 
     /// Answers each message; `temperature` 0 is greedy. Each batch gets its own seed derived
     /// from `seed`, so identical messages in different batches still differ when sampling.
+    /// `one_line` stops each answer at its first newline (after some text): replies that
+    /// must be one line then cost no tokens beyond it.
     pub(crate) fn ask(
         &self,
         messages: &[String],
         max_tokens: u32,
         temperature: f32,
         seed: u64,
+        one_line: bool,
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(messages.len());
@@ -63,6 +66,11 @@ impl ChatModel {
                 temperature: Some(temperature),
                 top_p: if temperature > 0.0 { 0.95 } else { 1.0 },
                 seed: seed.wrapping_add(i as u64),
+                extra_stop: if one_line {
+                    vec!["\n".to_string()]
+                } else {
+                    Vec::new()
+                },
                 ..CallOptions::default()
             };
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
