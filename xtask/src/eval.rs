@@ -595,7 +595,57 @@ fn longest_output(task: &Task, tok: &Tokenizer) -> Result<usize> {
     Ok(longest)
 }
 
-/// Runs `systems` (all served by the model at `path`) over every task.
+/// Where the results go. Rewritten after every measured run, so that an interrupted run
+/// keeps what it measured.
+struct Output<'a> {
+    md: PathBuf,
+    cases_dir: PathBuf,
+    names: &'a [String],
+    args: &'a EvalArgs,
+    interpreter: &'a str,
+    teacher: &'a str,
+}
+
+impl Output<'_> {
+    /// Writes the markdown and JSON files; returns the markdown.
+    fn write(&self, results: &Results) -> Result<String> {
+        let args = self.args;
+        let table = Table::new(self.names, &results.runs, &results.compiles);
+        let mut md = table.markdown();
+        md.push('\n');
+        md.push_str(LEGEND);
+        let _ = writeln!(
+            md,
+            "\ninterpreter `{}`, teacher `{}`, seed {}, batch size {}, tests per task: {}",
+            self.interpreter,
+            self.teacher,
+            args.seed,
+            args.batch_size,
+            args.limit
+                .map_or("all".to_string(), |n| format!("first {n} (--limit)")),
+        );
+        for note in &results.notes {
+            let _ = writeln!(md, "- note: {note}");
+        }
+        std::fs::write(&self.md, &md).with_context(|| format!("writing {}", self.md.display()))?;
+        let json_path = self.md.with_extension("json");
+        let json = serde_json::json!({
+            "tasks": self.names,
+            "limit": args.limit,
+            "seed": args.seed,
+            "batch_size": args.batch_size,
+            "interpreter": self.interpreter,
+            "teacher": self.teacher,
+            "table": table,
+            "results": results,
+        });
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        Ok(md)
+    }
+}
+
+/// Runs `systems` (all served by the model at `path`) over `tasks`.
 #[allow(clippy::too_many_arguments)]
 fn run_model(
     path: &Path,
@@ -603,9 +653,8 @@ fn run_model(
     systems: &[System],
     tasks: &[Task],
     programs: &BTreeMap<String, Program>,
-    args: &EvalArgs,
     bars: &MultiProgress,
-    cases_dir: &Path,
+    out: &Output<'_>,
     results: &mut Results,
 ) -> Result<()> {
     let loading = bars.add(ProgressBar::new_spinner().with_message(format!("loading {name}")));
@@ -642,7 +691,7 @@ fn run_model(
                 System::Paw => interpreter.bind(&program),
                 _ => interpreter.bind_without_adapter(&program),
             };
-            match measure(system, task, bind, args.batch_size, &bar) {
+            match measure(system, task, bind, out.args.batch_size, &bar) {
                 Ok((run, report)) => {
                     if run.errors > 0 {
                         let first = report.cases.iter().find_map(|c| c.error.clone());
@@ -655,7 +704,9 @@ fn run_model(
                             first.unwrap_or_default()
                         ));
                     }
-                    let path = cases_dir.join(format!("{}.{}.json", task.name, system.name()));
+                    let path = out
+                        .cases_dir
+                        .join(format!("{}.{}.json", task.name, system.name()));
                     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
                         .with_context(|| format!("writing {}", path.display()))?;
                     results.runs.push(run);
@@ -667,6 +718,7 @@ fn run_model(
                         .push(format!("{} {}: {e:#}", task.name, system.name()));
                 }
             }
+            out.write(results)?;
         }
     }
     Ok(())
@@ -689,11 +741,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|n| load_task(&suite, n, args.limit))
         .collect::<Result<Vec<_>>>()?;
-    let systems = if args.systems.is_empty() {
-        System::ALL.to_vec()
-    } else {
-        args.systems.clone()
-    };
+    let wanted = |s: System| args.systems.is_empty() || args.systems.contains(&s);
     let store = Store::open_default()?;
     let manifest = Manifest::embedded()?;
     let interp_name = args
@@ -706,31 +754,69 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .unwrap_or_else(|| manifest.default_teacher().id.clone());
     let interp_path = resolve_model(&interp_name, &store)?.path;
     let teacher_path = resolve_model(&teacher_name, &store)?.path;
-    let out_md = if args.out.is_absolute() {
+    let md = if args.out.is_absolute() {
         args.out.clone()
     } else {
         repo_root().join(&args.out)
     };
-    let out_dir = out_md
+    let cases_dir = md
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let cases_dir = out_dir.join("cases");
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        .join("cases");
     std::fs::create_dir_all(&cases_dir)
         .with_context(|| format!("creating {}", cases_dir.display()))?;
+    let out = Output {
+        md,
+        cases_dir,
+        names: &names,
+        args: &args,
+        interpreter: &interp_name,
+        teacher: &teacher_name,
+    };
 
     let bars = MultiProgress::new();
-    let style = bar_style()?;
     let mut results = Results::default();
     let mut programs = BTreeMap::new();
-    if systems
-        .iter()
-        .any(|s| matches!(s, System::PseudoOnly | System::Paw))
-    {
+    // The baselines first: they need no compile, so a run cut short still has them.
+    if wanted(System::InterpDirect) {
+        let systems = [System::InterpDirect];
+        let (path, name) = (&interp_path, &interp_name);
+        run_model(
+            path,
+            name,
+            &systems,
+            &tasks,
+            &programs,
+            &bars,
+            &out,
+            &mut results,
+        )?;
+    }
+    if wanted(System::TeacherDirect) {
+        let systems = [System::TeacherDirect];
+        let (path, name) = (&teacher_path, &teacher_name);
+        run_model(
+            path,
+            name,
+            &systems,
+            &tasks,
+            &programs,
+            &bars,
+            &out,
+            &mut results,
+        )?;
+    }
+    let compiled: Vec<System> = [System::PseudoOnly, System::Paw]
+        .into_iter()
+        .filter(|&s| wanted(s))
+        .collect();
+    if !compiled.is_empty() {
         let mut base = CompileOptions::new(String::new(), &interp_path);
         base.interpreter_name = Some(interp_name.clone());
         base.teacher = Some(teacher_path.clone());
         base.seed = args.seed;
         let sidecars = repo_root().join("target/eval/compiles");
+        let style = bar_style()?;
         for task in &tasks {
             let bar = bars.add(
                 ProgressBar::new(0)
@@ -749,75 +835,27 @@ pub fn run(args: EvalArgs) -> Result<()> {
                         .push(format!("{} compile failed: {e:#}", task.name));
                 }
             }
+            out.write(&results)?;
+            // Measured right after its compile: a run cut short still has whole tasks.
+            let (path, name, one) = (&interp_path, &interp_name, std::slice::from_ref(task));
+            run_model(
+                path,
+                name,
+                &compiled,
+                one,
+                &programs,
+                &bars,
+                &out,
+                &mut results,
+            )?;
         }
     }
-    let on_interp: Vec<System> = systems
-        .iter()
-        .copied()
-        .filter(|s| *s != System::TeacherDirect)
-        .collect();
-    if !on_interp.is_empty() {
-        run_model(
-            &interp_path,
-            &interp_name,
-            &on_interp,
-            &tasks,
-            &programs,
-            &args,
-            &bars,
-            &cases_dir,
-            &mut results,
-        )?;
-    }
-    if systems.contains(&System::TeacherDirect) {
-        run_model(
-            &teacher_path,
-            &teacher_name,
-            &[System::TeacherDirect],
-            &tasks,
-            &programs,
-            &args,
-            &bars,
-            &cases_dir,
-            &mut results,
-        )?;
-    }
-
-    let table = Table::new(&names, &results.runs, &results.compiles);
-    let mut md = table.markdown();
-    md.push('\n');
-    md.push_str(LEGEND);
-    let _ = writeln!(
-        md,
-        "\ninterpreter `{interp_name}`, teacher `{teacher_name}`, seed {}, batch size {}, {} tests per task{}",
-        args.seed,
-        args.batch_size,
-        args.limit.map_or("all".to_string(), |n| format!("first {n}")),
-        if args.limit.is_some() { " (--limit)" } else { "" },
-    );
-    for note in &results.notes {
-        let _ = writeln!(md, "- note: {note}");
-    }
+    let md = out.write(&results)?;
     println!("{md}");
-    std::fs::write(&out_md, &md).with_context(|| format!("writing {}", out_md.display()))?;
-    let out_json = out_md.with_extension("json");
-    let json = serde_json::json!({
-        "tasks": names,
-        "limit": args.limit,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "interpreter": interp_name,
-        "teacher": teacher_name,
-        "table": table,
-        "results": results,
-    });
-    std::fs::write(&out_json, serde_json::to_vec_pretty(&json)?)
-        .with_context(|| format!("writing {}", out_json.display()))?;
     println!(
-        "wrote {} and {} (per-case answers in {})",
-        out_md.display(),
-        out_json.display(),
-        cases_dir.display()
+        "wrote {} and its .json (per-case answers in {})",
+        out.md.display(),
+        out.cases_dir.display()
     );
     Ok(())
 }
