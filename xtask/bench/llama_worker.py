@@ -48,6 +48,7 @@ class Engine:
             verbose=False,
         )
         self.load_secs = time.perf_counter() - t0
+        self.n_vocab = self.llm.n_vocab()
         self.templates = {}
         for name, template in cfg["templates"].items():
             prefix, suffix = template.split(PLACEHOLDER)
@@ -61,7 +62,8 @@ class Engine:
         return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def logits(self):
-        return self.llm.scores[self.llm.n_tokens - 1]
+        # Logits of the last evaluated token (logits_all=False keeps no `scores` copy).
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.n_vocab,))
 
     def prime(self, name):
         """KV cache holds exactly the template's prefix (evaluated once, then reused)."""

@@ -84,21 +84,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let config_path = prepare(&model, &dir)?;
 
     let mut sessions = Vec::new();
+    let path = dir.join("report.md");
+    let mut report = String::new();
     for &threads in &args.threads {
         sessions.push(session(&python, &config_path, threads, args.rounds)?);
+        // Saved after every thread count, so a long run keeps what it measured.
+        report = render(&args, &model, &python, &sessions)?;
+        fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     }
-    let report = render(&args, &model, &python, &sessions)?;
     println!("{report}");
-    let path = dir.join("report.md");
-    fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("report saved to {}", path.display());
     Ok(())
 }
 
 fn installed_model() -> Result<PathBuf> {
     let manifest = Manifest::embedded()?;
-    let entry = manifest.get(MODEL_ID).ok_or_else(|| anyhow!("{MODEL_ID} not in the manifest"))?;
-    let expected = entry.expected().ok_or_else(|| anyhow!("{MODEL_ID} pins no checksum"))?;
+    let entry = manifest
+        .get(MODEL_ID)
+        .ok_or_else(|| anyhow!("{MODEL_ID} not in the manifest"))?;
+    let expected = entry
+        .expected()
+        .ok_or_else(|| anyhow!("{MODEL_ID} pins no checksum"))?;
     let store = Store::open_default()?;
     match store.installed_model(&expected.sha256)? {
         Some(m) => Ok(m.path),
@@ -112,7 +118,10 @@ fn ensure_venv() -> Result<PathBuf> {
     let python = venv.join("bin/python");
     if !python.exists() {
         eprintln!("creating {}", venv.display());
-        check(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+        check(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
     }
     let installed = Command::new(&python)
         .args(["-c", "import llama_cpp"])
@@ -120,7 +129,9 @@ fn ensure_venv() -> Result<PathBuf> {
         .status()
         .is_ok_and(|s| s.success());
     if !installed {
-        eprintln!("installing {LLAMA_CPP_PYTHON} (builds llama.cpp from source, ~5 min on 2 cores)");
+        eprintln!(
+            "installing {LLAMA_CPP_PYTHON} (builds llama.cpp from source, ~5 min on 2 cores)"
+        );
         check(
             Command::new(&python)
                 .args(["-m", "pip", "install", "--no-cache-dir", LLAMA_CPP_PYTHON])
@@ -188,7 +199,16 @@ fn template(pseudo: &str) -> String {
 
 /// 64 short, distinct log lines (deterministic).
 fn short_inputs() -> Vec<String> {
-    let services = ["api-gw", "db-primary", "auth", "billing", "cache", "scheduler", "mailer", "search"];
+    let services = [
+        "api-gw",
+        "db-primary",
+        "auth",
+        "billing",
+        "cache",
+        "scheduler",
+        "mailer",
+        "search",
+    ];
     let events = [
         ("ERROR", "connection refused by upstream"),
         ("WARN", "disk usage at 91%"),
@@ -203,7 +223,11 @@ fn short_inputs() -> Vec<String> {
         .map(|i| {
             let (level, msg) = events[i % events.len()];
             let service = services[(i / events.len()) % services.len()];
-            format!("12:{:02}:{:02} {level} {service}: {msg}", i / 6, (i * 7) % 60)
+            format!(
+                "12:{:02}:{:02} {level} {service}: {msg}",
+                i / 6,
+                (i * 7) % 60
+            )
         })
         .collect()
 }
@@ -225,18 +249,27 @@ impl Rng {
 /// Rank-64 adapter on every projection of every layer, shapes read from the model file.
 fn build_adapter(model: &Path) -> Result<Adapter> {
     let mut file = fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
-    let ct = Content::read(&mut file).with_context(|| format!("reading GGUF {}", model.display()))?;
+    let ct =
+        Content::read(&mut file).with_context(|| format!("reading GGUF {}", model.display()))?;
     let layers = (0..)
-        .take_while(|l| ct.tensor_infos.contains_key(&format!("blk.{l}.attn_q.weight")))
+        .take_while(|l| {
+            ct.tensor_infos
+                .contains_key(&format!("blk.{l}.attn_q.weight"))
+        })
         .count() as u32;
     let mut rng = Rng(0x5eed);
     let mut pairs = Vec::new();
     for layer in 0..layers {
         for module in TargetModule::ALL {
             let name = format!("blk.{layer}.{}.weight", module.gguf_stem());
-            let info = ct.tensor_infos.get(&name).ok_or_else(|| anyhow!("{name} missing"))?;
+            let info = ct
+                .tensor_infos
+                .get(&name)
+                .ok_or_else(|| anyhow!("{name} missing"))?;
             // candle lists dims outermost first: [out, in].
-            let &[out, inp] = info.shape.dims() else { bail!("{name} is not 2-D") };
+            let &[out, inp] = info.shape.dims() else {
+                bail!("{name} is not 2-D")
+            };
             let r = u64::from(RANK);
             // Small enough to keep the model coherent, large enough to move its logits visibly.
             let a: Vec<f32> = (0..r * inp as u64).map(|_| rng.uniform(0.05)).collect();
@@ -249,7 +282,11 @@ fn build_adapter(model: &Path) -> Result<Adapter> {
             });
         }
     }
-    Ok(Adapter { rank: RANK, alpha: ALPHA, pairs })
+    Ok(Adapter {
+        rank: RANK,
+        alpha: ALPHA,
+        pairs,
+    })
 }
 
 /// Writes the two programs, the exported GGUF LoRA and the workers' shared config.
@@ -263,7 +300,11 @@ fn prepare(model: &Path, dir: &Path) -> Result<PathBuf> {
         prompt_template: template(pseudo),
         interpreter: interpreter.clone(),
         adapter: Some(adapter.clone()),
-        generation: GenerationConfig { max_tokens, stop: Vec::new(), temperature: 0.0 },
+        generation: GenerationConfig {
+            max_tokens,
+            stop: Vec::new(),
+            temperature: 0.0,
+        },
         provenance: Provenance {
             compiler: "xtask-bench".into(),
             compiler_version: env!("CARGO_PKG_VERSION").into(),
@@ -299,7 +340,11 @@ fn prepare(model: &Path, dir: &Path) -> Result<PathBuf> {
 /// The paw-rt worker: same protocol as `xtask/bench/llama_worker.py`.
 fn paw_worker(config: &Path) -> Result<()> {
     let cfg: Value = serde_json::from_slice(&fs::read(config)?)?;
-    let s = |v: &Value| v.as_str().map(str::to_owned).ok_or_else(|| anyhow!("bad config"));
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("bad config"))
+    };
     let t0 = Instant::now();
     let interp = Interpreter::load(s(&cfg["model"])?)?;
     let mut fns = BTreeMap::new();
@@ -308,7 +353,10 @@ fn paw_worker(config: &Path) -> Result<()> {
         let (program, _) = Program::read(Path::new(&s(&cfg["programs"][name])?))?;
         // bind() computes the prefix KV cache: part of load, not of any call.
         fns.insert(name, interp.bind(&program)?);
-        base.insert(name, interp.bind_without_adapter(&program)?);
+        // The logit check only needs the adapter-free baseline of the classification prompt.
+        if name == "classify" {
+            base.insert(name, interp.bind_without_adapter(&program)?);
+        }
     }
     let load_secs = t0.elapsed().as_secs_f64();
     let ready = json!({
@@ -317,7 +365,10 @@ fn paw_worker(config: &Path) -> Result<()> {
         "threads": candle_core::utils::get_num_threads(),
     });
     println!("{ready}");
-    let opts = |max_tokens: u64| CallOptions { max_tokens: Some(max_tokens as u32), ..CallOptions::default() };
+    let opts = |max_tokens: u64| CallOptions {
+        max_tokens: Some(max_tokens as u32),
+        ..CallOptions::default()
+    };
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -327,13 +378,22 @@ fn paw_worker(config: &Path) -> Result<()> {
         let f = cmd["template"].as_str().and_then(|t| fns.get(t));
         let max = cmd["max_tokens"].as_u64().unwrap_or(1);
         let strs = || -> Vec<&str> {
-            cmd["inputs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+            cmd["inputs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default()
         };
         let input = cmd["input"].as_str().unwrap_or_default();
         let reply = match (cmd["task"].as_str().unwrap_or_default(), f) {
             ("prefill", Some(f)) => {
                 // The whole prompt, nothing cached: prefill throughput.
-                let o = f.call(input, &CallOptions { use_prefix_cache: false, ..opts(1) })?;
+                let o = f.call(
+                    input,
+                    &CallOptions {
+                        use_prefix_cache: false,
+                        ..opts(1)
+                    },
+                )?;
                 let tokens = o.prefix_tokens + o.input_tokens + o.suffix_tokens;
                 json!({"tokens": tokens, "secs": o.timings.prefill.as_secs_f64()})
             }
@@ -364,7 +424,9 @@ fn paw_worker(config: &Path) -> Result<()> {
             ("logits", _) => {
                 let name = cmd["template"].as_str().unwrap_or_default();
                 let with = fns.get(name).ok_or_else(|| anyhow!("no template {name}"))?;
-                let without = base.get(name).ok_or_else(|| anyhow!("no template {name}"))?;
+                let without = base
+                    .get(name)
+                    .ok_or_else(|| anyhow!("no template {name}"))?;
                 json!({"logits": with.next_token_logits(input)?, "base_logits": without.next_token_logits(input)?})
             }
             ("rss", _) => json!({"vm_hwm_kib": vm_hwm_kib()?}),
@@ -409,7 +471,9 @@ impl Worker {
             }
             Engine::Llama => {
                 let mut c = Command::new(python);
-                c.arg(repo_root().join("xtask/bench/llama_worker.py")).arg(config).arg(threads.to_string());
+                c.arg(repo_root().join("xtask/bench/llama_worker.py"))
+                    .arg(config)
+                    .arg(threads.to_string());
                 c
             }
         };
@@ -426,7 +490,13 @@ impl Worker {
             .with_context(|| format!("starting the {engine:?} worker"))?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
         let stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
-        let mut w = Self { engine, child, stdin, stdout, ready: Value::Null };
+        let mut w = Self {
+            engine,
+            child,
+            stdin,
+            stdout,
+            ready: Value::Null,
+        };
         w.ready = w.read()?;
         Ok(w)
     }
@@ -434,7 +504,11 @@ impl Worker {
     fn read(&mut self) -> Result<Value> {
         let mut line = String::new();
         if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the {:?} worker exited ({:?})", self.engine, self.child.wait()?);
+            bail!(
+                "the {:?} worker exited ({:?})",
+                self.engine,
+                self.child.wait()?
+            );
         }
         Ok(serde_json::from_str(&line)?)
     }
@@ -492,7 +566,9 @@ struct LogitCheck {
 }
 
 fn f64_of(v: &Value, key: &str) -> Result<f64> {
-    v[key].as_f64().ok_or_else(|| anyhow!("worker reply lacks `{key}`: {v}"))
+    v[key]
+        .as_f64()
+        .ok_or_else(|| anyhow!("worker reply lacks `{key}`: {v}"))
 }
 
 fn loadavg() -> String {
@@ -511,8 +587,14 @@ fn session(python: &Path, config: &Path, threads: usize, rounds: usize) -> Resul
     }
     let mut s = Session {
         threads,
-        paw: Samples { load_secs: f64_of(&paw.ready, "load_secs")?, ..Samples::default() },
-        llama: Samples { load_secs: f64_of(&llama.ready, "load_secs")?, ..Samples::default() },
+        paw: Samples {
+            load_secs: f64_of(&paw.ready, "load_secs")?,
+            ..Samples::default()
+        },
+        llama: Samples {
+            load_secs: f64_of(&llama.ready, "load_secs")?,
+            ..Samples::default()
+        },
         check: None,
         loadavg: vec![loadavg()],
         llama_version: llama.ready["version"].as_str().unwrap_or("?").to_string(),
@@ -523,14 +605,30 @@ fn session(python: &Path, config: &Path, threads: usize, rounds: usize) -> Resul
     let p = paw.ask(&cmd)?;
     let l = llama.ask(&cmd)?;
     let vec = |v: &Value, k: &str| -> Vec<f64> {
-        v[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
     };
     let (pl, pb, ll) = (vec(&p, "logits"), vec(&p, "base_logits"), vec(&l, "logits"));
     if pl.is_empty() || pl.len() != ll.len() || pl.len() != pb.len() {
-        bail!("logit vectors differ in length: paw {} llama {}", pl.len(), ll.len());
+        bail!(
+            "logit vectors differ in length: paw {} llama {}",
+            pl.len(),
+            ll.len()
+        );
     }
-    let max_diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-    let argmax = |a: &[f64]| a.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i);
+    let max_diff = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    let argmax = |a: &[f64]| {
+        a.iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map(|(i, _)| i)
+    };
     s.check = Some(LogitCheck {
         engines_diff: max_diff(&pl, &ll),
         adapter_effect: max_diff(&pl, &pb),
@@ -545,17 +643,26 @@ fn session(python: &Path, config: &Path, threads: usize, rounds: usize) -> Resul
         json!({"task": "warm", "template": "classify", "inputs": warm_inputs, "max_tokens": CLASSIFY_TOKENS}),
         json!({"task": "batch", "template": "classify", "inputs": inputs, "max_tokens": CLASSIFY_TOKENS}),
     ];
-    // One untimed pass each, so first-touch page faults and allocator growth are not measured.
-    for cmd in &cmds[..3] {
-        paw.ask(cmd)?;
-        llama.ask(cmd)?;
-    }
+    // One untimed short call each, so first-touch page faults and allocator growth are not measured.
+    let warmup = json!({"task": "warm", "template": "classify", "inputs": [&inputs[0]], "max_tokens": CLASSIFY_TOKENS});
+    paw.ask(&warmup)?;
+    llama.ask(&warmup)?;
     for round in 0..rounds {
-        eprintln!("threads={threads}: round {}/{rounds} (load {})", round + 1, loadavg());
+        eprintln!(
+            "threads={threads}: round {}/{rounds} (load {})",
+            round + 1,
+            loadavg()
+        );
         for cmd in &cmds {
-            let order = if round % 2 == 0 { [&mut paw, &mut llama] } else { [&mut llama, &mut paw] };
+            let order = if round % 2 == 0 {
+                [&mut paw, &mut llama]
+            } else {
+                [&mut llama, &mut paw]
+            };
             for w in order {
+                let t = Instant::now();
                 let r = w.ask(cmd)?;
+                eprintln!("  {:?} {}: {:.1} s", w.engine, cmd["task"], t.elapsed().as_secs_f64());
                 let samples = match w.engine {
                     Engine::Paw => &mut s.paw,
                     Engine::Llama => &mut s.llama,
@@ -586,13 +693,23 @@ fn record(s: &mut Samples, cmd: &Value, r: &Value) -> Result<()> {
             s.prefill_tokens = r["tokens"].as_u64().unwrap_or(0);
         }
         "warm" => {
-            let all: Vec<f64> = r["secs"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let all: Vec<f64> = r["secs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
             s.warm_ms.push(median(&all) * 1000.0);
         }
         "batch" => {
             let n = cmd["inputs"].as_array().map_or(0, Vec::len) as f64;
             s.batch_ips.push(n / secs?);
-            s.last_texts = r["texts"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+            s.last_texts = r["texts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
         }
         other => bail!("unexpected task {other}"),
     }
@@ -614,26 +731,57 @@ fn median(v: &[f64]) -> f64 {
 fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 fn render(args: &BenchArgs, model: &Path, python: &Path, sessions: &[Session]) -> Result<String> {
-    let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()?;
     let nproc = std::thread::available_parallelism().map_or(0, usize::from);
     let mut r = String::new();
     let version = sessions.first().map_or("?", |s| s.llama_version.as_str());
     writeln!(r, "## paw-rt vs llama.cpp\n")?;
-    writeln!(r, "- date: {}", String::from_utf8_lossy(&date.stdout).trim())?;
+    writeln!(
+        r,
+        "- date: {}",
+        String::from_utf8_lossy(&date.stdout).trim()
+    )?;
     writeln!(r, "- machine: {nproc} CPUs, {}", cpu_model())?;
-    writeln!(r, "- model: {} ({})", model.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), model.display())?;
+    writeln!(
+        r,
+        "- model: {} ({})",
+        model
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        model.display()
+    )?;
     writeln!(r, "- adapter: rank {RANK}, alpha {ALPHA}, all 7 projections of every layer, {ADAPTER_DTYPE} (deterministic random values); llama.cpp loads the same adapter exported by `paw_format::export::write_gguf_lora` (scale 1.0)")?;
     writeln!(r, "- llama.cpp: llama-cpp-python {version} (`{}`), built with CMAKE_ARGS=`{LLAMA_CMAKE_ARGS}`", python.display())?;
     writeln!(r, "- paw-rt: this workspace, release, `-C target-cpu=x86-64-v3`; threads via RAYON_NUM_THREADS/CANDLE_NUM_THREADS, llama.cpp via n_threads = n_threads_batch")?;
-    writeln!(r, "- method: each engine in its own child process; {} alternating rounds per thread count (engine order swapped every round) after one untimed warm-up pass; medians over rounds", args.rounds)?;
-    writeln!(r, "- rerun: `cargo xtask bench --rounds {} --threads {}`\n", args.rounds, args.threads.iter().map(usize::to_string).collect::<Vec<_>>().join(","))?;
+    writeln!(r, "- method: each engine in its own child process; {} alternating rounds per thread count (engine order swapped every round) after one untimed warm-up call; medians over rounds", args.rounds)?;
+    writeln!(
+        r,
+        "- rerun: `cargo xtask bench --rounds {} --threads {}`\n",
+        args.rounds,
+        args.threads
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    )?;
 
-    writeln!(r, "| threads | metric | paw-rt | llama.cpp | paw-rt / llama.cpp |")?;
+    writeln!(
+        r,
+        "| threads | metric | paw-rt | llama.cpp | paw-rt / llama.cpp |"
+    )?;
     writeln!(r, "|---|---|---|---|---|")?;
     for s in sessions {
         let prefill = format!(
@@ -641,35 +789,121 @@ fn render(args: &BenchArgs, model: &Path, python: &Path, sessions: &[Session]) -
             s.paw.prefill_tokens, s.llama.prefill_tokens
         );
         let rows: [(&str, f64, f64, bool); 5] = [
-            ("decode tok/s (greedy, 64 tokens)", median(&s.paw.decode_tps), median(&s.llama.decode_tps), true),
-            (&prefill, median(&s.paw.prefill_tps), median(&s.llama.prefill_tps), true),
-            ("warm classification call, ms (prefix cached, <= 8 tokens)", median(&s.paw.warm_ms), median(&s.llama.warm_ms), false),
-            ("batch of 64 short inputs, inputs/s", median(&s.paw.batch_ips), median(&s.llama.batch_ips), true),
-            ("peak RSS, MiB (VmHWM)", s.paw.peak_rss_mib, s.llama.peak_rss_mib, false),
+            (
+                "decode tok/s (greedy, 64 tokens)",
+                median(&s.paw.decode_tps),
+                median(&s.llama.decode_tps),
+                true,
+            ),
+            (
+                &prefill,
+                median(&s.paw.prefill_tps),
+                median(&s.llama.prefill_tps),
+                true,
+            ),
+            (
+                "warm classification call, ms (prefix cached, <= 8 tokens)",
+                median(&s.paw.warm_ms),
+                median(&s.llama.warm_ms),
+                false,
+            ),
+            (
+                "batch of 64 short inputs, inputs/s",
+                median(&s.paw.batch_ips),
+                median(&s.llama.batch_ips),
+                true,
+            ),
+            (
+                "peak RSS, MiB (VmHWM)",
+                s.paw.peak_rss_mib,
+                s.llama.peak_rss_mib,
+                false,
+            ),
         ];
         for (name, p, l, higher_better) in rows {
-            let note = if higher_better { "" } else { " (lower is better)" };
-            writeln!(r, "| {} | {name} | {p:.1} | {l:.1} | {:.2}{note} |", s.threads, p / l)?;
+            let note = if higher_better {
+                ""
+            } else {
+                " (lower is better)"
+            };
+            writeln!(
+                r,
+                "| {} | {name} | {p:.1} | {l:.1} | {:.2}{note} |",
+                s.threads,
+                p / l
+            )?;
         }
     }
     writeln!(r)?;
     for s in sessions {
-        writeln!(r, "threads={}: load average before/after rounds: {}", s.threads, s.loadavg.join(" -> "))?;
-        writeln!(r, "  decode tok/s samples: paw {:?} llama {:?}", round2(&s.paw.decode_tps), round2(&s.llama.decode_tps))?;
-        writeln!(r, "  prefill tok/s samples: paw {:?} llama {:?}", round2(&s.paw.prefill_tps), round2(&s.llama.prefill_tps))?;
-        writeln!(r, "  warm ms samples: paw {:?} llama {:?}", round2(&s.paw.warm_ms), round2(&s.llama.warm_ms))?;
-        writeln!(r, "  batch inputs/s samples: paw {:?} llama {:?}", round2(&s.paw.batch_ips), round2(&s.llama.batch_ips))?;
-        writeln!(r, "  load (incl. prefix caches for paw-rt): paw {:.1} s, llama {:.1} s", s.paw.load_secs, s.llama.load_secs)?;
-        writeln!(r, "  decode generated tokens: paw {} llama {}", s.paw.decode_generated, s.llama.decode_generated)?;
+        writeln!(
+            r,
+            "threads={}: load average before/after rounds: {}",
+            s.threads,
+            s.loadavg.join(" -> ")
+        )?;
+        writeln!(
+            r,
+            "  decode tok/s samples: paw {:?} llama {:?}",
+            round2(&s.paw.decode_tps),
+            round2(&s.llama.decode_tps)
+        )?;
+        writeln!(
+            r,
+            "  prefill tok/s samples: paw {:?} llama {:?}",
+            round2(&s.paw.prefill_tps),
+            round2(&s.llama.prefill_tps)
+        )?;
+        writeln!(
+            r,
+            "  warm ms samples: paw {:?} llama {:?}",
+            round2(&s.paw.warm_ms),
+            round2(&s.llama.warm_ms)
+        )?;
+        writeln!(
+            r,
+            "  batch inputs/s samples: paw {:?} llama {:?}",
+            round2(&s.paw.batch_ips),
+            round2(&s.llama.batch_ips)
+        )?;
+        writeln!(
+            r,
+            "  load (incl. prefix caches for paw-rt): paw {:.1} s, llama {:.1} s",
+            s.paw.load_secs, s.llama.load_secs
+        )?;
+        writeln!(
+            r,
+            "  decode generated tokens: paw {} llama {}",
+            s.paw.decode_generated, s.llama.decode_generated
+        )?;
         if let Some(c) = &s.check {
             writeln!(r, "  adapter check (first-token logits): max|paw - llama| = {:.3}, max|paw(adapter) - paw(no adapter)| = {:.3}, same argmax: {}", c.engines_diff, c.adapter_effect, c.same_argmax)?;
         }
-        let same = s.paw.last_texts.iter().zip(&s.llama.last_texts).filter(|(a, b)| a == b).count();
-        writeln!(r, "  batch outputs identical between engines: {same}/{}", s.paw.last_texts.len())?;
+        let same = s
+            .paw
+            .last_texts
+            .iter()
+            .zip(&s.llama.last_texts)
+            .filter(|(a, b)| a == b)
+            .count();
+        writeln!(
+            r,
+            "  batch outputs identical between engines: {same}/{}",
+            s.paw.last_texts.len()
+        )?;
     }
     if let Some(s) = sessions.first() {
-        writeln!(r, "\ndecode output, paw-rt: {:?}\ndecode output, llama.cpp: {:?}", s.paw.decode_text, s.llama.decode_text)?;
-        writeln!(r, "classification outputs (first 4), paw-rt: {:?}, llama.cpp: {:?}", &s.paw.last_texts[..s.paw.last_texts.len().min(4)], &s.llama.last_texts[..s.llama.last_texts.len().min(4)])?;
+        writeln!(
+            r,
+            "\ndecode output, paw-rt: {:?}\ndecode output, llama.cpp: {:?}",
+            s.paw.decode_text, s.llama.decode_text
+        )?;
+        writeln!(
+            r,
+            "classification outputs (first 4), paw-rt: {:?}, llama.cpp: {:?}",
+            &s.paw.last_texts[..s.paw.last_texts.len().min(4)],
+            &s.llama.last_texts[..s.llama.last_texts.len().min(4)]
+        )?;
     }
     Ok(r)
 }
