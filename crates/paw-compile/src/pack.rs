@@ -9,7 +9,7 @@ use crate::train::model::LayerLora;
 /// of 32 (true of A's input width, of B only for ranks 32, 64, ...); otherwise f16.
 fn storage(want: TensorDtype, cols: usize) -> TensorDtype {
     match want {
-        TensorDtype::Q8_0 | TensorDtype::Q4_0 if cols % paw_format::quant::QK != 0 => {
+        TensorDtype::Q8_0 | TensorDtype::Q4_0 if !cols.is_multiple_of(paw_format::quant::QK) => {
             TensorDtype::F16
         }
         d => d,

@@ -1,5 +1,6 @@
 //! End-to-end compiles on the small real model SmolLM2-135M (teacher and interpreter), with a
 //! handful of training steps. Set PAW_TEST_SMOLLM2 to the GGUF path; skipped otherwise.
+#![allow(clippy::print_stderr)]
 
 use std::path::PathBuf;
 
