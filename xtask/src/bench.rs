@@ -2,7 +2,7 @@
 //!
 //! Setup: a virtualenv `target/bench-venv` with `llama-cpp-python` (built from source for
 //! x86-64-v3 like paw), a rank-64 adapter on all seven projections of every layer of the model
-//! (deterministic random values, stored Q4_0), written as two `.paw` programs (a ~200-token
+//! (deterministic random values, stored Q4_0), written as two `.paw` programs (a ~360-token
 //! classification prompt and a long-output generation prompt) and exported once as a GGUF LoRA
 //! (`paw_format::export::write_gguf_lora`) for llama.cpp.
 //!
