@@ -60,7 +60,14 @@ pub fn write_gguf_lora(program: &Program, out: &mut impl Write) -> Result<(), Ex
                     TensorRole::A => "lora_a",
                     TensorRole::B => "lora_b",
                 };
-                (format!("blk.{}.{}.weight.{suffix}", pair.layer, pair.module.gguf_stem()), data)
+                (
+                    format!(
+                        "blk.{}.{}.weight.{suffix}",
+                        pair.layer,
+                        pair.module.gguf_stem()
+                    ),
+                    data,
+                )
             })
         })
         .collect();
@@ -70,7 +77,11 @@ pub fn write_gguf_lora(program: &Program, out: &mut impl Write) -> Result<(), Ex
     head.extend_from_slice(&GGUF_VERSION.to_le_bytes());
     head.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
     head.extend_from_slice(&5u64.to_le_bytes());
-    put_kv_string(&mut head, "general.architecture", &program.interpreter.architecture);
+    put_kv_string(
+        &mut head,
+        "general.architecture",
+        &program.interpreter.architecture,
+    );
     put_kv_string(&mut head, "general.type", "adapter");
     put_str(&mut head, "general.alignment");
     head.extend_from_slice(&GGUF_TYPE_UINT32.to_le_bytes());
@@ -155,7 +166,12 @@ mod tests {
             for &module in modules {
                 let a = TensorData::from_f32(dtype, [rank, inp], &values(rank * inp)).unwrap();
                 let b = TensorData::from_f32(dtype, [outp, rank], &values(outp * rank)).unwrap();
-                pairs.push(LoraPair { layer, module, a, b });
+                pairs.push(LoraPair {
+                    layer,
+                    module,
+                    a,
+                    b,
+                });
             }
         }
         Program {
@@ -168,8 +184,16 @@ mod tests {
                 weights_hash: "b3:00".into(),
                 tokenizer_hash: "b3:00".into(),
             },
-            adapter: Some(Adapter { rank: rank as u32, alpha: 16.0, pairs }),
-            generation: GenerationConfig { max_tokens: 8, stop: Vec::new(), temperature: 0.0 },
+            adapter: Some(Adapter {
+                rank: rank as u32,
+                alpha: 16.0,
+                pairs,
+            }),
+            generation: GenerationConfig {
+                max_tokens: 8,
+                stop: Vec::new(),
+                temperature: 0.0,
+            },
             provenance: Provenance {
                 compiler: "test".into(),
                 compiler_version: "0".into(),
@@ -221,16 +245,30 @@ mod tests {
                     assert_eq!(info.shape.dims(), &[rows as usize, cols as usize], "{name}");
                     assert_eq!(info.ggml_dtype, ggml);
                     let start = (ct.tensor_data_offset + info.offset) as usize;
-                    assert_eq!(&bytes[start..start + data.bytes.len()], &data.bytes[..], "{name}");
+                    assert_eq!(
+                        &bytes[start..start + data.bytes.len()],
+                        &data.bytes[..],
+                        "{name}"
+                    );
                     assert_eq!(info.offset % GGUF_ALIGNMENT, 0);
                 }
             }
             // candle's own dequantization agrees with paw-format's.
             let pair = &adapter.pairs[3];
             let q = ct
-                .tensor(&mut cursor, &format!("blk.0.{}.weight.lora_b", pair.module.gguf_stem()), &Device::Cpu)
+                .tensor(
+                    &mut cursor,
+                    &format!("blk.0.{}.weight.lora_b", pair.module.gguf_stem()),
+                    &Device::Cpu,
+                )
                 .unwrap();
-            let got: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let got: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             assert_eq!(got, pair.b.to_f32().unwrap());
         }
     }
@@ -246,7 +284,10 @@ mod tests {
         let mut p = program(TensorDtype::F32, 1, &[TargetModule::Q]);
         p.adapter = None;
         let mut out = Vec::new();
-        assert!(matches!(write_gguf_lora(&p, &mut out), Err(ExportError::NoAdapter)));
+        assert!(matches!(
+            write_gguf_lora(&p, &mut out),
+            Err(ExportError::NoAdapter)
+        ));
         assert!(out.is_empty());
     }
 
@@ -256,6 +297,9 @@ mod tests {
         if let Some(a) = p.adapter.as_mut() {
             a.pairs[0].a.bytes.pop();
         }
-        assert!(matches!(write_gguf_lora(&p, &mut Vec::new()), Err(ExportError::Invalid(_))));
+        assert!(matches!(
+            write_gguf_lora(&p, &mut Vec::new()),
+            Err(ExportError::Invalid(_))
+        ));
     }
 }
