@@ -778,33 +778,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mut results = Results::default();
     let mut programs = BTreeMap::new();
     // The baselines first: they need no compile, so a run cut short still has them.
-    if wanted(System::InterpDirect) {
-        let systems = [System::InterpDirect];
-        let (path, name) = (&interp_path, &interp_name);
-        run_model(
-            path,
-            name,
-            &systems,
-            &tasks,
-            &programs,
-            &bars,
-            &out,
-            &mut results,
-        )?;
-    }
-    if wanted(System::TeacherDirect) {
-        let systems = [System::TeacherDirect];
-        let (path, name) = (&teacher_path, &teacher_name);
-        run_model(
-            path,
-            name,
-            &systems,
-            &tasks,
-            &programs,
-            &bars,
-            &out,
-            &mut results,
-        )?;
+    for (system, path, name) in [
+        (System::InterpDirect, &interp_path, &interp_name),
+        (System::TeacherDirect, &teacher_path, &teacher_name),
+    ] {
+        if wanted(system) {
+            run_model(
+                path,
+                name,
+                &[system],
+                &tasks,
+                &programs,
+                &bars,
+                &out,
+                &mut results,
+            )?;
+        }
     }
     let compiled: Vec<System> = [System::PseudoOnly, System::Paw]
         .into_iter()
