@@ -662,7 +662,12 @@ fn session(python: &Path, config: &Path, threads: usize, rounds: usize) -> Resul
             for w in order {
                 let t = Instant::now();
                 let r = w.ask(cmd)?;
-                eprintln!("  {:?} {}: {:.1} s", w.engine, cmd["task"], t.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {:?} {}: {:.1} s",
+                    w.engine,
+                    cmd["task"],
+                    t.elapsed().as_secs_f64()
+                );
                 let samples = match w.engine {
                     Engine::Paw => &mut s.paw,
                     Engine::Llama => &mut s.llama,
