@@ -6,6 +6,7 @@
 
 mod compile;
 mod eval;
+mod export;
 mod interpreter;
 mod models;
 mod output;
@@ -47,6 +48,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Run a program on one input, stdin, or a file of inputs.
     Run(run::RunArgs),
+    /// Write a program's adapter for other tools (llama.cpp GGUF LoRA).
+    Export(export::ExportArgs),
     /// Score a program against a file of expected outputs.
     Eval(eval::EvalArgs),
     /// Run a project's declared program tests; non-zero exit on regressions.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(args, cli.verbose > 0),
         Command::Eval(args) => eval::eval(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

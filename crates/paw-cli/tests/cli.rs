@@ -105,3 +105,42 @@ fn models_lists_the_manifest_when_nothing_is_installed() {
     let text = stdout_of(&paw(home.path(), &["models"]));
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn export_writes_a_gguf_lora_and_refuses_prompt_only_programs() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("adapter.gguf");
+    let program = fixture("adapter-mixed.paw");
+    let text = stdout_of(&paw(
+        home.path(),
+        &[
+            "export",
+            program.to_str().unwrap(),
+            "--format",
+            "gguf-lora",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(text.starts_with("wrote"), "{text}");
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"GGUF");
+
+    let refused = paw(
+        home.path(),
+        &[
+            "export",
+            fixture("prompt-only.paw").to_str().unwrap(),
+            "--format",
+            "gguf-lora",
+            "-o",
+            home.path().join("x.gguf").to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no LoRA adapter"));
+    assert!(
+        !home.path().join("x.gguf").exists(),
+        "nothing is written on error"
+    );
+}
