@@ -1,12 +1,12 @@
 //! A serialisable description of a `.paw` file, for `paw inspect` (human and `--json`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::layout::{Compression, FLAG_MUST_UNDERSTAND};
+use crate::program::{GenerationConfig, InterpreterId, Provenance};
 use crate::reader::ProgramView;
 
 /// Everything a `.paw` file says, without tensor contents.
@@ -20,9 +20,9 @@ pub struct Inspection {
     pub spec: String,
     pub pseudo_program: String,
     pub prompt_template: String,
-    pub interpreter: InterpreterInfo,
-    pub generation: GenerationInfo,
-    pub provenance: ProvenanceInfo,
+    pub interpreter: InterpreterId,
+    pub generation: GenerationConfig,
+    pub provenance: Provenance,
     pub adapter: Option<AdapterInfo>,
 }
 
@@ -37,31 +37,6 @@ pub struct SectionInfo {
     pub stored_len: u64,
     pub uncompressed_len: u64,
     pub blake3: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct InterpreterInfo {
-    pub architecture: String,
-    pub name: String,
-    pub weights_hash: String,
-    pub tokenizer_hash: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GenerationInfo {
-    pub max_tokens: u32,
-    pub stop: Vec<String>,
-    pub temperature: f32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProvenanceInfo {
-    pub compiler: String,
-    pub compiler_version: String,
-    pub teacher_hash: Option<String>,
-    pub seed: u64,
-    pub hyperparameters: BTreeMap<String, String>,
-    pub report: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,9 +112,6 @@ impl Inspection {
                 })
                 .collect(),
         });
-        let i = &v.interpreter;
-        let g = &v.generation;
-        let p = &v.provenance;
         Self {
             id: v.id.to_string(),
             file_len: v.header.file_len,
@@ -149,25 +121,9 @@ impl Inspection {
             spec: v.spec.clone(),
             pseudo_program: v.pseudo_program.clone(),
             prompt_template: v.prompt_template.clone(),
-            interpreter: InterpreterInfo {
-                architecture: i.architecture.clone(),
-                name: i.name.clone(),
-                weights_hash: i.weights_hash.clone(),
-                tokenizer_hash: i.tokenizer_hash.clone(),
-            },
-            generation: GenerationInfo {
-                max_tokens: g.max_tokens,
-                stop: g.stop.clone(),
-                temperature: g.temperature,
-            },
-            provenance: ProvenanceInfo {
-                compiler: p.compiler.clone(),
-                compiler_version: p.compiler_version.clone(),
-                teacher_hash: p.teacher_hash.clone(),
-                seed: p.seed,
-                hyperparameters: p.hyperparameters.clone(),
-                report: p.report.clone(),
-            },
+            interpreter: v.interpreter.clone(),
+            generation: v.generation.clone(),
+            provenance: v.provenance.clone(),
             adapter,
         }
     }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::error::{FormatError, Result, TensorError, TensorName, TensorRole};
 use crate::layout::{MAX_MAP_ENTRIES, MAX_STOP_STRINGS, MAX_STRING_LEN, MAX_TENSORS, MAX_TEXT_LEN};
 use crate::quant;
@@ -28,7 +30,9 @@ pub struct Program {
 }
 
 /// Identity of the frozen base model a program runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialised (field names and order as declared) by `paw inspect --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterpreterId {
     /// Architecture name as in GGUF `general.architecture`: `qwen2`, `qwen3`, `llama`.
     pub architecture: String,
@@ -267,7 +271,8 @@ pub struct Adapter {
     pub pairs: Vec<LoraPair>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised (field names and order as declared) by `paw inspect --json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GenerationConfig {
     pub max_tokens: u32,
     /// Extra stop strings besides the model's end-of-generation tokens.
@@ -276,7 +281,8 @@ pub struct GenerationConfig {
     pub temperature: f32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised (field names and order as declared) by `paw inspect --json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Provenance {
     pub compiler: String,
     pub compiler_version: String,
