@@ -1,10 +1,9 @@
 //! `paw run` end to end on the small real model (SmolLM2-135M, path in `PAW_TEST_SMOLLM2`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use paw_format::{GenerationConfig, Program, Provenance};
+use paw_format::{GenerationConfig, Program};
 
 const TEMPLATE: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\
 <|im_start|>user\nRepeat the word in the input.\n\n[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n\
@@ -23,24 +22,17 @@ fn smollm2() -> Option<PathBuf> {
 /// A prompt-only program for `model`, written into `dir`.
 fn write_program(model: &Path, dir: &Path) -> PathBuf {
     let program = Program {
-        spec: "Repeat the word.".into(),
         pseudo_program: "Repeat the word in the input.".into(),
-        prompt_template: TEMPLATE.into(),
-        interpreter: paw_rt::gguf::identity(model, Some("smollm2")).unwrap(),
-        adapter: None,
-        generation: GenerationConfig {
-            max_tokens: 6,
-            stop: vec![],
-            temperature: 0.0,
-        },
-        provenance: Provenance {
-            compiler: "test".into(),
-            compiler_version: "0".into(),
-            teacher_hash: None,
-            seed: 0,
-            hyperparameters: BTreeMap::new(),
-            report: BTreeMap::new(),
-        },
+        ..Program::prompt_only(
+            "Repeat the word.",
+            TEMPLATE,
+            paw_rt::gguf::identity(model, Some("smollm2")).unwrap(),
+            GenerationConfig {
+                max_tokens: 6,
+                stop: vec![],
+                temperature: 0.0,
+            },
+        )
     };
     let path = dir.join("repeat.paw");
     program.write_to(&path).unwrap();

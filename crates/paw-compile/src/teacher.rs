@@ -1,10 +1,9 @@
 //! Running a model as a plain chat assistant through paw-rt: a prompt-only program whose
 //! template is the model's chat template around one user message.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use paw_format::{GenerationConfig, Program, Provenance, INPUT_PLACEHOLDER};
+use paw_format::{GenerationConfig, Program, INPUT_PLACEHOLDER};
 use paw_rt::{CallOptions, Function, Interpreter};
 
 use crate::chat::ChatTemplate;
@@ -22,26 +21,16 @@ impl ChatModel {
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let interpreter = Interpreter::load(path)?;
         let chat = ChatTemplate::from_gguf_file(path)?;
-        let program = Program {
-            spec: String::new(),
-            pseudo_program: String::new(),
-            prompt_template: chat.render_user(INPUT_PLACEHOLDER),
-            interpreter: interpreter.identity().clone(),
-            adapter: None,
-            generation: GenerationConfig {
+        let program = Program::prompt_only(
+            "",
+            chat.render_user(INPUT_PLACEHOLDER),
+            interpreter.identity().clone(),
+            GenerationConfig {
                 max_tokens: 256,
                 stop: Vec::new(),
                 temperature: 0.0,
             },
-            provenance: Provenance {
-                compiler: String::new(),
-                compiler_version: String::new(),
-                teacher_hash: None,
-                seed: 0,
-                hyperparameters: BTreeMap::new(),
-                report: BTreeMap::new(),
-            },
-        };
+        );
         let function = interpreter.bind(&program)?;
         Ok(Self { function, batch: 8 })
     }

@@ -135,7 +135,6 @@ fn put_kv_string(out: &mut Vec<u8>, key: &str, value: &str) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::io::Cursor;
 
     use candle_core::quantized::gguf_file::{Content, Value};
@@ -194,14 +193,7 @@ mod tests {
                 stop: Vec::new(),
                 temperature: 0.0,
             },
-            provenance: Provenance {
-                compiler: "test".into(),
-                compiler_version: "0".into(),
-                teacher_hash: None,
-                seed: 0,
-                hyperparameters: BTreeMap::new(),
-                report: BTreeMap::new(),
-            },
+            provenance: Provenance::unrecorded(),
         }
     }
 

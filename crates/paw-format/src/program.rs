@@ -296,6 +296,27 @@ pub struct Provenance {
 }
 
 impl Program {
+    /// A program with no adapter, an empty pseudo-program and [`Provenance::unrecorded`]: the
+    /// prompt template alone defines the function. For tests, examples and tools that run a
+    /// prompt through the runtime; a compiler records its real provenance instead. Set other
+    /// fields with struct-update syntax, e.g. `Program { adapter, ..Program::prompt_only(..) }`.
+    pub fn prompt_only(
+        spec: impl Into<String>,
+        prompt_template: impl Into<String>,
+        interpreter: InterpreterId,
+        generation: GenerationConfig,
+    ) -> Self {
+        Self {
+            spec: spec.into(),
+            pseudo_program: String::new(),
+            prompt_template: prompt_template.into(),
+            interpreter,
+            adapter: None,
+            generation,
+            provenance: Provenance::unrecorded(),
+        }
+    }
+
     /// Checks every rule a `.paw` file enforces on its content; the writer refuses, and the reader
     /// reports, a program that breaks one.
     pub fn validate(&self) -> Result<()> {
@@ -368,6 +389,19 @@ impl GenerationConfig {
 }
 
 impl Provenance {
+    /// No compiler, version, teacher, hyperparameters or report; seed 0. For programs that no
+    /// compiler produced (see [`Program::prompt_only`]).
+    pub fn unrecorded() -> Self {
+        Self {
+            compiler: String::new(),
+            compiler_version: String::new(),
+            teacher_hash: None,
+            seed: 0,
+            hyperparameters: BTreeMap::new(),
+            report: BTreeMap::new(),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         check_len("compiler", &self.compiler, MAX_STRING_LEN)?;
         check_len("compiler version", &self.compiler_version, MAX_STRING_LEN)?;

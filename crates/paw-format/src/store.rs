@@ -686,29 +686,22 @@ mod tests {
     /// Valid `.paw` bytes, distinct for each `spec`.
     fn program_bytes(spec: &str) -> Vec<u8> {
         crate::Program {
-            spec: spec.to_owned(),
             pseudo_program: "Echo the input.".into(),
-            prompt_template: format!("<|user|>{}<|assistant|>", crate::INPUT_PLACEHOLDER),
-            interpreter: crate::InterpreterId {
-                architecture: "llama".into(),
-                name: "test".into(),
-                weights_hash: format!("b3:{}", "0".repeat(64)),
-                tokenizer_hash: format!("b3:{}", "1".repeat(64)),
-            },
-            adapter: None,
-            generation: crate::GenerationConfig {
-                max_tokens: 16,
-                stop: Vec::new(),
-                temperature: 0.0,
-            },
-            provenance: crate::Provenance {
-                compiler: "store-tests".into(),
-                compiler_version: "0".into(),
-                teacher_hash: None,
-                seed: 0,
-                hyperparameters: Default::default(),
-                report: Default::default(),
-            },
+            ..crate::Program::prompt_only(
+                spec,
+                format!("<|user|>{}<|assistant|>", crate::INPUT_PLACEHOLDER),
+                crate::InterpreterId {
+                    architecture: "llama".into(),
+                    name: "test".into(),
+                    weights_hash: format!("b3:{}", "0".repeat(64)),
+                    tokenizer_hash: format!("b3:{}", "1".repeat(64)),
+                },
+                crate::GenerationConfig {
+                    max_tokens: 16,
+                    stop: Vec::new(),
+                    temperature: 0.0,
+                },
+            )
         }
         .to_bytes()
         .unwrap()

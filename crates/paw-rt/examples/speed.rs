@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use paw_format::{GenerationConfig, Program, Provenance, INPUT_PLACEHOLDER};
+use paw_format::{GenerationConfig, Program, INPUT_PLACEHOLDER};
 use paw_rt::{CallOptions, Interpreter};
 
 const PREFILL_TOKENS: usize = 200;
@@ -96,26 +96,16 @@ fn child(model: &str, engine: &str) {
             let prefill = ids.len() as f64 / t.elapsed().as_secs_f64();
             let template =
                 gen_prompt.replace("Write a long", &format!("{INPUT_PLACEHOLDER} Write a long"));
-            let program = Program {
-                spec: String::new(),
-                pseudo_program: String::new(),
-                prompt_template: template,
-                interpreter: interp.identity().clone(),
-                adapter: None,
-                generation: GenerationConfig {
+            let program = Program::prompt_only(
+                "",
+                template,
+                interp.identity().clone(),
+                GenerationConfig {
                     max_tokens: DECODE_TOKENS,
                     stop: vec![],
                     temperature: 0.0,
                 },
-                provenance: Provenance {
-                    compiler: String::new(),
-                    compiler_version: String::new(),
-                    teacher_hash: None,
-                    seed: 0,
-                    hyperparameters: Default::default(),
-                    report: Default::default(),
-                },
-            };
+            );
             let f = interp.bind(&program).unwrap();
             let out = f.call("Please.", &CallOptions::default()).unwrap();
             // The first token comes from prefill; the rest are decode steps.

@@ -1,7 +1,6 @@
 //! Shared helpers for paw-rt integration tests.
 #![allow(dead_code, clippy::print_stderr, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use paw_format::{
@@ -38,14 +37,7 @@ pub fn program(identity: &InterpreterId, template: &str, adapter: Option<Adapter
             stop: vec![],
             temperature: 0.0,
         },
-        provenance: Provenance {
-            compiler: "test".into(),
-            compiler_version: "0".into(),
-            teacher_hash: None,
-            seed: 0,
-            hyperparameters: BTreeMap::new(),
-            report: BTreeMap::new(),
-        },
+        provenance: Provenance::unrecorded(),
     }
 }
 
