@@ -140,48 +140,35 @@ fn child(model: &str, engine: &str) {
                 let ct = gguf_file::Content::read(&mut f).unwrap();
                 ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap()
             };
-            let mut m = load();
-            let input = Tensor::new(&ids[..16], &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            m.forward(&input, 0).unwrap(); // warm-up
-            let mut m = load();
-            let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            let t = Instant::now();
-            m.forward(&input, 0).unwrap();
-            let prefill = ids.len() as f64 / t.elapsed().as_secs_f64();
-            let mut m = load();
-            let gen_ids = tok.encode_with_specials(gen_prompt).unwrap();
-            let input = Tensor::new(gen_ids.as_slice(), &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            let logits = m.forward(&input, 0).unwrap();
-            let mut next = logits
-                .squeeze(0)
-                .unwrap()
-                .argmax(0)
-                .unwrap()
-                .to_scalar::<u32>()
-                .unwrap();
-            let t = Instant::now();
-            for i in 0..DECODE_TOKENS as usize - 1 {
-                let input = Tensor::new(&[next], &Device::Cpu)
+            // Tokens as a batch of one, and the greedy token from a `[1, vocab]` logits row.
+            let row = |tokens: &[u32]| {
+                Tensor::new(tokens, &Device::Cpu)
                     .unwrap()
                     .unsqueeze(0)
-                    .unwrap();
-                let logits = m.forward(&input, gen_ids.len() + i).unwrap();
-                next = logits
+                    .unwrap()
+            };
+            let greedy = |logits: Tensor| {
+                logits
                     .squeeze(0)
                     .unwrap()
                     .argmax(0)
                     .unwrap()
                     .to_scalar::<u32>()
-                    .unwrap();
+                    .unwrap()
+            };
+            let mut m = load();
+            m.forward(&row(&ids[..16]), 0).unwrap(); // warm-up
+            let mut m = load();
+            let input = row(&ids);
+            let t = Instant::now();
+            m.forward(&input, 0).unwrap();
+            let prefill = ids.len() as f64 / t.elapsed().as_secs_f64();
+            let mut m = load();
+            let gen_ids = tok.encode_with_specials(gen_prompt).unwrap();
+            let mut next = greedy(m.forward(&row(&gen_ids), 0).unwrap());
+            let t = Instant::now();
+            for i in 0..DECODE_TOKENS as usize - 1 {
+                next = greedy(m.forward(&row(&[next]), gen_ids.len() + i).unwrap());
             }
             let decode = (DECODE_TOKENS - 1) as f64 / t.elapsed().as_secs_f64();
             println!("{prefill} {decode}");

@@ -3,8 +3,6 @@
 
 mod common;
 
-use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
 use common::*;
 use paw_rt::{CallOptions, Interpreter};
 
@@ -23,26 +21,7 @@ fn qwen2_logits_match_candle_quantized_qwen2_and_calls_run() {
         .encode_with_specials("<|im_start|>user\nfn add(a: i32, b: i32) -> i32 {<|im_end|>\n")
         .unwrap();
     let ours = interp.next_token_logits(&ids).unwrap();
-    let theirs: Vec<f32> = {
-        let mut f = std::fs::File::open(&path).unwrap();
-        let ct = gguf_file::Content::read(&mut f).unwrap();
-        let mut m = candle_transformers::models::quantized_qwen2::ModelWeights::from_gguf(
-            ct,
-            &mut f,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        m.forward(&input, 0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
+    let theirs = reference_logits("qwen2", &path, &ids);
     // paw-rt runs this file's Q5_0 projections as (value-identical) Q8_0 through candle's SIMD
     // kernels, while candle-transformers uses its scalar Q5_0 dot product: float summation
     // order differs, and 8-bit activation rounding downstream amplifies that to a few tenths of

@@ -5,8 +5,6 @@ mod common;
 
 use std::sync::OnceLock;
 
-use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
 use common::*;
 use paw_format::{TargetModule, TensorDtype};
 use paw_rt::{CallOptions, Error, Function, Interpreter, StopReason};
@@ -55,25 +53,7 @@ fn logits_match_candle_quantized_llama() {
         .unwrap();
     let ours = interp.next_token_logits(&ids).unwrap();
 
-    let mut file = std::fs::File::open(interp.path()).unwrap();
-    let ct = gguf_file::Content::read(&mut file).unwrap();
-    let mut reference = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
-        ct,
-        &mut file,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let theirs: Vec<f32> = reference
-        .forward(&input, 0)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let theirs = reference_logits("llama", interp.path(), &ids);
     let diff = max_abs_diff(&ours, &theirs);
     let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
     eprintln!("max |logit diff| = {diff} (max |logit| {scale})");

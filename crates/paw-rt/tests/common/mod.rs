@@ -1,7 +1,7 @@
 //! Shared helpers for paw-rt integration tests.
 #![allow(dead_code, clippy::print_stderr, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use paw_format::{
     Adapter, GenerationConfig, InterpreterId, LoraPair, Program, Provenance, TargetModule,
@@ -99,6 +99,35 @@ pub fn encode_tensor(dtype: TensorDtype, shape: [u64; 2], values: &[f32]) -> Ten
         shape,
         bytes,
     }
+}
+
+/// Last-position logits of `ids` from candle-transformers' own quantized model for `architecture`
+/// (`llama`, `qwen2` or `qwen3`) read from the GGUF at `path`: the reference paw-rt's forward
+/// pass is checked against.
+pub fn reference_logits(architecture: &str, path: &Path, ids: &[u32]) -> Vec<f32> {
+    use candle_core::quantized::gguf_file;
+    use candle_core::{Device, Tensor};
+    use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+    let mut f = std::fs::File::open(path).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let out = match architecture {
+        "llama" => quantized_llama::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu)
+            .unwrap()
+            .forward(&input, 0),
+        "qwen2" => quantized_qwen2::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu)
+            .unwrap()
+            .forward(&input, 0),
+        "qwen3" => quantized_qwen3::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu)
+            .unwrap()
+            .forward(&input, 0),
+        other => panic!("no candle reference model for architecture {other}"),
+    }
+    .unwrap();
+    out.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 /// Decodes a TensorData back to f32 values (dequantizing block formats with candle).
