@@ -8,8 +8,8 @@ use paw_rt::{Function, Interpreter};
 /// How a program is bound to an interpreter and fed, shared by `run`, `eval` and `test`.
 #[derive(Debug, Args)]
 pub struct BindArgs {
-    /// Interpreter model: a manifest id or a GGUF path (default: the one the program was
-    /// compiled for, found in the store by its hash).
+    /// Interpreter model: a manifest id, a GGUF path or a safetensors model directory (default:
+    /// the one the program was compiled for, found in the store by its hash).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Use the prompt alone, without the LoRA adapter, for comparisons.

@@ -25,7 +25,8 @@ pub struct InspectArgs {
 pub struct VerifyArgs {
     /// Program: a path, a full id or a unique id prefix.
     program: String,
-    /// Also check that the program was compiled for this interpreter (manifest id or GGUF path).
+    /// Also check that the program was compiled for this interpreter (manifest id, GGUF path or
+    /// safetensors model directory).
     #[arg(long, value_name = "MODEL")]
     interpreter: Option<String>,
     /// Print JSON instead of text.
@@ -118,7 +119,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 /// Hashes the interpreter `reference` and compares it with what the program was compiled for.
 fn check_interpreter(store: &Store, wanted: &InterpreterId, reference: &str) -> Result<PathBuf> {
     let path = resolve_model(reference, store)?.path;
-    let actual = paw_rt::gguf::identity(&path, None)
+    let actual = paw_rt::identity(&path, None)
         .with_context(|| format!("reading interpreter {}", path.display()))?;
     let mismatches: Vec<String> = [
         ("architecture", &wanted.architecture, &actual.architecture),

@@ -18,8 +18,70 @@ pub enum Error {
     #[error("GGUF metadata key `{key}` has an unexpected type: expected {expected}")]
     BadMetadata { key: String, expected: &'static str },
 
-    #[error("GGUF tensor `{name}` is missing")]
+    #[error("weight tensor `{name}` is missing from the model")]
     MissingTensor { name: String },
+
+    #[error(
+        "weight tensor `{name}` has shape {got:?}, the model configuration implies {expected:?}"
+    )]
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    #[error("weight tensor `{name}` has dtype {dtype} (supported: f32, f16, bf16)")]
+    UnsupportedTensorDtype { name: String, dtype: String },
+
+    #[error("weight tensor `{name}` appears twice (again in {path})")]
+    DuplicateTensor { name: String, path: PathBuf },
+
+    #[error(
+        "{dir} has no {file}: a safetensors model directory needs config.json, \
+         *.safetensors and tokenizer.json"
+    )]
+    MissingModelFile { dir: PathBuf, file: &'static str },
+
+    #[error("{path} is not valid JSON: {source}")]
+    ConfigJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{path}: key `{key}` is missing")]
+    MissingConfigKey { path: PathBuf, key: &'static str },
+
+    #[error("{path}: key `{key}` has an unexpected value: expected {expected}")]
+    BadConfigKey {
+        path: PathBuf,
+        key: &'static str,
+        expected: &'static str,
+    },
+
+    #[error(
+        "{path}: `rope_scaling` is set ({value}); only plain RoPE is supported, so this model \
+         would run with wrong positions"
+    )]
+    RopeScaling { path: PathBuf, value: String },
+
+    #[error("{path}: `{key}` = {value} is not supported (supported: {supported})")]
+    UnsupportedConfig {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        supported: &'static str,
+    },
+
+    #[error("{path}: {reason}")]
+    SafetensorsIndex { path: PathBuf, reason: String },
+
+    #[error("cannot read safetensors file {path}: {source}")]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
 
     #[error("unsupported architecture `{0}` (supported: llama, qwen2, qwen3)")]
     UnsupportedArchitecture(String),

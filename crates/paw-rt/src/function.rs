@@ -4,13 +4,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use paw_format::{GenerationConfig, InterpreterId, Program, INPUT_PLACEHOLDER};
 
 use crate::error::{Error, Result};
 use crate::gguf::{self, ModelConfig};
+use crate::hf;
 use crate::lora::LoraWeights;
-use crate::model::{self, KvCache, Model, Step};
+use crate::model::{self, GgufSource, KvCache, Model, Step, WeightSource};
 use crate::sampling::{Sampler, SplitMix64};
 use crate::tokenizer::Tokenizer;
 
@@ -26,8 +28,22 @@ const PREFILL_CHUNK: usize = 512;
 pub struct LoadOptions {
     /// Tokens shared by program prefix, input and output. Capped at the model's trained context.
     pub context_window: usize,
-    /// Human-readable interpreter name recorded in the identity (defaults to the file name).
+    /// Human-readable interpreter name recorded in the identity (defaults to the file or
+    /// directory name).
     pub name: Option<String>,
+    /// Quantize float (f32/f16/bf16) projection and LM-head weights in memory, e.g. those of a
+    /// safetensors directory, which otherwise run exactly in f32. Already-quantized GGUF
+    /// weights are kept. The identity does not change (it names the files, not the in-memory
+    /// precision), but outputs may differ slightly from the exact weights'.
+    pub quantize: Option<Quantization>,
+}
+
+/// In-memory quantization of float weights ([`LoadOptions::quantize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Quantization {
+    /// ggml Q8_0: 8-bit values with one f16 scale per 32 (8.5 bits per weight).
+    Q8_0,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +51,7 @@ impl Default for LoadOptions {
         Self {
             context_window: DEFAULT_CONTEXT_WINDOW,
             name: None,
+            quantize: None,
         }
     }
 }
@@ -48,7 +65,8 @@ struct InterpreterInner {
     path: PathBuf,
 }
 
-/// A frozen base model (GGUF) ready to run programs. Cheap to clone; `Send + Sync`.
+/// A frozen base model (GGUF file or safetensors directory) ready to run programs. Cheap to
+/// clone; `Send + Sync`.
 ///
 /// ```no_run
 /// use paw_rt::{CallOptions, Interpreter};
@@ -70,25 +88,46 @@ impl Interpreter {
         Self::load_with(path, &LoadOptions::default())
     }
 
+    /// Loads a GGUF file, or a Hugging Face directory (`config.json`, `*.safetensors`,
+    /// `tokenizer.json`; see `crate::hf`) whose float weights are kept in f32 unless
+    /// [`LoadOptions::quantize`] says otherwise.
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let t0 = Instant::now();
-        let (ct, mut reader) = model::open(path)?;
-        let cfg = ModelConfig::from_gguf(&ct)?;
-        let tokenizer = Tokenizer::from_gguf(&ct)?;
+        let device = Device::Cpu;
+        let (cfg, tokenizer, weights_hash, tokenizer_hash, mut source) = if path.is_dir() {
+            let dir = hf::HfDir::open(path)?;
+            let tokenizer = dir.tokenizer()?;
+            let weights_hash = hf::weights_hash(path)?;
+            let source: Box<dyn WeightSource> = Box::new(dir.weights(&device)?);
+            let cfg = dir.config.model.clone();
+            (cfg, tokenizer, weights_hash, dir.tokenizer_hash(), source)
+        } else {
+            let (content, reader) = model::open(path)?;
+            let cfg = ModelConfig::from_gguf(&content)?;
+            let tokenizer = Tokenizer::from_gguf(&content)?;
+            let tokenizer_hash = gguf::tokenizer_hash(&content);
+            let source: Box<dyn WeightSource> = Box::new(GgufSource { content, reader });
+            (
+                cfg,
+                tokenizer,
+                gguf::weights_hash(path)?,
+                tokenizer_hash,
+                source,
+            )
+        };
         let window = opts.context_window.min(cfg.context_length).max(1);
-        let name = opts.name.clone().unwrap_or_else(|| {
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
+        let name = opts.name.clone().unwrap_or_else(|| hf::path_name(path));
         let identity = InterpreterId {
             architecture: cfg.architecture.name().to_string(),
             name,
-            weights_hash: gguf::weights_hash(path)?,
-            tokenizer_hash: gguf::tokenizer_hash(&ct),
+            weights_hash,
+            tokenizer_hash,
         };
-        let model = Model::load(&ct, &mut reader, cfg, window, &Device::Cpu)?;
+        let quantize = opts.quantize.map(|q| match q {
+            Quantization::Q8_0 => GgmlDType::Q8_0,
+        });
+        let model = Model::load(source.as_mut(), cfg, window, quantize, &device)?;
         tracing::info!(
             path = %path.display(),
             arch = %identity.architecture,

@@ -28,7 +28,8 @@ impl Architecture {
     }
 }
 
-/// Hyperparameters of a decoder-only model, read from `{arch}.*` GGUF keys.
+/// Hyperparameters of a decoder-only model, read from `{arch}.*` GGUF keys or a Hugging Face
+/// `config.json` (`crate::hf`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub architecture: Architecture,

@@ -1,5 +1,6 @@
-//! paw-rt: load a frozen interpreter model (GGUF), bind compiled `.paw` programs to it (LoRA
-//! adapter applied unmerged on the quantized base, prompt prefix KV-cached) and run them.
+//! paw-rt: load a frozen interpreter model (GGUF file or Hugging Face safetensors directory),
+//! bind compiled `.paw` programs to it (LoRA adapter applied unmerged on the base weights, prompt
+//! prefix KV-cached) and run them.
 //!
 //! ```no_run
 //! use paw_rt::{CallOptions, Interpreter};
@@ -36,6 +37,7 @@ pub mod error;
 mod function;
 mod ggml;
 pub mod gguf;
+pub mod hf;
 mod lora;
 mod model;
 mod sampling;
@@ -43,8 +45,29 @@ pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use function::{
-    CallOptions, Function, Interpreter, LoadOptions, Output, StopReason, Timings,
+    CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{Architecture, ModelConfig};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{HfSpecialTokens, Tokenizer};
+
+/// The identity of the interpreter at `path` without loading its weights: a GGUF file
+/// ([`gguf::identity`]) or a Hugging Face safetensors directory ([`hf::identity`]). `name`
+/// defaults to the file or directory name.
+pub fn identity(path: &std::path::Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
+    if path.is_dir() {
+        hf::identity(path, name)
+    } else {
+        gguf::identity(path, name)
+    }
+}
+
+/// `b3:<hex>` weights hash of the interpreter at `path` (GGUF file or safetensors directory),
+/// as `spec/interpreter-identity.md` defines it.
+pub fn weights_hash(path: &std::path::Path) -> Result<String> {
+    if path.is_dir() {
+        hf::weights_hash(path)
+    } else {
+        gguf::weights_hash(path)
+    }
+}

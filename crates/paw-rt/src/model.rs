@@ -1,5 +1,5 @@
-//! One decoder-only transformer forward pass for `llama`, `qwen2` and `qwen3` GGUF weights,
-//! kept quantized, with an optional unmerged LoRA on every projection.
+//! One decoder-only transformer forward pass for `llama`, `qwen2` and `qwen3` weights (GGUF,
+//! kept quantized, or safetensors, in f32), with an optional unmerged LoRA on every projection.
 //!
 //! Inputs are batches of equal-length rows with explicit per-token positions and an optional
 //! additive mask, which is what lets right-padded batches reproduce single-row results.
@@ -9,7 +9,7 @@ use std::io::{BufReader, Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::ggml::q5_0_to_q8_0;
@@ -121,93 +121,172 @@ pub(crate) struct Step {
     pub mask: Option<Tensor>,
 }
 
+/// One base-model tensor as a weight source hands it over: ggml blocks (GGUF) or a dense f32
+/// tensor (safetensors).
+#[derive(Debug)]
+pub(crate) enum RawWeight {
+    Quantized(QTensor),
+    Dense(Tensor),
+}
+
+impl RawWeight {
+    fn dims(&self) -> Vec<usize> {
+        match self {
+            Self::Quantized(q) => q.shape().dims().to_vec(),
+            Self::Dense(t) => t.dims().to_vec(),
+        }
+    }
+
+    fn into_dense(self, device: &Device) -> Result<Tensor> {
+        match self {
+            Self::Quantized(q) => Ok(q.dequantize(device)?),
+            Self::Dense(t) => Ok(t),
+        }
+    }
+}
+
+/// Where [`Model::load`] gets base weights from. Names are the GGUF tensor names
+/// (`blk.{i}.attn_q.weight`, `token_embd.weight`, ...); a source for another layout maps them
+/// (see `crate::hf::LAYER_TENSOR_NAMES`).
+pub(crate) trait WeightSource {
+    /// Whether the model has this tensor. Only asked for `output.weight`: without it the
+    /// embedding table doubles as the LM head (tied embeddings).
+    fn has(&self, name: &str) -> bool;
+    /// The tensor `name`, or [`Error::MissingTensor`] (named as the source calls it).
+    fn get(&mut self, name: &str, device: &Device) -> Result<RawWeight>;
+    /// How the source itself calls tensor `name`, for error messages.
+    fn source_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+}
+
+/// Tensors of an open GGUF file, read on demand.
+#[derive(Debug)]
+pub(crate) struct GgufSource<R> {
+    pub(crate) content: Content,
+    pub(crate) reader: R,
+}
+
+impl<R: Read + Seek> WeightSource for GgufSource<R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn get(&mut self, name: &str, device: &Device) -> Result<RawWeight> {
+        if !self.has(name) {
+            return Err(Error::MissingTensor {
+                name: name.to_string(),
+            });
+        }
+        Ok(RawWeight::Quantized(self.content.tensor(
+            &mut self.reader,
+            name,
+            device,
+        )?))
+    }
+}
+
 impl Model {
-    pub(crate) fn load<R: Read + Seek>(
-        ct: &Content,
-        reader: &mut R,
+    /// Builds the model from `src`, checking every tensor's shape against `cfg`. Float
+    /// projection and LM-head weights are quantized to `quantize` when given; block-quantized
+    /// ones are kept as they are.
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
         cfg: ModelConfig,
         max_positions: usize,
+        quantize: Option<GgmlDType>,
         device: &Device,
     ) -> Result<Self> {
-        let mut get = |name: &str| -> Result<QTensor> {
-            if !ct.tensor_infos.contains_key(name) {
-                return Err(Error::MissingTensor {
-                    name: name.to_string(),
-                });
+        let (hidden, hd) = (cfg.hidden, cfg.head_dim);
+        let has_head = src.has("output.weight");
+        let (q_out, kv_out) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+        let mut get = |name: &str, expected: Option<&[usize]>| -> Result<RawWeight> {
+            let w = src.get(name, device)?;
+            match expected {
+                Some(e) => check_shape(&src.source_name(name), w, e),
+                None => Ok(w),
             }
-            Ok(ct.tensor(reader, name, device)?)
         };
-        let dense = |q: QTensor| -> Result<Tensor> { Ok(q.dequantize(device)?) };
         let mut layers = Vec::with_capacity(cfg.n_layers);
+        // The feed-forward width is not part of the configuration: it is the first gate's.
+        let mut ffn = None;
         for i in 0..cfg.n_layers {
             let p = format!("blk.{i}");
-            let mut lin = |stem: &str, bias: bool| -> Result<Linear> {
-                let w = QMatMul::from_qtensor(fast_matmul_layout(
-                    get(&format!("{p}.{stem}.weight"))?,
-                    device,
-                )?)?;
+            let gate_shape = [ffn.unwrap_or(ANY_SIZE), hidden];
+            let gate_w = get(&format!("{p}.ffn_gate.weight"), Some(&gate_shape))?;
+            let f = *ffn.get_or_insert(gate_w.dims().first().copied().unwrap_or(0));
+            let mut lin = |stem: &str, shape: [usize; 2], bias: bool| -> Result<Linear> {
+                let w = get(&format!("{p}.{stem}.weight"), Some(&shape))?;
+                let w = projection(w, quantize, device)?;
                 let bias = if bias {
-                    Some(dense(get(&format!("{p}.{stem}.bias"))?)?)
+                    Some(get(&format!("{p}.{stem}.bias"), Some(&shape[..1]))?.into_dense(device)?)
                 } else {
                     None
                 };
                 Ok(Linear { w, bias })
             };
-            let q = lin("attn_q", cfg.qkv_bias)?;
-            let k = lin("attn_k", cfg.qkv_bias)?;
-            let v = lin("attn_v", cfg.qkv_bias)?;
-            let o = lin("attn_output", false)?;
-            let gate = lin("ffn_gate", false)?;
-            let up = lin("ffn_up", false)?;
-            let down = lin("ffn_down", false)?;
+            let q = lin("attn_q", [q_out, hidden], cfg.qkv_bias)?;
+            let k = lin("attn_k", [kv_out, hidden], cfg.qkv_bias)?;
+            let v = lin("attn_v", [kv_out, hidden], cfg.qkv_bias)?;
+            let o = lin("attn_output", [hidden, q_out], false)?;
+            let up = lin("ffn_up", [f, hidden], false)?;
+            let down = lin("ffn_down", [hidden, f], false)?;
+            let gate = Linear {
+                w: projection(gate_w, quantize, device)?,
+                bias: None,
+            };
+            let mut norm = |name: String, n: usize| get(&name, Some(&[n]))?.into_dense(device);
             let (q_norm, k_norm) = if cfg.qk_norm {
                 (
-                    Some(dense(get(&format!("{p}.attn_q_norm.weight"))?)?),
-                    Some(dense(get(&format!("{p}.attn_k_norm.weight"))?)?),
+                    Some(norm(format!("{p}.attn_q_norm.weight"), hd)?),
+                    Some(norm(format!("{p}.attn_k_norm.weight"), hd)?),
                 )
             } else {
                 (None, None)
             };
             layers.push(Layer {
-                attn_norm: dense(get(&format!("{p}.attn_norm.weight"))?)?,
+                attn_norm: norm(format!("{p}.attn_norm.weight"), hidden)?,
                 q,
                 k,
                 v,
                 o,
                 q_norm,
                 k_norm,
-                ffn_norm: dense(get(&format!("{p}.ffn_norm.weight"))?)?,
+                ffn_norm: norm(format!("{p}.ffn_norm.weight"), hidden)?,
                 gate,
                 up,
                 down,
             });
         }
-        let ffn = match layers.first() {
-            Some(l) => match &l.gate.w {
-                QMatMul::QTensor(t) => t.shape().dims2()?.0,
-                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims2()?.0,
-            },
-            None => 0,
-        };
-        let embed_q = get("token_embd.weight")?;
-        let hidden = embed_q.shape().dims2()?.1;
+        let embed_w = get("token_embd.weight", Some(&[ANY_SIZE, hidden]))?;
+        let vocab = embed_w.dims().first().copied().unwrap_or(0);
         // Tied embeddings: without `output.weight` the embedding table is the LM head.
-        let head_name = if ct.tensor_infos.contains_key("output.weight") {
-            "output.weight"
+        let lm_head = if has_head {
+            projection(
+                get("output.weight", Some(&[vocab, hidden]))?,
+                quantize,
+                device,
+            )?
         } else {
-            "token_embd.weight"
+            match &embed_w {
+                // A dense table is shared (no copy) unless the head gets quantized.
+                RawWeight::Dense(t) => projection(RawWeight::Dense(t.clone()), quantize, device)?,
+                RawWeight::Quantized(_) => {
+                    projection(get("token_embd.weight", None)?, quantize, device)?
+                }
+            }
         };
-        let lm_head = QMatMul::from_qtensor(fast_matmul_layout(get(head_name)?, device)?)?;
-        let embed = if hidden % embed_q.dtype().block_size() == 0 {
-            Embedding::Quantized(embed_q)
-        } else {
-            Embedding::Dense(embed_q.dequantize(device)?)
+        let embed = match embed_w {
+            RawWeight::Quantized(q) if hidden % q.dtype().block_size() == 0 => {
+                Embedding::Quantized(q)
+            }
+            w => Embedding::Dense(w.into_dense(device)?),
         };
-        let norm = dense(get("output_norm.weight")?)?;
+        let norm = get("output_norm.weight", Some(&[hidden]))?.into_dense(device)?;
         let (cos, sin) = rope_tables(cfg.head_dim, cfg.rope_theta, max_positions, device)?;
         Ok(Self {
             cfg,
-            ffn,
+            ffn: ffn.unwrap_or(0),
             embed,
             layers,
             norm,
@@ -389,6 +468,64 @@ fn fast_matmul_layout(t: QTensor, device: &Device) -> Result<QTensor> {
         q5_0_to_q8_0(&t, device)
     } else {
         Ok(t)
+    }
+}
+
+/// A dimension [`check_shape`] accepts whatever its size.
+const ANY_SIZE: usize = usize::MAX;
+
+/// `w` if its shape is `expected` (where [`ANY_SIZE`] matches any size), else
+/// [`Error::TensorShape`].
+fn check_shape(name: &str, w: RawWeight, expected: &[usize]) -> Result<RawWeight> {
+    let got = w.dims();
+    let fits = |(&e, &g): (&usize, &usize)| e == ANY_SIZE || e == g;
+    if got.len() == expected.len() && expected.iter().zip(&got).all(fits) {
+        Ok(w)
+    } else {
+        let expected = expected
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                if e == ANY_SIZE {
+                    got.get(i).copied().unwrap_or(0)
+                } else {
+                    e
+                }
+            })
+            .collect();
+        Err(Error::TensorShape {
+            name: name.to_string(),
+            expected,
+            got,
+        })
+    }
+}
+
+/// The matmul of a projection weight: block-quantized weights as they are (Q5_0 re-encoded,
+/// see [`fast_matmul_layout`]); float weights dense, or quantized to `quantize` when asked and
+/// the rows split into whole blocks.
+fn projection(w: RawWeight, quantize: Option<GgmlDType>, device: &Device) -> Result<QMatMul> {
+    let float = |d: GgmlDType| matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+    let dense = match (w, quantize) {
+        (RawWeight::Quantized(q), Some(_)) if float(q.dtype()) => q.dequantize(device)?,
+        (RawWeight::Quantized(q), _) => {
+            return Ok(QMatMul::from_qtensor(fast_matmul_layout(q, device)?)?)
+        }
+        (RawWeight::Dense(t), _) => t,
+    };
+    match quantize {
+        Some(dt) if dense.dim(D::Minus1)? % dt.block_size() == 0 => {
+            Ok(QMatMul::from_qtensor(QTensor::quantize(&dense, dt)?)?)
+        }
+        Some(dt) => {
+            tracing::warn!(
+                shape = ?dense.dims(),
+                dtype = ?dt,
+                "rows are not whole quantization blocks: weight kept in f32"
+            );
+            Ok(QMatMul::Tensor(dense))
+        }
+        None => Ok(QMatMul::Tensor(dense)),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Byte-level BPE tokenizer rebuilt from a GGUF file's `tokenizer.ggml.*` metadata.
+//! The interpreter's tokenizer: byte-level BPE rebuilt from a GGUF file's `tokenizer.ggml.*`
+//! metadata, or a Hugging Face `tokenizer.json` ([`Tokenizer::from_tokenizer_json`]).
 //!
 //! candle-core ships a GGUF tokenizer builder, but it marks UNUSED padding tokens as special,
 //! defaults unknown pre-tokenizers (e.g. SmolLM2's `smollm`) to a prefix-space GPT-2 pipeline
@@ -39,6 +40,20 @@ const EOG_TEXTS: &[&str] = &[
     "<|end|>",
     "</s>",
 ];
+
+/// Special-token settings of a Hugging Face model directory that live outside
+/// `tokenizer.json` (`config.json`, `generation_config.json`, `tokenizer_config.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HfSpecialTokens {
+    /// `eos_token_id` of `config.json` and `generation_config.json` (each an id or a list).
+    pub eos_token_ids: Vec<u32>,
+    /// `bos_token` of `tokenizer_config.json` (a token text).
+    pub bos_token: Option<String>,
+    /// `bos_token_id` of `generation_config.json` or `config.json`, used without `bos_token`.
+    pub bos_token_id: Option<u32>,
+    /// `add_bos_token` of `tokenizer_config.json`.
+    pub add_bos_token: Option<bool>,
+}
 
 /// The interpreter's tokenizer, with two encoders: one that recognises control tokens (for the
 /// program's fixed prompt parts) and one that never does (for user input).
@@ -169,6 +184,63 @@ impl Tokenizer {
         })?;
         let ct = Content::read(&mut std::io::BufReader::new(f))?;
         Self::from_gguf(&ct)
+    }
+
+    /// Builds the tokenizer from a Hugging Face `tokenizer.json` (its bytes) and the special
+    /// tokens the model directory's other files declare (see [`HfSpecialTokens`]).
+    ///
+    /// The program encoder is `tokenizer.json` as it is: its added tokens are matched verbatim.
+    /// The input encoder is the same pipeline built without any added token, so no text can
+    /// become a control or added token (`<|im_end|>` or `<think>` in an input stay characters).
+    /// Generation ends on the declared eos ids and on special added tokens whose text is a
+    /// known end-of-turn marker; BOS is prepended when `add_bos_token` says so or, without that
+    /// flag, when the post-processor would add it.
+    pub fn from_tokenizer_json(json: &[u8], specials: &HfSpecialTokens) -> Result<Self> {
+        let with_specials = tokenizers::Tokenizer::from_bytes(json).map_err(Error::tokenizer)?;
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if let Some(added) = doc.get_mut("added_tokens") {
+            *added = serde_json::Value::Array(Vec::new());
+        }
+        let plain = tokenizers::Tokenizer::from_bytes(doc.to_string()).map_err(Error::tokenizer)?;
+
+        let added = with_specials.get_added_tokens_decoder();
+        let mut eog = specials.eos_token_ids.clone();
+        eog.extend(
+            added
+                .iter()
+                .filter(|(_, t)| t.special && EOG_TEXTS.contains(&t.content.as_str()))
+                .map(|(id, _)| *id),
+        );
+        eog.sort_unstable();
+        eog.dedup();
+
+        let bos = match &specials.bos_token {
+            Some(text) => Some(with_specials.token_to_id(text).ok_or_else(|| {
+                Error::Tokenizer(format!("bos_token `{text}` is not in tokenizer.json"))
+            })?),
+            None => specials.bos_token_id,
+        };
+        let add_bos = match specials.add_bos_token {
+            Some(flag) => flag,
+            None => {
+                let probe = with_specials.encode("", true).map_err(Error::tokenizer)?;
+                bos.is_some() && probe.get_ids().first() == bos.as_ref()
+            }
+        };
+        if add_bos && bos.is_none() {
+            tracing::warn!("add_bos_token is set but the model declares no BOS token");
+        }
+        let vocab_size = with_specials.get_vocab_size(true);
+        tracing::debug!(vocab_size, ?eog, ?bos, add_bos, "tokenizer.json loaded");
+        Ok(Self {
+            with_specials,
+            plain,
+            eog,
+            bos,
+            add_bos,
+            vocab_size,
+        })
     }
 
     /// Encodes program text: control tokens such as `<|im_start|>` become their ids.

@@ -1,6 +1,8 @@
 //! Shared helpers for paw-rt integration tests.
 #![allow(dead_code, clippy::print_stderr, clippy::unwrap_used)]
 
+pub mod tiny_model;
+
 use std::path::{Path, PathBuf};
 
 use paw_format::{
