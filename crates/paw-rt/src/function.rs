@@ -539,15 +539,18 @@ impl Function {
             }
             // Finished rows leave the batch so later steps only compute live ones.
             if keep.len() < active.len() {
-                cache.retain_rows(&keep)?;
+                cache.retain_rows(&keep);
                 active = keep.iter().map(|&i| active[i]).collect();
             }
             let next: Vec<u32> = active
                 .iter()
                 .map(|&r| states[r].ids.last().copied().unwrap_or(0))
                 .collect();
-            let lens: Vec<usize> = active.iter().map(|&r| row_len[r]).collect();
-            logits = decode_step(m, &next, &lens, p, width, step, &mut cache, lora)?;
+            let positions: Vec<u32> = active
+                .iter()
+                .map(|&r| (p + row_len[r] + step) as u32)
+                .collect();
+            logits = decode_step(m, &next, positions, &mut cache, lora)?;
         }
         let decode = t_decode.elapsed();
         let timings = Timings { prefill, decode };
@@ -593,7 +596,7 @@ fn prefill_single(
         let step = Step {
             ids: Tensor::new(chunk, dev)?.reshape((1, n))?,
             positions: Tensor::arange(pos0, pos0 + n as u32, dev)?.reshape((1, n))?,
-            mask: None,
+            valid: vec![n],
         };
         let h = m.forward(&step, cache, lora)?;
         last = Some(h.i((.., n - 1, ..))?);
@@ -605,8 +608,9 @@ fn prefill_single(
     }
 }
 
-/// Prefills right-padded rows in one step after a shared prefix of `p` positions; returns the
-/// logits at each row's last real token, `[batch, vocab]`.
+/// Prefills right-padded rows after a shared prefix of `p` positions, in chunks of
+/// [`PREFILL_CHUNK`] columns like [`prefill_single`] (so each row sees the same chunk boundaries
+/// as its single call); returns the logits at each row's last real token, `[batch, vocab]`.
 fn prefill_padded(
     m: &Model,
     rows: &[Vec<u32>],
@@ -617,68 +621,54 @@ fn prefill_padded(
     let dev = m.device();
     let b = rows.len();
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(b * width);
-    let mut pos = Vec::with_capacity(b * width);
-    let mut mask = Vec::with_capacity(b * width * (p + width));
-    for row in rows {
-        for i in 0..width {
-            ids.push(row.get(i).copied().unwrap_or(0));
-            pos.push((p + i) as u32);
-            for s in 0..p + width {
-                // Keys: the whole prefix, then this row's real tokens up to the query (causal).
-                let ok = s < p || (s - p <= i && s - p < row.len());
-                mask.push(if ok { 0.0 } else { f32::NEG_INFINITY });
+    let mut last: Vec<Option<Tensor>> = vec![None; b];
+    for start in (0..width).step_by(PREFILL_CHUNK) {
+        let n = PREFILL_CHUNK.min(width - start);
+        let mut ids = Vec::with_capacity(b * n);
+        let mut pos = Vec::with_capacity(b * n);
+        for row in rows {
+            for i in start..start + n {
+                ids.push(row.get(i).copied().unwrap_or(0));
+                pos.push((p + i) as u32);
+            }
+        }
+        let valid: Vec<usize> = rows
+            .iter()
+            .map(|r| r.len().saturating_sub(start).min(n))
+            .collect();
+        let step = Step {
+            ids: Tensor::from_vec(ids, (b, n), dev)?,
+            positions: Tensor::from_vec(pos, (b, n), dev)?,
+            valid,
+        };
+        let h = m.forward(&step, cache, lora)?;
+        for (j, row) in rows.iter().enumerate() {
+            if (start..start + n).contains(&(row.len() - 1)) {
+                last[j] = Some(h.i((j, row.len() - 1 - start, ..))?);
             }
         }
     }
-    let step = Step {
-        ids: Tensor::from_vec(ids, (b, width), dev)?,
-        positions: Tensor::from_vec(pos, (b, width), dev)?,
-        mask: Some(Tensor::from_vec(mask, (b, 1, width, p + width), dev)?),
-    };
-    let h = m.forward(&step, cache, lora)?;
-    let last: Vec<Tensor> = rows
-        .iter()
-        .enumerate()
-        .map(|(j, r)| h.i((j, r.len() - 1, ..)))
-        .collect::<candle_core::Result<_>>()?;
+    let last = last
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::Options("empty prompt row".to_string()))?;
     m.logits(&Tensor::stack(&last, 0)?)
 }
 
-/// One decoding step for every row: the `step`-th generated token of row `j` sits at cache slot
-/// `p + width + step` but at rotary position `p + row_len[j] + step`; the padding slots between
-/// are masked out.
-#[allow(clippy::too_many_arguments)]
+/// One decoding step: row `j` feeds token `next[j]` at rotary position `positions[j]`.
 fn decode_step(
     m: &Model,
     next: &[u32],
-    row_len: &[usize],
-    p: usize,
-    width: usize,
-    step: usize,
+    positions: Vec<u32>,
     cache: &mut KvCache,
     lora: Option<&LoraWeights>,
 ) -> Result<Tensor> {
     let dev = m.device();
     let b = next.len();
-    let total = cache.len() + 1;
-    let positions: Vec<u32> = row_len.iter().map(|&l| (p + l + step) as u32).collect();
-    let mask = if row_len.iter().all(|&l| l == width) {
-        None
-    } else {
-        let mut mask = Vec::with_capacity(b * total);
-        for &l in row_len {
-            for s in 0..total {
-                let ok = s < p + l || s >= p + width;
-                mask.push(if ok { 0.0 } else { f32::NEG_INFINITY });
-            }
-        }
-        Some(Tensor::from_vec(mask, (b, 1, 1, total), dev)?)
-    };
     let st = Step {
         ids: Tensor::new(next, dev)?.reshape((b, 1))?,
         positions: Tensor::from_vec(positions, (b, 1), dev)?,
-        mask,
+        valid: vec![1; b],
     };
     let h = m.forward(&st, cache, lora)?;
     m.logits(&h.squeeze(1)?)

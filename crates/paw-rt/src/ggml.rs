@@ -61,6 +61,20 @@ pub(crate) fn q5_0_to_q8_0(t: &QTensor, device: &Device) -> Result<QTensor> {
     qtensor_from_bytes(&out, GgmlDType::Q8_0, (rows, cols), device)
 }
 
+/// A Q8_0 tensor `[rows, cols]` widened to `[rows, padded]` by appending all-zero blocks
+/// (scale 0, quants 0) to every row.
+pub(crate) fn pad_q8_0_columns(t: &QTensor, padded: usize, device: &Device) -> Result<QTensor> {
+    let (rows, cols) = t.shape().dims2()?;
+    let src = t.data()?;
+    let (have, want) = (cols / QK * Q8_0_BLOCK, padded / QK * Q8_0_BLOCK);
+    let mut out = Vec::with_capacity(rows * want);
+    for row in src.chunks_exact(have) {
+        out.extend_from_slice(row);
+        out.resize(out.len() + want - have, 0);
+    }
+    qtensor_from_bytes(&out, GgmlDType::Q8_0, (rows, padded), device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +92,22 @@ mod tests {
         let a: Vec<f32> = q5.dequantize(&dev)?.flatten_all()?.to_vec1()?;
         let b: Vec<f32> = q8.dequantize(&dev)?.flatten_all()?.to_vec1()?;
         assert_eq!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn padding_appends_zero_columns_only() -> Result<()> {
+        let dev = Device::Cpu;
+        let vals: Vec<f32> = (0..4 * 64).map(|i| (i as f32 - 100.0) / 9.0).collect();
+        let dense = candle_core::Tensor::from_vec(vals, (4, 64), &dev)?;
+        let q = QTensor::quantize(&dense, GgmlDType::Q8_0)?;
+        let padded = pad_q8_0_columns(&q, 256, &dev)?.dequantize(&dev)?;
+        assert_eq!(padded.dims(), [4, 256]);
+        let left: Vec<f32> = padded.narrow(1, 0, 64)?.flatten_all()?.to_vec1()?;
+        let orig: Vec<f32> = q.dequantize(&dev)?.flatten_all()?.to_vec1()?;
+        assert_eq!(left, orig);
+        let right: Vec<f32> = padded.narrow(1, 64, 192)?.flatten_all()?.to_vec1()?;
+        assert!(right.iter().all(|&v| v == 0.0));
         Ok(())
     }
 }

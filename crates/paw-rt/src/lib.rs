@@ -22,11 +22,14 @@
 //! must fit the context window, otherwise [`Error::ContextOverflow`] says by how much.
 //!
 //! Batching: [`Function::call_batch`] right-pads the inputs into one batch that shares the prefix
-//! cache; every token keeps its true rotary position and padding is masked out, so each output
-//! equals the corresponding single call.
+//! cache. The projections and MLPs run over the whole batch (their rows are independent);
+//! attention runs row by row over each row's own key/value cache, with exactly the shapes a
+//! single call uses, so each output equals the corresponding single call bit for bit.
 //!
 //! Weights stay quantized (candle `QMatMul`); Q5_0 tensors are re-encoded as value-identical
-//! Q8_0 at load because candle only has scalar Q5_0 kernels. LoRA is applied unmerged:
+//! Q8_0 at load because candle only has scalar Q5_0 kernels, and on CPUs with 8-bit dot-product
+//! instructions Q8_0 rows are zero-padded to whole 256-column tiles so candle's tiled int8
+//! kernels apply (see `matmul.rs`). LoRA is applied unmerged:
 //! `y = W·x + (alpha/rank)·B·(A·x)` on q, k, v, o, gate, up and down.
 //!
 //! Threading: [`Interpreter`] and [`Function`] are `Send + Sync` and cheap to clone; there is
@@ -39,6 +42,7 @@ mod ggml;
 pub mod gguf;
 pub mod hf;
 mod lora;
+mod matmul;
 mod model;
 mod sampling;
 pub mod tokenizer;

@@ -8,19 +8,19 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{Error, Result};
-use crate::ggml::q5_0_to_q8_0;
 use crate::gguf::ModelConfig;
 use crate::lora::{module_index, LoraLinear, LoraWeights};
+use crate::matmul::Matmul;
 use paw_format::TargetModule;
 
 /// A projection of the base model: quantized weight plus optional bias.
 #[derive(Debug)]
 struct Linear {
-    w: QMatMul,
+    w: Matmul,
     bias: Option<Tensor>,
 }
 
@@ -68,57 +68,61 @@ pub(crate) struct Model {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Matmul,
     cos: Tensor,
     sin: Tensor,
     device: Device,
 }
 
-/// Per-layer key/value cache `[batch, kv_heads, capacity, head_dim]`, filled up to `len`.
+/// Key/value cache of a batch: per row, per layer `(k, v)` of shape
+/// `[kv_heads, capacity, head_dim]`, filled up to that row's own length.
+///
+/// Rows keep separate caches (no padding slots between a row's tokens) so that every row's
+/// attention runs on exactly the tensors a single call of that row would: batching cannot change
+/// a row's output bits.
 #[derive(Debug, Clone)]
 pub(crate) struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
-    len: usize,
+    rows: Vec<RowCache>,
     capacity: usize,
 }
 
+#[derive(Debug, Clone)]
+struct RowCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+}
+
 impl KvCache {
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Keeps only the given batch rows (indices into the current batch), in that order.
-    pub(crate) fn retain_rows(&mut self, rows: &[usize]) -> Result<()> {
-        let Some((k0, _)) = self.layers.first() else {
-            return Ok(());
-        };
-        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), k0.device())?;
-        for (k, v) in &mut self.layers {
-            *k = k.index_select(&idx, 0)?;
-            *v = v.index_select(&idx, 0)?;
-        }
-        Ok(())
+    pub(crate) fn retain_rows(&mut self, rows: &[usize]) {
+        let mut old: Vec<Option<RowCache>> = self.rows.drain(..).map(Some).collect();
+        self.rows = rows
+            .iter()
+            .filter_map(|&r| old.get_mut(r)?.take())
+            .collect();
     }
 
-    /// Keys/values of positions `0..len` as `(k, v)` per layer, batch 1 expected.
+    /// Keys/values of row 0's positions as `(k, v)` per layer, `[kv_heads, len, head_dim]`.
     pub(crate) fn view(&self) -> Result<Vec<(Tensor, Tensor)>> {
-        self.layers
+        let Some(row) = self.rows.first() else {
+            return Ok(Vec::new());
+        };
+        row.layers
             .iter()
-            .map(|(k, v)| Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
+            .map(|(k, v)| Ok((k.narrow(1, 0, row.len)?, v.narrow(1, 0, row.len)?)))
             .collect()
     }
 }
 
-/// One step of input to [`Model::forward`].
+/// One step of input to [`Model::forward`]: a batch of rows padded to a common width.
 #[derive(Debug)]
 pub(crate) struct Step {
     /// `[batch, t]` u32 token ids.
     pub ids: Tensor,
     /// `[batch, t]` u32 rotary positions.
     pub positions: Tensor,
-    /// `[batch, 1, t, cache_len + t]` f32 additive mask; `None` means plain causal.
-    pub mask: Option<Tensor>,
+    /// Real tokens at the start of each row (the rest is padding, never cached or attended).
+    pub valid: Vec<usize>,
 }
 
 /// One base-model tensor as a weight source hands it over: ggml blocks (GGUF) or a dense f32
@@ -301,25 +305,13 @@ impl Model {
         &self.device
     }
 
-    /// An empty cache for `batch` rows and up to `capacity` positions.
+    /// An empty cache for `batch` rows and up to `capacity` positions each.
     pub(crate) fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
-        let shape = (batch, self.cfg.n_kv_heads, capacity, self.cfg.head_dim);
-        let layers = (0..self.cfg.n_layers)
-            .map(|_| {
-                Ok((
-                    Tensor::zeros(shape, DType::F32, &self.device)?,
-                    Tensor::zeros(shape, DType::F32, &self.device)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            layers,
-            len: 0,
-            capacity,
-        })
+        self.cache_from_prefix(&[], 0, batch, capacity)
     }
 
-    /// A cache for `batch` rows whose first positions are a copy of `prefix` (batch 1).
+    /// A cache for `batch` rows whose first positions are a copy of `prefix` (see
+    /// [`KvCache::view`]).
     pub(crate) fn cache_from_prefix(
         &self,
         prefix: &[(Tensor, Tensor)],
@@ -327,20 +319,32 @@ impl Model {
         batch: usize,
         capacity: usize,
     ) -> Result<KvCache> {
-        let mut cache = self.new_cache(batch, capacity)?;
-        if prefix_len > 0 {
-            for ((k, v), (pk, pv)) in cache.layers.iter_mut().zip(prefix) {
-                let shape = (batch, self.cfg.n_kv_heads, prefix_len, self.cfg.head_dim);
-                k.slice_set(&pk.broadcast_as(shape)?.contiguous()?, 2, 0)?;
-                v.slice_set(&pv.broadcast_as(shape)?.contiguous()?, 2, 0)?;
-            }
-            cache.len = prefix_len;
-        }
-        Ok(cache)
+        let shape = (self.cfg.n_kv_heads, capacity, self.cfg.head_dim);
+        let zeros = || Tensor::zeros(shape, DType::F32, &self.device);
+        let rows = (0..batch)
+            .map(|_| {
+                let layers = (0..self.cfg.n_layers)
+                    .map(|i| {
+                        let (k, v) = (zeros()?, zeros()?);
+                        if let Some((pk, pv)) = prefix.get(i).filter(|_| prefix_len > 0) {
+                            k.slice_set(pk, 1, 0)?;
+                            v.slice_set(pv, 1, 0)?;
+                        }
+                        Ok((k, v))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(RowCache {
+                    layers,
+                    len: prefix_len,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { rows, capacity })
     }
 
-    /// Runs the layers over one step, appending its keys/values to `cache`, and returns the
-    /// final-normed hidden states `[batch, t, hidden]`.
+    /// Runs the layers over one step, appending each row's real tokens to its cache, and
+    /// returns the final-normed hidden states `[batch, t, hidden]` (padding positions hold
+    /// unspecified values).
     pub(crate) fn forward(
         &self,
         step: &Step,
@@ -348,12 +352,21 @@ impl Model {
         lora: Option<&LoraWeights>,
     ) -> Result<Tensor> {
         let (b, t) = step.ids.dims2()?;
-        let total = cache.len + t;
-        if total > cache.capacity {
+        if step.valid.len() != b || cache.rows.len() != b {
             return Err(Error::Options(format!(
-                "KV cache capacity {} exceeded by a step reaching {total}",
-                cache.capacity
+                "step of {b} rows with {} lengths for a cache of {} rows",
+                step.valid.len(),
+                cache.rows.len()
             )));
+        }
+        for (row, &n) in cache.rows.iter().zip(&step.valid) {
+            if n > t || row.len + n > cache.capacity {
+                return Err(Error::Options(format!(
+                    "KV cache capacity {} exceeded by a step reaching {}",
+                    cache.capacity,
+                    row.len + n
+                )));
+            }
         }
         let mut x = match &self.embed {
             Embedding::Quantized(q) => q.embedding(&step.ids)?,
@@ -369,9 +382,8 @@ impl Model {
         for (i, layer) in self.layers.iter().enumerate() {
             let l = lora.and_then(|w| w.layers.get(i));
             let pick = |m: TargetModule| l.and_then(|s| s[module_index(m)].as_ref());
-            let (ck, cv) = &cache.layers[i];
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.cfg.rms_eps as f32)?;
-            let a = self.attention(layer, &h, &cos, &sin, step, ck, cv, cache.len, &pick)?;
+            let a = self.attention(layer, i, &h, &cos, &sin, &step.valid, cache, &pick)?;
             x = (x + a)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.cfg.rms_eps as f32)?;
             let g = layer.gate.forward(&h, pick(TargetModule::Gate))?;
@@ -379,7 +391,9 @@ impl Model {
             let m = (candle_nn::ops::silu(&g)? * u)?;
             x = (x + layer.down.forward(&m, pick(TargetModule::Down))?)?;
         }
-        cache.len = total;
+        for (row, &n) in cache.rows.iter_mut().zip(&step.valid) {
+            row.len += n;
+        }
         Ok(candle_nn::ops::rms_norm(
             &x,
             &self.norm,
@@ -387,17 +401,18 @@ impl Model {
         )?)
     }
 
+    /// Self-attention of layer `i`: projections over the whole padded batch, then attention
+    /// row by row over that row's own cache.
     #[allow(clippy::too_many_arguments)]
     fn attention<'l>(
         &self,
         layer: &Layer,
+        i: usize,
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        step: &Step,
-        ck: &Tensor,
-        cv: &Tensor,
-        past: usize,
+        valid: &[usize],
+        cache: &KvCache,
         pick: &dyn Fn(TargetModule) -> Option<&'l LoraLinear>,
     ) -> Result<Tensor> {
         let c = &self.cfg;
@@ -424,50 +439,54 @@ impl Model {
                 candle_nn::rotary_emb::rope(&k, cos, sin)?,
             )
         };
-        // The cache tensors are preallocated; writing in place avoids re-copying the whole
-        // history at every decoded token.
-        ck.slice_set(&k, 2, past)?;
-        cv.slice_set(&v, 2, past)?;
-        let total = past + t;
-        let keys = ck.narrow(2, 0, total)?;
-        let values = cv.narrow(2, 0, total)?;
-        // Grouped-query attention: KV head `h / groups` serves query head `h`. K/V are repeated
-        // (as candle-transformers does) rather than stacking a group's query heads into one
-        // matmul: the latter changes float summation order, and on SmolLM2 that last-bit
-        // difference flips 8-bit activation rounding downstream and moves logits by ~0.7.
+        // Grouped-query attention without repeating K/V: the `groups` query heads that share KV
+        // head `j` are consecutive, so `[heads, n, hd]` reshapes to `[kv_heads, groups·n, hd]`.
         let groups = nh / nkv;
-        let (keys, values) = if groups > 1 {
-            (
-                Tensor::cat(&vec![&keys; groups], 2)?.reshape((b, nh, total, hd))?,
-                Tensor::cat(&vec![&values; groups], 2)?.reshape((b, nh, total, hd))?,
-            )
-        } else {
-            (keys.contiguous()?, values.contiguous()?)
-        };
-        let scores = (q.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = match &step.mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None if t > 1 => scores.broadcast_add(&causal_mask(t, past, &self.device)?)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = probs.matmul(&values)?;
-        let y = y.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut ys = Vec::with_capacity(b);
+        for (r, (row, &n)) in cache.rows.iter().zip(valid).enumerate() {
+            if n == 0 {
+                ys.push(Tensor::zeros((t, nh * hd), DType::F32, &self.device)?);
+                continue;
+            }
+            let (ck, cv) = &row.layers[i];
+            let past = row.len;
+            // The cache tensors are preallocated; writing in place avoids re-copying the
+            // whole history at every decoded token.
+            ck.slice_set(&k.get(r)?.narrow(1, 0, n)?.contiguous()?, 1, past)?;
+            cv.slice_set(&v.get(r)?.narrow(1, 0, n)?.contiguous()?, 1, past)?;
+            let total = past + n;
+            let keys = ck.narrow(1, 0, total)?;
+            let values = cv.narrow(1, 0, total)?;
+            let qr = q.get(r)?.narrow(1, 0, n)?.reshape((nkv, groups * n, hd))?;
+            let scores = (qr.matmul(&keys.t()?)? * scale)?;
+            let scores = if n > 1 {
+                scores
+                    .reshape((nkv, groups, n, total))?
+                    .broadcast_add(&causal_mask(n, past, &self.device)?)?
+                    .reshape((nkv, groups * n, total))?
+            } else {
+                scores
+            };
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let y = probs
+                .matmul(&values)?
+                .reshape((nh, n, hd))?
+                .transpose(0, 1)?
+                .reshape((n, nh * hd))?;
+            ys.push(if n < t {
+                y.pad_with_zeros(0, 0, t - n)?
+            } else {
+                y
+            });
+        }
+        let y = Tensor::stack(&ys, 0)?;
         layer.o.forward(&y, pick(TargetModule::O))
     }
 
     /// Vocabulary logits `[n, vocab]` of hidden rows `[n, hidden]`.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(hidden)?)
-    }
-}
-
-/// Weights whose dtype candle only multiplies with scalar code are re-encoded losslessly.
-fn fast_matmul_layout(t: QTensor, device: &Device) -> Result<QTensor> {
-    if t.dtype() == GgmlDType::Q5_0 {
-        q5_0_to_q8_0(&t, device)
-    } else {
-        Ok(t)
+        self.lm_head.forward(hidden)
     }
 }
 
@@ -501,21 +520,19 @@ fn check_shape(name: &str, w: RawWeight, expected: &[usize]) -> Result<RawWeight
     }
 }
 
-/// The matmul of a projection weight: block-quantized weights as they are (Q5_0 re-encoded,
-/// see [`fast_matmul_layout`]); float weights dense, or quantized to `quantize` when asked and
+/// The matmul of a projection weight: block-quantized weights as they are (in candle's fastest
+/// layout, see [`Matmul::quantized`]); float weights dense, or quantized to `quantize` when asked and
 /// the rows split into whole blocks.
-fn projection(w: RawWeight, quantize: Option<GgmlDType>, device: &Device) -> Result<QMatMul> {
+fn projection(w: RawWeight, quantize: Option<GgmlDType>, device: &Device) -> Result<Matmul> {
     let float = |d: GgmlDType| matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
     let dense = match (w, quantize) {
         (RawWeight::Quantized(q), Some(_)) if float(q.dtype()) => q.dequantize(device)?,
-        (RawWeight::Quantized(q), _) => {
-            return Ok(QMatMul::from_qtensor(fast_matmul_layout(q, device)?)?)
-        }
+        (RawWeight::Quantized(q), _) => return Matmul::quantized(q, device),
         (RawWeight::Dense(t), _) => t,
     };
     match quantize {
         Some(dt) if dense.dim(D::Minus1)? % dt.block_size() == 0 => {
-            Ok(QMatMul::from_qtensor(QTensor::quantize(&dense, dt)?)?)
+            Matmul::quantized(QTensor::quantize(&dense, dt)?, device)
         }
         Some(dt) => {
             tracing::warn!(
@@ -523,9 +540,9 @@ fn projection(w: RawWeight, quantize: Option<GgmlDType>, device: &Device) -> Res
                 dtype = ?dt,
                 "rows are not whole quantization blocks: weight kept in f32"
             );
-            Ok(QMatMul::Tensor(dense))
+            Ok(Matmul::dense(dense))
         }
-        None => Ok(QMatMul::Tensor(dense)),
+        None => Ok(Matmul::dense(dense)),
     }
 }
 
