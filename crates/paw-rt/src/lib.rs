@@ -53,6 +53,7 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{Architecture, ModelConfig};
+pub use matmul::Matmul;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
 /// The identity of the interpreter at `path` without loading its weights: a GGUF file

@@ -19,8 +19,10 @@ use crate::ggml::{pad_q8_0_columns, q5_0_to_q8_0};
 /// Columns per super-block of candle's tiled int8 kernels (`QK_K`).
 const TILE_COLUMNS: usize = 256;
 
+/// A frozen base-model weight `[out, in]` multiplied as `x·Wᵀ`. Public so that the compiler's
+/// training forward pass runs the frozen weights with the runtime's exact arithmetic.
 #[derive(Debug)]
-pub(crate) struct Matmul {
+pub struct Matmul {
     w: QMatMul,
     /// Zero columns appended to the weight (and to every input) to reach whole tiles.
     pad: usize,
@@ -28,7 +30,7 @@ pub(crate) struct Matmul {
 
 impl Matmul {
     /// A block-quantized (or f32/f16 `QTensor`) weight `[out, in]`.
-    pub(crate) fn quantized(t: QTensor, device: &Device) -> Result<Self> {
+    pub fn quantized(t: QTensor, device: &Device) -> Result<Self> {
         let t = if t.dtype() == GgmlDType::Q5_0 {
             q5_0_to_q8_0(&t, device)?
         } else {
@@ -48,15 +50,23 @@ impl Matmul {
     }
 
     /// A dense f32 weight `[out, in]`.
-    pub(crate) fn dense(w: Tensor) -> Self {
+    pub fn dense(w: Tensor) -> Self {
         Self {
             w: QMatMul::Tensor(w),
             pad: 0,
         }
     }
 
+    /// Output features (rows of the weight).
+    pub fn out_features(&self) -> Result<usize> {
+        Ok(match &self.w {
+            QMatMul::QTensor(t) => t.shape().dims2()?.0,
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims2()?.0,
+        })
+    }
+
     /// `x` is `[.., in]`; returns `[.., out]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.pad == 0 {
             return Ok(self.w.forward(x)?);
         }

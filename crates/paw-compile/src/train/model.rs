@@ -10,18 +10,18 @@
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::QMatMul;
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Module, Shape, Tensor, Var, D};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var, D};
 use paw_format::TargetModule;
-use paw_rt::ModelConfig;
+use paw_rt::{Matmul, ModelConfig};
 
 use crate::error::{CompileError, Result};
 
 /// A frozen projection weight `[out, in]`.
 #[derive(Debug)]
 pub(crate) enum Weight {
-    /// Quantized (as in the runtime); `dense` is the dequantized copy backward passes need.
-    Quant { q: QMatMul, dense: Option<Tensor> },
+    /// Quantized, multiplied exactly as the runtime does; `dense` is the dequantized copy
+    /// backward passes need.
+    Quant { q: Matmul, dense: Option<Tensor> },
     /// Dense weight (the tiny random test model).
     #[cfg(test)]
     Dense(Tensor),
@@ -202,7 +202,7 @@ impl TrainModel {
                     None
                 };
                 let w = Weight::Quant {
-                    q: QMatMul::from_qtensor(qt)?,
+                    q: Matmul::quantized(qt, &device)?,
                     dense,
                 };
                 let bias = if bias {
@@ -251,22 +251,15 @@ impl TrainModel {
         };
         let head_dense = head_q.dequantize(&device)?;
         let lm_head = Weight::Quant {
-            q: QMatMul::from_qtensor(head_q)?,
+            q: Matmul::quantized(head_q, &device)?,
             dense: Some(head_dense),
         };
         let ffn = layers
             .first()
             .map(|l| match &l.gate.w {
-                Weight::Quant {
-                    q: QMatMul::QTensor(t),
-                    ..
-                } => t.shape().dims2().map(|d| d.0),
-                Weight::Quant {
-                    q: QMatMul::Tensor(t) | QMatMul::TensorF16(t),
-                    ..
-                } => t.dims2().map(|d| d.0),
+                Weight::Quant { q, .. } => q.out_features(),
                 #[cfg(test)]
-                Weight::Dense(t) => t.dims2().map(|d| d.0),
+                Weight::Dense(t) => Ok(t.dims2()?.0),
             })
             .transpose()?
             .unwrap_or(0);
