@@ -6,6 +6,8 @@
 //! programs/<blake3-hex>.paw   a program, named by the BLAKE3 of its bytes (id `b3:<hex>`)
 //! models/<sha256-hex>.gguf    a base model, named by the SHA-256 its manifest entry pins
 //! models/<sha256-hex>.json    what is known about it: size, SHA-256, `b3:` hash, manifest id
+//! compiles/<key-hex>          the id of the program a compile key produced
+//! stages/<kind>/<key-hex>     a finished compile stage (derived data, safe to delete)
 //! tmp/                        in-progress writes
 //! ```
 //!
@@ -39,6 +41,12 @@ const TMP_DIR: &str = "tmp";
 const PROGRAM_EXT: &str = "paw";
 /// `compiles/<key hex>` holds the id of the program a compile key produced.
 const COMPILES_DIR: &str = "compiles";
+/// `stages/<kind>/<key hex>` holds the output of a finished compile stage.
+const STAGES_DIR: &str = "stages";
+/// First bytes of a stage entry; the BLAKE3 of its kind, key and payload follows.
+const STAGE_MAGIC: &[u8; 8] = b"PAWSTG01";
+/// Largest stage entry the store writes or reads back, header included.
+pub const MAX_STAGE_BYTES: u64 = 64 << 20;
 const MODEL_EXT: &str = "gguf";
 const MODEL_META_EXT: &str = "json";
 /// Large enough that hashing and the write syscalls, not buffer juggling, dominate a 1 GB copy.
@@ -73,8 +81,14 @@ pub enum StoreError {
     InvalidProgram(#[from] FormatError),
     #[error("`{value}` is not a SHA-256 (expected 64 lowercase hex digits)")]
     InvalidSha256 { value: String },
-    #[error("`{value}` is not a compile key (expected `b3:` and 64 lowercase hex digits)")]
-    InvalidCompileKey { value: String },
+    #[error("`{value}` is not a store key (expected `b3:` and 64 lowercase hex digits)")]
+    InvalidKey { value: String },
+    #[error("`{value}` is not a stage kind (expected 1 to 32 of a-z, 0-9 and -)")]
+    InvalidStageKind { value: String },
+    #[error("stage entry {path} is {size} bytes; the limit is {MAX_STAGE_BYTES}")]
+    StageTooLarge { path: PathBuf, size: u64 },
+    #[error("stage entry {path} is corrupt: {reason}")]
+    CorruptStage { path: PathBuf, reason: &'static str },
     #[error(
         "model data does not match what was expected: got {actual_size} bytes with SHA-256 \
          {actual_sha256}, expected {expected_size} bytes with SHA-256 {expected_sha256}"
@@ -161,7 +175,7 @@ pub enum ModelCheck {
 }
 
 /// Handle on a store root. Cheap to clone; holds no open files or locks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
     root: PathBuf,
 }
@@ -437,13 +451,7 @@ impl Store {
 
     /// Where the program compiled under `key` (a `b3:` compile key) is recorded.
     fn compile_record_path(&self, key: &str) -> Result<PathBuf> {
-        let hex = key.strip_prefix("b3:").unwrap_or(key);
-        if !is_full_hex(hex) {
-            return Err(StoreError::InvalidCompileKey {
-                value: key.to_owned(),
-            });
-        }
-        Ok(self.root.join(COMPILES_DIR).join(hex))
+        Ok(self.root.join(COMPILES_DIR).join(key_hex(key)?))
     }
 
     /// Records that compiling with `key` produced the stored program `id`, so that the same
@@ -477,6 +485,79 @@ impl Store {
             })),
             _ => Ok(None),
         }
+    }
+
+    /// Where the `kind` stage computed under `key` is cached.
+    fn stage_path(&self, kind: &str, key: &str) -> Result<PathBuf> {
+        let valid_kind = (1..=32).contains(&kind.len())
+            && kind
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'));
+        if !valid_kind {
+            return Err(StoreError::InvalidStageKind {
+                value: kind.to_owned(),
+            });
+        }
+        Ok(self.root.join(STAGES_DIR).join(kind).join(key_hex(key)?))
+    }
+
+    /// Caches the output of a finished compile stage: `payload` under `kind` (e.g. `data`) and
+    /// `key` (a `b3:` hash of everything the stage depends on), written atomically with a
+    /// checksum so that [`Store::get_stage`] never returns damaged or misplaced bytes.
+    pub fn put_stage(&self, kind: &str, key: &str, payload: &[u8]) -> Result<()> {
+        let path = self.stage_path(kind, key)?;
+        let mut entry = Vec::with_capacity(STAGE_MAGIC.len() + blake3::OUT_LEN + payload.len());
+        entry.extend_from_slice(STAGE_MAGIC);
+        entry.extend_from_slice(stage_checksum(kind, key, payload).as_bytes());
+        entry.extend_from_slice(payload);
+        if entry.len() as u64 > MAX_STAGE_BYTES {
+            return Err(StoreError::StageTooLarge {
+                path,
+                size: entry.len() as u64,
+            });
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        self.write_atomic(&path, &entry)?;
+        tracing::debug!(kind, key, path = %path.display(), "cached stage");
+        Ok(())
+    }
+
+    /// The payload [`Store::put_stage`] cached under `kind` and `key`; `None` if there is none.
+    /// An entry that is too large, truncated or fails its checksum is an error
+    /// ([`StoreError::CorruptStage`], [`StoreError::StageTooLarge`]), never returned as data.
+    pub fn get_stage(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.stage_path(kind, key)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening", &path)(e)),
+        };
+        let size = file.metadata().map_err(io_err("inspecting", &path))?.len();
+        if size > MAX_STAGE_BYTES {
+            return Err(StoreError::StageTooLarge { path, size });
+        }
+        let mut entry = Vec::new();
+        // `take` guards against a file that grows after the size check.
+        file.take(MAX_STAGE_BYTES + 1)
+            .read_to_end(&mut entry)
+            .map_err(io_err("reading", &path))?;
+        let corrupt = |reason| StoreError::CorruptStage {
+            path: path.clone(),
+            reason,
+        };
+        let rest = entry
+            .strip_prefix(STAGE_MAGIC)
+            .ok_or_else(|| corrupt("no stage header"))?;
+        if rest.len() < blake3::OUT_LEN || entry.len() as u64 > MAX_STAGE_BYTES {
+            return Err(corrupt("wrong length"));
+        }
+        let (checksum, payload) = rest.split_at(blake3::OUT_LEN);
+        if checksum != stage_checksum(kind, key, payload).as_bytes() {
+            return Err(corrupt("checksum mismatch"));
+        }
+        Ok(Some(payload.to_vec()))
     }
 
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
@@ -648,6 +729,31 @@ fn default_root_from(paw_home: Option<OsString>, home: Option<OsString>) -> Resu
     Ok(PathBuf::from(home).join(".cache").join("paw"))
 }
 
+/// The 64 hex digits of a `b3:` key (the prefix is optional); also what keeps a
+/// caller-supplied key from escaping its directory.
+fn key_hex(key: &str) -> Result<&str> {
+    let hex = key.strip_prefix(B3_PREFIX).unwrap_or(key);
+    if is_full_hex(hex) {
+        Ok(hex)
+    } else {
+        Err(StoreError::InvalidKey {
+            value: key.to_owned(),
+        })
+    }
+}
+
+/// BLAKE3 over a stage entry's kind, key (as its hex digits, so both spellings agree) and
+/// payload, length-prefixed: an entry copied under another name fails it too.
+fn stage_checksum(kind: &str, key: &str, payload: &[u8]) -> blake3::Hash {
+    let hex = key.strip_prefix(B3_PREFIX).unwrap_or(key);
+    let mut h = blake3::Hasher::new();
+    for part in [kind.as_bytes(), hex.as_bytes(), payload] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.finalize()
+}
+
 fn is_full_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -746,7 +852,7 @@ mod tests {
         assert!(store.lookup_compile(&key).unwrap().is_none());
         assert!(matches!(
             store.lookup_compile("b3:../../etc"),
-            Err(StoreError::InvalidCompileKey { .. })
+            Err(StoreError::InvalidKey { .. })
         ));
     }
 
@@ -756,6 +862,180 @@ mod tests {
         for d in ["programs", "models", "tmp"] {
             assert!(store.root().join(d).is_dir(), "{d}");
         }
+    }
+
+    fn stage_key(byte: &str) -> String {
+        format!("b3:{}", byte.repeat(32))
+    }
+
+    #[test]
+    fn stage_round_trip_overwrite_and_key_spellings() {
+        let (_dir, store) = temp_store();
+        let key = stage_key("cd");
+        assert_eq!(store.get_stage("data", &key).unwrap(), None);
+        store.put_stage("data", &key, b"first").unwrap();
+        assert_eq!(
+            store.get_stage("data", &key).unwrap(),
+            Some(b"first".to_vec())
+        );
+        // `b3:<hex>` and `<hex>` name the same entry; kinds are separate.
+        assert_eq!(
+            store.get_stage("data", &key[3..]).unwrap(),
+            Some(b"first".to_vec())
+        );
+        assert_eq!(store.get_stage("pseudo-program", &key).unwrap(), None);
+        store.put_stage("data", &key[3..], b"").unwrap();
+        assert_eq!(store.get_stage("data", &key).unwrap(), Some(Vec::new()));
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn corrupt_or_misplaced_stage_entries_are_errors_not_data() {
+        let (_dir, store) = temp_store();
+        let key = stage_key("cd");
+        store.put_stage("data", &key, b"payload").unwrap();
+        let path = store.stage_path("data", &key).unwrap();
+        let good = fs::read(&path).unwrap();
+        let reason = |store: &Store, key: &str| match store.get_stage("data", key) {
+            Err(StoreError::CorruptStage { reason, .. }) => reason,
+            other => panic!("expected a corrupt entry, got {other:?}"),
+        };
+
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        fs::write(&path, &flipped).unwrap();
+        assert_eq!(reason(&store, &key), "checksum mismatch");
+        fs::write(&path, &good[..20]).unwrap();
+        assert_eq!(reason(&store, &key), "wrong length");
+        fs::write(&path, b"{\"train\": []}").unwrap();
+        assert_eq!(reason(&store, &key), "no stage header");
+        // A valid entry copied under another key (or kind) does not pass as that one.
+        let other = stage_key("ef");
+        fs::write(store.stage_path("data", &other).unwrap(), &good).unwrap();
+        assert_eq!(reason(&store, &other), "checksum mismatch");
+        // Oversized (sparse) files are refused before being read.
+        File::create(&path)
+            .unwrap()
+            .set_len(MAX_STAGE_BYTES + 1)
+            .unwrap();
+        assert!(matches!(
+            store.get_stage("data", &key),
+            Err(StoreError::StageTooLarge { size, .. }) if size == MAX_STAGE_BYTES + 1
+        ));
+        // Writing the stage again repairs the entry.
+        store.put_stage("data", &key, b"payload").unwrap();
+        assert_eq!(
+            store.get_stage("data", &key).unwrap(),
+            Some(b"payload".to_vec())
+        );
+    }
+
+    #[test]
+    fn stage_kinds_keys_and_sizes_are_checked() {
+        let (_dir, store) = temp_store();
+        let key = stage_key("cd");
+        for kind in ["", "Data", "../x", "a/b", &"k".repeat(33)] {
+            assert!(
+                matches!(
+                    store.put_stage(kind, &key, b"x"),
+                    Err(StoreError::InvalidStageKind { .. })
+                ),
+                "{kind}"
+            );
+        }
+        for bad in ["b3:../../etc", &"AB".repeat(32), "b3:abc", ""] {
+            assert!(
+                matches!(
+                    store.get_stage("data", bad),
+                    Err(StoreError::InvalidKey { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let huge = vec![0u8; MAX_STAGE_BYTES as usize];
+        assert!(matches!(
+            store.put_stage("data", &key, &huge),
+            Err(StoreError::StageTooLarge { .. })
+        ));
+        assert_eq!(store.get_stage("data", &key).unwrap(), None);
+        assert!(tmp_is_empty(&store));
+    }
+
+    const KILL_ROOT_ENV: &str = "PAW_STORE_TEST_KILL_ROOT";
+
+    /// Body of the child processes `killed_writer_leaves_no_partial_program` kills.
+    #[test]
+    #[ignore = "run as a child process by killed_writer_leaves_no_partial_program"]
+    fn child_process_endless_writer() {
+        let Some(root) = std::env::var_os(KILL_ROOT_ENV) else {
+            return;
+        };
+        let store = Store::open(PathBuf::from(root)).unwrap();
+        // Programs of incompressible text, encoded up front so that the loop below spends its
+        // time in the store's write path, where the parent kills it.
+        let mut x = u64::from(std::process::id()) | 1;
+        let programs: Vec<Vec<u8>> = (0..24)
+            .map(|i| {
+                let noise: String = (0..400_000)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from(b'a' + (x % 26) as u8)
+                    })
+                    .collect();
+                program_bytes(&format!("{i} {noise}"))
+            })
+            .collect();
+        for bytes in &programs {
+            store.add_program_bytes(bytes, None).unwrap();
+        }
+    }
+
+    /// A writer killed at an arbitrary moment (SIGKILL: like a crash, or Ctrl-C, no destructor
+    /// runs) never leaves a partial program visible in the store. (Checked by hand: most runs
+    /// kill at least one write midway, leaving its temporary file in `tmp/`.)
+    #[test]
+    fn killed_writer_leaves_no_partial_program() {
+        let (_dir, store) = temp_store();
+        let exe = std::env::current_exe().unwrap();
+        for round in 0..4u64 {
+            let before = store.list_programs().unwrap().len();
+            let mut child = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::tests::child_process_endless_writer",
+                    "--ignored",
+                    "--quiet",
+                ])
+                .env(KILL_ROOT_ENV, store.root())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while store.list_programs().unwrap().len() == before {
+                assert!(std::time::Instant::now() < deadline, "child wrote nothing");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // Somewhere in the middle of the next program.
+            std::thread::sleep(std::time::Duration::from_millis(1 + 7 * round));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let programs = store.list_programs().unwrap();
+        assert!(programs.len() >= 4);
+        for p in &programs {
+            let bytes = fs::read(&p.path).unwrap();
+            assert_eq!(
+                crate::reader::verify_bytes(&bytes, Some(&p.id)).unwrap(),
+                p.id
+            );
+        }
+        // Nothing but complete programs in programs/ (leftovers can only be in tmp/).
+        assert_eq!(
+            fs::read_dir(store.programs_dir()).unwrap().count(),
+            programs.len()
+        );
     }
 
     #[test]
