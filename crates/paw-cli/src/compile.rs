@@ -44,9 +44,14 @@ pub struct CompileArgs {
     /// Write the generated training and validation data as JSONL into DIR.
     #[arg(long, value_name = "DIR")]
     keep_data: Option<PathBuf>,
-    /// Compile again even if the store holds the result of the same compile.
+    /// Compile again even if the store holds the program of the same compile (cached stages
+    /// are still reused; see --no-cache).
     #[arg(long)]
     force: bool,
+    /// Neither read nor write the stage cache, and compile again even if the store holds the
+    /// program of the same compile (implies --force): every stage runs from scratch.
+    #[arg(long)]
+    no_cache: bool,
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
@@ -63,6 +68,8 @@ struct CompileSummary {
     report: BTreeMap<String, String>,
     /// Seconds per stage (empty when cached).
     stage_seconds: BTreeMap<String, f64>,
+    /// Stages loaded from the stage cache (a resumed compile).
+    cached_stages: Vec<String>,
     total_seconds: f64,
 }
 
@@ -105,14 +112,19 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     if let Some(steps) = args.steps {
         opts.train.steps = steps;
     }
+    if !args.no_cache {
+        opts.cache = Some(store.clone());
+    }
 
     let key = compile_key(&opts)?;
-    if !args.force {
+    if !(args.force || args.no_cache) {
         if let Some(stored) = store.lookup_compile(&key)? {
             tracing::info!(%key, id = %stored.id, "compile key found in the store");
             let (program, _) = paw_format::Program::read(&stored.path)?;
             if let Some(out) = &args.output {
-                std::fs::copy(&stored.path, out)
+                // Atomic, like every program write: canonical encoding gives the stored bytes.
+                program
+                    .write_to(out)
                     .with_context(|| format!("writing {}", out.display()))?;
             }
             let summary = CompileSummary {
@@ -123,6 +135,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
                 size: stored.size,
                 report: program.provenance.report,
                 stage_seconds: BTreeMap::new(),
+                cached_stages: Vec::new(),
                 total_seconds: started.elapsed().as_secs_f64(),
             };
             return print_summary(&summary, args.json);
@@ -160,21 +173,16 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
         stage_seconds: output
             .timings
             .iter()
-            .map(|(s, d)| (stage_name(*s).to_owned(), d.as_secs_f64()))
+            .map(|(s, d)| (s.name().to_owned(), d.as_secs_f64()))
+            .collect(),
+        cached_stages: output
+            .cached_stages
+            .iter()
+            .map(|s| s.name().to_owned())
             .collect(),
         total_seconds: started.elapsed().as_secs_f64(),
     };
     print_summary(&summary, args.json)
-}
-
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::PseudoProgram => "pseudo-program",
-        Stage::Data => "data",
-        Stage::Train => "train",
-        Stage::Validate => "validate",
-        Stage::Pack => "pack",
-    }
 }
 
 /// Runs the compiler with one progress bar per stage, each with its elapsed time.
@@ -193,7 +201,7 @@ fn compile_with_bars(opts: &CompileOptions) -> Result<CompileOutput> {
             let bar = bars.add(
                 ProgressBar::new(0)
                     .with_style(style.clone())
-                    .with_prefix(stage_name(p.stage)),
+                    .with_prefix(p.stage.name()),
             );
             current = Some((p.stage, bar));
         }
@@ -255,7 +263,12 @@ fn print_summary(summary: &CompileSummary, json: bool) -> Result<()> {
         }
     );
     for (stage, secs) in &summary.stage_seconds {
-        println!("  {stage:<15} {secs:>7.1}s");
+        let cached = if summary.cached_stages.contains(stage) {
+            " (cached)"
+        } else {
+            ""
+        };
+        println!("  {stage:<15} {secs:>7.1}s{cached}");
     }
     for (k, v) in &summary.report {
         println!("  {k} = {v}");

@@ -35,6 +35,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Compile a spec into a program (stored, and written with -o).
+    ///
+    /// Finished stages (the pseudo-program and the training data: the teacher's work, most of
+    /// the time) are cached in the store under a key of exactly their inputs, so a compile that
+    /// was interrupted (Ctrl-C, a crash) resumes after them when run again; the program's bytes
+    /// are the same either way. The program enters the store only when complete, never in part.
+    /// A repeated compile with the same compile key returns the stored program at once.
     Compile(compile::CompileArgs),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),

@@ -8,6 +8,10 @@
 //! 4. validation through paw-rt on a held-out split (with and without adapter, and the teacher);
 //! 5. packing at the smallest adapter precision that loses nothing on validation.
 //!
+//! With [`CompileOptions::cache`] set, the outputs of stages 1 and 2 (the teacher's work, most
+//! of a compile's time) are cached in the store under keys of exactly their inputs, so an
+//! interrupted or repeated compile resumes from them; the program's bytes are the same either way.
+//!
 //! Another strategy (a hypernetwork emitting the adapter in one pass) can implement
 //! [`Compiler`] beside it.
 //!
@@ -24,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 pub mod chat;
 pub mod error;
 mod pack;
@@ -39,14 +44,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use paw_format::store::Store;
 use paw_format::{GenerationConfig, Program, ProgramId, Provenance, TensorDtype};
 use paw_rt::Interpreter;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 pub use error::{CompileError, Result};
 pub use synth::{Example, Origin, TrainingData};
 pub use train::{TrainOptions, TrainReport};
 
+use cache::KeyHasher;
 use chat::ChatTemplate;
+use pseudo_program::PseudoProgram;
 use teacher::ChatModel;
 
 /// Name recorded in the program's provenance.
@@ -79,6 +89,10 @@ pub struct CompileOptions {
     pub pseudo_program_budget: usize,
     /// Adapter storage precision; `None` = the smallest that loses nothing on validation.
     pub adapter_dtype: Option<TensorDtype>,
+    /// Store whose stage cache holds finished stages (pseudo-program, training data), so that
+    /// an interrupted or repeated compile resumes from them; `None` computes every stage and
+    /// caches nothing. Not part of the compile key: it never changes the program.
+    pub cache: Option<Store>,
 }
 
 impl CompileOptions {
@@ -95,6 +109,7 @@ impl CompileOptions {
             agreement_filter: false,
             pseudo_program_budget: 250,
             adapter_dtype: None,
+            cache: None,
         }
     }
 }
@@ -109,6 +124,19 @@ pub enum Stage {
     Pack,
 }
 
+impl Stage {
+    /// Short name, for progress, summaries and the stage cache.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PseudoProgram => "pseudo-program",
+            Self::Data => "data",
+            Self::Train => "train",
+            Self::Validate => "validate",
+            Self::Pack => "pack",
+        }
+    }
+}
+
 /// A progress event: `done` of `total` units of `stage` (teacher requests, examples, steps...).
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -117,6 +145,8 @@ pub struct Progress {
     pub total: usize,
     /// Short status, e.g. the current training loss.
     pub message: Option<String>,
+    /// The stage's output was loaded from the stage cache (reported once, as `1/1`).
+    pub cached: bool,
 }
 
 /// The result of a compile.
@@ -134,6 +164,8 @@ pub struct CompileOutput {
     pub training: Option<TrainReport>,
     /// Wall time per stage (not part of the program: it would break reproducibility).
     pub timings: Vec<(Stage, Duration)>,
+    /// Stages loaded from the stage cache instead of computed.
+    pub cached_stages: Vec<Stage>,
 }
 
 /// A way to turn a spec into a program.
@@ -192,11 +224,6 @@ fn check_inputs(opts: &CompileOptions) -> Result<()> {
     Ok(())
 }
 
-fn put_str(h: &mut blake3::Hasher, s: &str) {
-    h.update(&(s.len() as u64).to_le_bytes());
-    h.update(s.as_bytes());
-}
-
 /// The compile key: BLAKE3 of the compiler version and every input (spec, examples, weights
 /// hashes of interpreter and teacher, all options). A stored program under this key is what
 /// the same compile would produce.
@@ -210,24 +237,13 @@ pub fn compile_key(opts: &CompileOptions) -> Result<String> {
 }
 
 fn key_from_hashes(opts: &CompileOptions, interp: &str, teacher: Option<&str>) -> String {
-    let mut h = blake3::Hasher::new();
-    put_str(&mut h, "paw-compile-key-v1");
-    put_str(&mut h, COMPILER_NAME);
-    put_str(&mut h, COMPILER_VERSION);
-    put_str(&mut h, &opts.spec);
-    h.update(&(opts.examples.len() as u64).to_le_bytes());
-    for (i, o) in &opts.examples {
-        put_str(&mut h, i);
-        put_str(&mut h, o);
-    }
-    put_str(&mut h, interp);
-    put_str(&mut h, opts.interpreter_name.as_deref().unwrap_or(""));
-    put_str(&mut h, &interpreter_name(opts));
-    put_str(&mut h, teacher.unwrap_or("none"));
-    // Debug formatting of these plain values is stable and covers every field.
-    put_str(
-        &mut h,
-        &format!(
+    KeyHasher::new("paw-compile-key-v1", opts)
+        .str(interp)
+        .str(opts.interpreter_name.as_deref().unwrap_or(""))
+        .str(&interpreter_name(opts))
+        .str(teacher.unwrap_or("none"))
+        // Debug formatting of these plain values is stable and covers every field.
+        .str(&format!(
             "{}|{:?}|{:?}|{}|{}|{:?}",
             opts.seed,
             opts.train,
@@ -235,9 +251,8 @@ fn key_from_hashes(opts: &CompileOptions, interp: &str, teacher: Option<&str>) -
             opts.agreement_filter,
             opts.pseudo_program_budget,
             opts.adapter_dtype
-        ),
-    );
-    format!("b3:{}", h.finalize().to_hex())
+        ))
+        .finish()
 }
 
 fn interpreter_name(opts: &CompileOptions) -> String {
@@ -249,11 +264,50 @@ fn interpreter_name(opts: &CompileOptions) -> String {
     })
 }
 
+/// The interpreter's tokenizer and its hash (`spec/interpreter-identity.md`), from one read of
+/// the GGUF header.
+fn interpreter_tokenizer(path: &Path) -> Result<(paw_rt::Tokenizer, String)> {
+    let file = std::fs::File::open(path).map_err(|source| CompileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut std::io::BufReader::new(file))?;
+    Ok((
+        paw_rt::Tokenizer::from_gguf(&ct)?,
+        paw_rt::gguf::tokenizer_hash(&ct),
+    ))
+}
+
+/// The teacher, loaded on first use: a compile whose teacher stages are all cached never
+/// loads it.
+struct LazyTeacher<'a> {
+    path: Option<&'a Path>,
+    model: Option<ChatModel>,
+}
+
+impl LazyTeacher<'_> {
+    fn get(&mut self) -> Result<Option<&ChatModel>> {
+        if let (Some(path), None) = (self.path, &self.model) {
+            self.model = Some(ChatModel::load(path)?);
+        }
+        Ok(self.model.as_ref())
+    }
+}
+
+/// What stage 2 produces (and caches): the data, and the teacher's one-shot answers on the
+/// validation split (`None` without a teacher or validation split), for the report.
+#[derive(Serialize, Deserialize)]
+struct DataStage {
+    data: TrainingData,
+    teacher_answers: Option<Vec<String>>,
+}
+
 /// Stage timer + progress forwarding.
 struct Stages<'a> {
     progress: &'a mut dyn FnMut(Progress),
     timings: Vec<(Stage, Duration)>,
     current: Option<(Stage, Instant)>,
+    cached: Vec<Stage>,
 }
 
 impl Stages<'_> {
@@ -266,7 +320,37 @@ impl Stages<'_> {
             done: 0,
             total: 0,
             message: None,
+            cached: false,
         });
+    }
+
+    /// `stage`'s output: loaded from the stage cache under `key` if it holds a sound entry
+    /// (reported as cached), else computed by `compute` and cached.
+    fn cached_or<T: Serialize + DeserializeOwned>(
+        &mut self,
+        stage: Stage,
+        cache: Option<&Store>,
+        key: &str,
+        compute: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let Some(store) = cache else {
+            return compute(self);
+        };
+        if let Some(value) = cache::load(store, stage, key) {
+            tracing::info!(?stage, key, "stage loaded from the cache");
+            self.cached.push(stage);
+            (self.progress)(Progress {
+                stage,
+                done: 1,
+                total: 1,
+                message: Some("cached".into()),
+                cached: true,
+            });
+            return Ok(value);
+        }
+        let value = compute(self)?;
+        cache::save(store, stage, key, &value);
+        Ok(value)
     }
 
     fn report(&mut self, done: usize, total: usize, message: Option<String>) {
@@ -276,6 +360,7 @@ impl Stages<'_> {
                 done,
                 total,
                 message,
+                cached: false,
             });
         }
     }
@@ -308,7 +393,9 @@ impl Compiler for TrainingCompiler {
             progress,
             timings: Vec::new(),
             current: None,
+            cached: Vec::new(),
         };
+        let cache = opts.cache.as_ref();
         let mut report = BTreeMap::new();
         let labels = spec::label_set(&opts.spec);
         report.insert(
@@ -320,26 +407,29 @@ impl Compiler for TrainingCompiler {
 
         // Stage 1: pseudo-program.
         st.start(Stage::PseudoProgram);
-        let tok = paw_rt::Tokenizer::from_gguf_file(&opts.interpreter)?;
-        let teacher = match &opts.teacher {
-            Some(p) => Some(ChatModel::load(p)?),
-            None => None,
-        };
+        let (tok, tokenizer_hash) = interpreter_tokenizer(&opts.interpreter)?;
         let teacher_hash = match &opts.teacher {
             Some(p) => Some(paw_rt::gguf::weights_hash(p)?),
             None => None,
         };
+        let mut teacher = LazyTeacher {
+            path: opts.teacher.as_deref(),
+            model: None,
+        };
         let count = |s: &str| -> Result<usize> { Ok(tok.encode_with_specials(s)?.len()) };
-        let pp = pseudo_program::write(
-            teacher.as_ref(),
-            &pseudo_program::Request {
-                spec: &opts.spec,
-                user_examples: &opts.examples,
-                labels: labels.as_deref(),
-                budget: opts.pseudo_program_budget,
-                count_tokens: &count,
-            },
-        )?;
+        let key = cache::pseudo_program_key(opts, teacher_hash.as_deref(), &tokenizer_hash);
+        let pp: PseudoProgram = st.cached_or(Stage::PseudoProgram, cache, &key, |_| {
+            pseudo_program::write(
+                teacher.get()?,
+                &pseudo_program::Request {
+                    spec: &opts.spec,
+                    user_examples: &opts.examples,
+                    labels: labels.as_deref(),
+                    budget: opts.pseudo_program_budget,
+                    count_tokens: &count,
+                },
+            )
+        })?;
         let pseudo = pp.render();
         report.insert("pseudo_program_source".into(), pp.source.to_string());
         report.insert("pseudo_program_tokens".into(), count(&pseudo)?.to_string());
@@ -354,10 +444,14 @@ impl Compiler for TrainingCompiler {
             Some(l) => (48 / l.len().max(1)).max(8),
             None => 48,
         });
-        let data = {
-            let st = &mut st;
-            synth::synthesize(
-                teacher.as_ref(),
+        let key = cache::data_key(opts, teacher_hash.as_deref(), &pp.examples, requests);
+        let DataStage {
+            data,
+            teacher_answers,
+        } = st.cached_or(Stage::Data, cache, &key, |st| {
+            let teacher = teacher.get()?;
+            let data = synth::synthesize(
+                teacher,
                 &synth::SynthRequest {
                     spec: &opts.spec,
                     user_examples: &opts.examples,
@@ -368,36 +462,43 @@ impl Compiler for TrainingCompiler {
                     seed: opts.seed,
                 },
                 |done, total| st.report(done, total, Some("teacher requests".into())),
-            )?
-        };
+            )?;
+            let teacher_answers = match (teacher, data.validation.is_empty()) {
+                // The teacher's own one-shot answers on the held-out split, for comparison.
+                (Some(t), false) => {
+                    let prompts: Vec<String> = data
+                        .validation
+                        .iter()
+                        .map(|e| synth::direct_prompt(&opts.spec, &pp.examples, &e.input))
+                        .collect();
+                    let answers = t.ask(
+                        &prompts,
+                        synth::answer_tokens(labels.as_deref()),
+                        0.0,
+                        0,
+                        true,
+                        |_| {},
+                    )?;
+                    Some(answers.iter().map(|a| synth::first_line(a)).collect())
+                }
+                _ => None,
+            };
+            Ok(DataStage {
+                data,
+                teacher_answers,
+            })
+        })?;
+        drop(teacher);
         report.insert("data_train".into(), data.train.len().to_string());
         report.insert("data_validation".into(), data.validation.len().to_string());
         report.insert("data_rejected".into(), data.rejected.len().to_string());
         let val = &data.validation;
-        if let (Some(t), false) = (&teacher, val.is_empty()) {
-            // The teacher's own one-shot answers on the held-out split, for comparison.
-            let prompts: Vec<String> = val
-                .iter()
-                .map(|e| synth::direct_prompt(&opts.spec, &pp.examples, &e.input))
-                .collect();
-            let answers: Vec<String> = t
-                .ask(
-                    &prompts,
-                    synth::answer_tokens(labels.as_deref()),
-                    0.0,
-                    0,
-                    true,
-                    |_| {},
-                )?
-                .iter()
-                .map(|a| synth::first_line(a))
-                .collect();
+        if let Some(answers) = &teacher_answers {
             report.insert(
                 "val_exact_match_teacher_direct".into(),
-                pct(validate::exact_match(val, &answers)),
+                pct(validate::exact_match(val, answers)),
             );
         }
-        drop(teacher);
         let max_out = data
             .train
             .iter()
@@ -612,6 +713,7 @@ impl Compiler for TrainingCompiler {
             data,
             training: Some(training),
             timings: st.timings,
+            cached_stages: st.cached,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! `[PSEUDO_PROGRAM]...[END_PSEUDO_PROGRAM]` shape, which is all the interpreter sees of the spec.
 
 use paw_format::INPUT_PLACEHOLDER;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::spec::canonical_label;
@@ -12,13 +13,34 @@ const MIN_EXAMPLES: usize = 4;
 /// And never more than this many (the published programs carry 3-6).
 const MAX_EXAMPLES: usize = 6;
 
+/// Where a pseudo-program's task paragraph came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The teacher's first answer.
+    Teacher,
+    /// The teacher's answer when asked for a shorter one.
+    TeacherShort,
+    /// The spec itself.
+    Spec,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Teacher => "teacher",
+            Self::TeacherShort => "teacher-short",
+            Self::Spec => "spec",
+        })
+    }
+}
+
 /// A parsed pseudo-program; rendered by [`PseudoProgram::render`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PseudoProgram {
     pub task: String,
     pub examples: Vec<(String, String)>,
-    /// Where the task paragraph came from: `teacher`, `teacher-short` or `spec`.
-    pub source: &'static str,
+    pub source: Source,
 }
 
 impl PseudoProgram {
@@ -173,7 +195,7 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
     };
     let mut teacher_examples = Vec::new();
     if let Some(t) = teacher {
-        for (short, source) in [(false, "teacher"), (true, "teacher-short")] {
+        for (short, source) in [(false, Source::Teacher), (true, Source::TeacherShort)] {
             let prompt = teacher_prompt(req, short);
             // The budget plus a margin for the layout; a degenerate answer stops there.
             let max = (req.budget + 60) as u32;
@@ -182,7 +204,7 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
                 .pop()
                 .unwrap_or_default();
             let (task, examples) = parse(&answer);
-            tracing::debug!(%answer, source, "teacher pseudo-program");
+            tracing::debug!(%answer, %source, "teacher pseudo-program");
             teacher_examples.extend(examples.iter().cloned());
             // A "task" of a few words (e.g. just the label names) restates nothing.
             let Some(task) = task.filter(|t| t.split_whitespace().count() >= 6) else {
@@ -197,7 +219,7 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
                 return Ok(p);
             }
             tracing::info!(
-                source,
+                %source,
                 "pseudo-program over budget; asking for a shorter one"
             );
         }
@@ -205,7 +227,7 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
     let p = PseudoProgram {
         task: req.spec.split_whitespace().collect::<Vec<_>>().join(" "),
         examples: merge(req.user_examples, teacher_examples, req.labels),
-        source: "spec",
+        source: Source::Spec,
     };
     // Over budget even so: keep it whole rather than cut the spec; the window check in
     // paw-rt still guards the total length.
@@ -256,7 +278,7 @@ mod tests {
         let p = PseudoProgram {
             task: "Do x.".into(),
             examples: vec![("a".into(), "b".into()), ("c".into(), "d".into())],
-            source: "spec",
+            source: Source::Spec,
         };
         assert_eq!(
             p.render(),

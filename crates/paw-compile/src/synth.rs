@@ -3,14 +3,14 @@
 //! generation, sampled, one item per request), so labels are right by construction; otherwise
 //! the teacher writes inputs and answers them. Every item must pass the output checks.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CompileError, Result};
 use crate::spec::canonical_label;
 use crate::teacher::ChatModel;
 
 /// Where a training example came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
     /// Given by the user (trusted).
@@ -21,7 +21,7 @@ pub enum Origin {
     TeacherAnswered,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Example {
     pub input: String,
     pub output: String,
@@ -29,7 +29,7 @@ pub struct Example {
 }
 
 /// The data a program was trained and validated on (what `--keep-data` writes).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainingData {
     pub train: Vec<Example>,
     /// Held out: never trained on; used for early stopping and the compile report.

@@ -3,8 +3,10 @@
 #![allow(clippy::print_stderr)]
 
 use std::path::PathBuf;
+use std::time::Instant;
 
-use paw_compile::{compile, CompileError, CompileOptions, TrainOptions};
+use paw_compile::{compile, CompileError, CompileOptions, CompileOutput, Stage, TrainOptions};
+use paw_format::store::Store;
 use paw_format::{Program, TargetModule, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
 
@@ -109,6 +111,67 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
         again.bytes == out.bytes,
         "same inputs and seed must give identical bytes"
     );
+}
+
+/// Compiles, returning the output, the stages progress reported as cached, and the seconds taken.
+fn timed_compile(opts: &CompileOptions) -> (CompileOutput, Vec<Stage>, f64) {
+    let mut cached = Vec::new();
+    let t0 = Instant::now();
+    let out = compile(opts, &mut |p| {
+        if p.cached {
+            cached.push(p.stage);
+        }
+    })
+    .expect("compile");
+    (out, cached, t0.elapsed().as_secs_f64())
+}
+
+/// The stage cache: a compile that finds its pseudo-program and data cached (as one that was
+/// interrupted after them would) resumes from them and packs identical bytes; a damaged entry
+/// is ignored, recomputed and rewritten.
+#[test]
+fn resumed_compile_loads_finished_stages_and_gives_identical_bytes() {
+    let Some(path) = model() else { return };
+    let home = tempfile::tempdir().expect("temp PAW_HOME");
+    let store = Store::open(home.path()).expect("store");
+    let mut opts = options(&path);
+    opts.cache = Some(store.clone());
+
+    let (fresh, cached, fresh_secs) = timed_compile(&opts);
+    assert!(cached.is_empty() && fresh.cached_stages.is_empty());
+    let (resumed, cached, resumed_secs) = timed_compile(&opts);
+    let both = vec![Stage::PseudoProgram, Stage::Data];
+    assert_eq!(cached, both);
+    assert_eq!(resumed.cached_stages, both);
+    assert_eq!(resumed.data, fresh.data);
+    assert_eq!(resumed.report, fresh.report);
+    assert!(
+        resumed.bytes == fresh.bytes,
+        "a resumed compile must give the computed compile's bytes"
+    );
+    eprintln!(
+        "fresh compile {fresh_secs:.1}s {:?}; resumed {resumed_secs:.1}s {:?}",
+        fresh.timings, resumed.timings
+    );
+
+    // Damage the cached data: it is not trusted, but recomputed (same bytes) and rewritten.
+    let entries: Vec<PathBuf> = std::fs::read_dir(home.path().join("stages/data"))
+        .expect("data entries")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1);
+    let mut bytes = std::fs::read(&entries[0]).expect("read entry");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x20;
+    std::fs::write(&entries[0], &bytes).expect("damage entry");
+    let (repaired, cached, _) = timed_compile(&opts);
+    assert_eq!(cached, vec![Stage::PseudoProgram]);
+    assert!(repaired.bytes == fresh.bytes);
+    let key = entries[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("key");
+    assert!(matches!(store.get_stage("data", key), Ok(Some(_))));
 }
 
 /// `--teacher none`: train from the user's examples only, at a forced precision.
