@@ -57,8 +57,8 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         return print_json(&rows);
     }
     println!(
-        "{:<36} {:<8} {:<12} {:>10}  {}",
-        "ID", "ARCH", "ROLE", "SIZE", "STATUS"
+        "{:<36} {:<8} {:<12} {:>10}  STATUS",
+        "ID", "ARCH", "ROLE", "SIZE"
     );
     for r in &rows {
         let status = match &r.installed {

@@ -222,10 +222,7 @@ pub fn list(args: ListArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
-        "{:<14} {:>10}  {:<36} {}",
-        "ID", "SIZE", "INTERPRETER", "SPEC"
-    );
+    println!("{:<14} {:>10}  {:<36} SPEC", "ID", "SIZE", "INTERPRETER");
     for r in &rows {
         let short = r.id.get(..14).unwrap_or(&r.id);
         println!(

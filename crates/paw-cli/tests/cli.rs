@@ -1,4 +1,5 @@
 //! The `paw` binary end to end on fixture programs, with an empty store per test.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,4 +1,5 @@
 //! `paw run` end to end on the small real model (SmolLM2-135M, path in `PAW_TEST_SMOLLM2`).
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

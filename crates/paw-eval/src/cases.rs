@@ -149,8 +149,14 @@ mod tests {
         assert_eq!(
             cases,
             vec![
-                Case { input: "a".into(), output: "b".into() },
-                Case { input: "é ✓".into(), output: "{\"k\":1}".into() },
+                Case {
+                    input: "a".into(),
+                    output: "b".into()
+                },
+                Case {
+                    input: "é ✓".into(),
+                    output: "{\"k\":1}".into()
+                },
             ]
         );
     }
@@ -170,7 +176,10 @@ mod tests {
     fn invalid_json_reports_its_line_number() {
         let text = "{\"input\":\"a\",\"output\":\"b\"}\n\n{\"input\":\"a\",\n";
         let err = parse_cases(text).expect_err("broken line 3");
-        assert!(matches!(err, CasesError::InvalidJson { line: 3, .. }), "{err:?}");
+        assert!(
+            matches!(err, CasesError::InvalidJson { line: 3, .. }),
+            "{err:?}"
+        );
         assert_eq!(err.line(), Some(3));
         assert!(err.to_string().starts_with("line 3:"));
     }
@@ -178,34 +187,68 @@ mod tests {
     #[test]
     fn missing_and_mistyped_fields_are_named() {
         let err = parse_cases("{\"input\":\"a\"}").expect_err("no output");
-        assert!(matches!(err, CasesError::MissingField { line: 1, field: "output" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CasesError::MissingField {
+                    line: 1,
+                    field: "output"
+                }
+            ),
+            "{err:?}"
+        );
         let err = parse_cases("{\"input\":1,\"output\":\"b\"}").expect_err("number input");
-        assert!(matches!(err, CasesError::NotAString { line: 1, field: "input" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CasesError::NotAString {
+                    line: 1,
+                    field: "input"
+                }
+            ),
+            "{err:?}"
+        );
         let err = parse_cases("[\"a\",\"b\"]").expect_err("array");
-        assert!(matches!(err, CasesError::NotAnObject { line: 1 }), "{err:?}");
+        assert!(
+            matches!(err, CasesError::NotAnObject { line: 1 }),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn overlong_line_is_rejected_without_reading_it_whole() {
-        let long = format!("{{\"input\":\"{}\",\"output\":\"b\"}}\n", "x".repeat(MAX_LINE_BYTES));
+        let long = format!(
+            "{{\"input\":\"{}\",\"output\":\"b\"}}\n",
+            "x".repeat(MAX_LINE_BYTES)
+        );
         let text = format!("{{\"input\":\"a\",\"output\":\"b\"}}\n{long}");
         let err = parse_cases(&text).expect_err("too long");
-        assert!(matches!(err, CasesError::LineTooLong { line: 2, .. }), "{err:?}");
+        assert!(
+            matches!(err, CasesError::LineTooLong { line: 2, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn line_of_exactly_the_maximum_length_is_accepted() {
         let overhead = "{\"input\":\"\",\"output\":\"b\"}".len();
-        let line = format!("{{\"input\":\"{}\",\"output\":\"b\"}}\n", "x".repeat(MAX_LINE_BYTES - overhead));
+        let line = format!(
+            "{{\"input\":\"{}\",\"output\":\"b\"}}\n",
+            "x".repeat(MAX_LINE_BYTES - overhead)
+        );
         assert_eq!(line.len() - 1, MAX_LINE_BYTES);
         assert_eq!(parse_cases(&line).expect("fits").len(), 1);
     }
 
     #[test]
     fn invalid_utf8_reports_its_line_number() {
-        let bytes: &[u8] = b"{\"input\":\"a\",\"output\":\"b\"}\n{\"input\":\"\xff\",\"output\":\"b\"}\n";
+        let bytes: &[u8] =
+            b"{\"input\":\"a\",\"output\":\"b\"}\n{\"input\":\"\xff\",\"output\":\"b\"}\n";
         let err = read_cases(bytes).expect_err("bad utf8");
-        assert!(matches!(err, CasesError::InvalidUtf8 { line: 2 }), "{err:?}");
+        assert!(
+            matches!(err, CasesError::InvalidUtf8 { line: 2 }),
+            "{err:?}"
+        );
     }
 
     #[test]

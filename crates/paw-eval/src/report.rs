@@ -36,7 +36,12 @@ pub struct CaseResult {
 
 impl CaseResult {
     /// Score one answer. A failed call (`Err(message)`) counts as a miss on both metrics.
-    pub fn new(index: usize, case: &Case, answer: Result<String, String>, latency: Duration) -> Self {
+    pub fn new(
+        index: usize,
+        case: &Case,
+        answer: Result<String, String>,
+        latency: Duration,
+    ) -> Self {
         let latency_ms = latency.as_secs_f64() * 1e3;
         match answer {
             Ok(actual) => {
@@ -177,7 +182,13 @@ impl Report {
         let exact = cases.iter().filter(|c| c.exact).count();
         let normalised = cases.iter().filter(|c| c.normalised).count();
         let errors = cases.iter().filter(|c| c.error.is_some()).count();
-        let rate = |k: usize| if total == 0 { 0.0 } else { k as f64 / total as f64 };
+        let rate = |k: usize| {
+            if total == 0 {
+                0.0
+            } else {
+                k as f64 / total as f64
+            }
+        };
         let wall_seconds = wall.as_secs_f64();
         let latencies: Vec<f64> = cases.iter().map(|c| c.latency_ms).collect();
         let summary = Summary {
@@ -188,7 +199,11 @@ impl Report {
             exact_rate: rate(exact),
             normalised_rate: rate(normalised),
             wall_seconds,
-            cases_per_second: if wall_seconds > 0.0 { total as f64 / wall_seconds } else { 0.0 },
+            cases_per_second: if wall_seconds > 0.0 {
+                total as f64 / wall_seconds
+            } else {
+                0.0
+            },
             latency: LatencyStats::from_samples(&latencies),
         };
         Report { summary, cases }
@@ -223,7 +238,12 @@ mod tests {
     fn sample_report() -> Report {
         let results = vec![
             CaseResult::new(0, &case("a", "x"), Ok("x".into()), ms(10)),
-            CaseResult::new(1, &case("b", "{\"k\":1,\"j\":2}"), Ok("{\"j\":2, \"k\":1}\n".into()), ms(20)),
+            CaseResult::new(
+                1,
+                &case("b", "{\"k\":1,\"j\":2}"),
+                Ok("{\"j\":2, \"k\":1}\n".into()),
+                ms(20),
+            ),
             CaseResult::new(2, &case("c", "y"), Ok("z".into()), ms(30)),
             CaseResult::new(3, &case("d", "y"), Err("input too long".into()), ms(40)),
         ];
@@ -261,10 +281,16 @@ mod tests {
     fn latency_percentiles_use_nearest_rank() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         let l = LatencyStats::from_samples(&samples);
-        assert_eq!((l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms),
+            (50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(l.mean_ms, 50.5);
         let l = LatencyStats::from_samples(&[40.0, 10.0, 30.0, 20.0]);
-        assert_eq!((l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms), (20.0, 40.0, 40.0, 40.0));
+        assert_eq!(
+            (l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms),
+            (20.0, 40.0, 40.0, 40.0)
+        );
         let one = LatencyStats::from_samples(&[7.0]);
         assert_eq!((one.p50_ms, one.p99_ms, one.max_ms), (7.0, 7.0, 7.0));
     }
@@ -290,7 +316,10 @@ mod tests {
         assert_eq!(v["cases"][3]["error"], "input too long");
         assert_eq!(v["cases"][3]["actual"], serde_json::Value::Null);
         assert_eq!(v["cases"][1]["normalised"], true);
-        assert_eq!(serde_json::to_value(Metric::Normalised).expect("ok"), "normalised");
+        assert_eq!(
+            serde_json::to_value(Metric::Normalised).expect("ok"),
+            "normalised"
+        );
     }
 
     #[test]

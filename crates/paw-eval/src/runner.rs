@@ -115,7 +115,14 @@ pub fn evaluate<T: Target>(
                 });
             }
         }
-        tracing::debug!(done = results.len(), total, exact, normalised, errors, "evaluation progress");
+        tracing::debug!(
+            done = results.len(),
+            total,
+            exact,
+            normalised,
+            errors,
+            "evaluation progress"
+        );
     }
     let report = Report::new(results, start.elapsed());
     tracing::info!(
@@ -142,7 +149,11 @@ fn run_chunk<T: Target>(target: &T, chunk: &[Case], first: usize) -> Vec<CaseRes
             .map(|(i, (case, answer))| CaseResult::new(first + i, case, Ok(answer), elapsed))
             .collect(),
         Ok(answers) => {
-            let message = format!("target returned {} answers for {} inputs", answers.len(), chunk.len());
+            let message = format!(
+                "target returned {} answers for {} inputs",
+                answers.len(),
+                chunk.len()
+            );
             chunk
                 .iter()
                 .enumerate()
@@ -150,7 +161,12 @@ fn run_chunk<T: Target>(target: &T, chunk: &[Case], first: usize) -> Vec<CaseRes
                 .collect()
         }
         Err(e) if chunk.len() == 1 => {
-            vec![CaseResult::new(first, &chunk[0], Err(e.to_string()), elapsed)]
+            vec![CaseResult::new(
+                first,
+                &chunk[0],
+                Err(e.to_string()),
+                elapsed,
+            )]
         }
         Err(e) => {
             tracing::debug!(error = %e, size = chunk.len(), "batch failed, retrying its cases one by one");
@@ -228,10 +244,23 @@ mod tests {
 
     #[test]
     fn batch_mode_gives_the_same_verdicts_as_single_calls() {
-        let single = evaluate(&Upper::default(), &cases(), &RunOptions { batch_size: 1 }, |_| {});
-        let batched = evaluate(&Upper::default(), &cases(), &RunOptions { batch_size: 3 }, |_| {});
+        let single = evaluate(
+            &Upper::default(),
+            &cases(),
+            &RunOptions { batch_size: 1 },
+            |_| {},
+        );
+        let batched = evaluate(
+            &Upper::default(),
+            &cases(),
+            &RunOptions { batch_size: 3 },
+            |_| {},
+        );
         let verdicts = |r: &Report| -> Vec<(bool, bool, Option<String>)> {
-            r.cases.iter().map(|c| (c.exact, c.normalised, c.actual.clone())).collect()
+            r.cases
+                .iter()
+                .map(|c| (c.exact, c.normalised, c.actual.clone()))
+                .collect()
         };
         assert_eq!(verdicts(&single), verdicts(&batched));
     }
@@ -239,12 +268,30 @@ mod tests {
     #[test]
     fn progress_is_reported_once_per_case_with_running_counts() {
         let mut seen = Vec::new();
-        evaluate(&Upper::default(), &cases(), &RunOptions { batch_size: 2 }, |p| {
-            seen.push((p.done, p.total, p.exact, p.normalised, p.errors, p.result.index));
-        });
+        evaluate(
+            &Upper::default(),
+            &cases(),
+            &RunOptions { batch_size: 2 },
+            |p| {
+                seen.push((
+                    p.done,
+                    p.total,
+                    p.exact,
+                    p.normalised,
+                    p.errors,
+                    p.result.index,
+                ));
+            },
+        );
         assert_eq!(
             seen,
-            vec![(1, 5, 1, 1, 0, 0), (2, 5, 1, 2, 0, 1), (3, 5, 1, 2, 1, 2), (4, 5, 1, 2, 1, 3), (5, 5, 2, 3, 1, 4)]
+            vec![
+                (1, 5, 1, 1, 0, 0),
+                (2, 5, 1, 2, 0, 1),
+                (3, 5, 1, 2, 1, 2),
+                (4, 5, 1, 2, 1, 3),
+                (5, 5, 2, 3, 1, 4)
+            ]
         );
     }
 
@@ -268,7 +315,12 @@ mod tests {
     #[test]
     fn zero_batch_size_means_one_and_no_cases_means_empty_report() {
         let target = Upper::default();
-        let report = evaluate(&target, &cases()[..2], &RunOptions { batch_size: 0 }, |_| {});
+        let report = evaluate(
+            &target,
+            &cases()[..2],
+            &RunOptions { batch_size: 0 },
+            |_| {},
+        );
         assert_eq!(report.summary.total, 2);
         assert_eq!(*target.batches.borrow(), vec![1, 1]);
         let empty = evaluate(&Upper::default(), &[], &RunOptions::default(), |_| {});

@@ -53,7 +53,10 @@ pub fn normalised_match(expected: &str, actual: &str) -> bool {
     if e == a {
         return true;
     }
-    match (serde_json::from_str::<Value>(e), serde_json::from_str::<Value>(a)) {
+    match (
+        serde_json::from_str::<Value>(e),
+        serde_json::from_str::<Value>(a),
+    ) {
         (Ok(ev), Ok(av)) => json_equal(&ev, &av),
         _ => false,
     }
@@ -63,7 +66,8 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_equal(v, w))
@@ -121,7 +125,10 @@ mod tests {
     #[test]
     fn json_key_order_and_spacing_are_normalised() {
         assert_eq!(both(r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#), (false, true));
-        assert_eq!(both(r#"{"a":1,"b":2}"#, "{\n  \"a\": 1,\n  \"b\": 2\n}\n"), (false, true));
+        assert_eq!(
+            both(r#"{"a":1,"b":2}"#, "{\n  \"a\": 1,\n  \"b\": 2\n}\n"),
+            (false, true)
+        );
     }
 
     #[test]
@@ -149,7 +156,10 @@ mod tests {
     #[test]
     fn numbers_compare_by_value_so_one_equals_one_point_zero() {
         assert_eq!(both("1", "1.0"), (false, true));
-        assert_eq!(both(r#"{"price":150}"#, r#"{"price":150.0}"#), (false, true));
+        assert_eq!(
+            both(r#"{"price":150}"#, r#"{"price":150.0}"#),
+            (false, true)
+        );
         assert_eq!(both("1", "1e0"), (false, true));
         assert_eq!(both("-0.5", "-5e-1"), (false, true));
         assert_eq!(both("1", "1.5"), (false, false));
@@ -160,8 +170,14 @@ mod tests {
     fn large_integers_are_compared_exactly() {
         // Both round to the same f64; they must still differ.
         assert_eq!(both("9007199254740993", "9007199254740992"), (false, false));
-        assert_eq!(both("18446744073709551615", "18446744073709551614"), (false, false));
-        assert_eq!(both("-9223372036854775808", "-9223372036854775808 "), (false, true));
+        assert_eq!(
+            both("18446744073709551615", "18446744073709551614"),
+            (false, false)
+        );
+        assert_eq!(
+            both("-9223372036854775808", "-9223372036854775808 "),
+            (false, true)
+        );
     }
 
     #[test]
