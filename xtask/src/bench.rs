@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: paw-rt against llama.cpp on the same model, adapter, prompts and threads.
 //!
-//! Setup: a virtualenv `target/bench-venv` with `llama-cpp-python` (built from source for
-//! x86-64-v3 like paw), a rank-64 adapter on all seven projections of every layer of the model
+//! Setup: a virtualenv `target/bench-venv-<build>` with `llama-cpp-python` built from source,
+//! by default for this machine's CPU (`--llama-build native`: paw-rt also picks its fastest
+//! kernels, e.g. AVX512-VNNI, at run time) or for plain x86-64-v3 (`--llama-build v3`), a rank-64 adapter on all seven projections of every layer of the model
 //! (deterministic random values, stored Q4_0), written as two `.paw` programs (a ~360-token
 //! classification prompt and a long-output generation prompt) and exported once as a GGUF LoRA
 //! (`paw_format::export::write_gguf_lora`) for llama.cpp.
@@ -38,9 +39,33 @@ use crate::repo_root;
 
 const MODEL_ID: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
-/// Build llama.cpp for the same instruction set paw is compiled for (x86-64-v3).
-const LLAMA_CMAKE_ARGS: &str = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-     -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF";
+/// How llama.cpp is built for the comparison.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LlamaBuild {
+    /// For this machine's CPU (`GGML_NATIVE`), the fair match for paw-rt's run-time dispatch.
+    Native,
+    /// For x86-64-v3 (AVX2/FMA), the instruction set paw is compiled for.
+    V3,
+}
+
+impl LlamaBuild {
+    fn cmake_args(self) -> &'static str {
+        match self {
+            Self::Native => "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF",
+            Self::V3 => {
+                "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+                 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+            }
+        }
+    }
+
+    fn venv(self) -> &'static str {
+        match self {
+            Self::Native => "target/bench-venv-native",
+            Self::V3 => "target/bench-venv-v3",
+        }
+    }
+}
 const RANK: u32 = 64;
 const ALPHA: f32 = 16.0;
 const ADAPTER_DTYPE: TensorDtype = TensorDtype::Q4_0;
@@ -59,6 +84,9 @@ pub struct BenchArgs {
     /// Thread counts to compare, e.g. `--threads 1,2`.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
+    /// How llama.cpp is built.
+    #[arg(long, value_enum, default_value = "native")]
+    llama_build: LlamaBuild,
     /// Base model GGUF [default: the installed qwen2.5-coder-0.5b-instruct-q4_k_m].
     #[arg(long)]
     model: Option<PathBuf>,
@@ -80,7 +108,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => installed_model()?,
     };
-    let python = ensure_venv()?;
+    let python = ensure_venv(args.llama_build)?;
     let config_path = prepare(&model, &dir)?;
 
     let mut sessions = Vec::new();
@@ -113,8 +141,8 @@ fn installed_model() -> Result<PathBuf> {
 }
 
 /// The venv's python, with llama-cpp-python installed (built from source on first use).
-fn ensure_venv() -> Result<PathBuf> {
-    let venv = repo_root().join("target/bench-venv");
+fn ensure_venv(build: LlamaBuild) -> Result<PathBuf> {
+    let venv = repo_root().join(build.venv());
     let python = venv.join("bin/python");
     if !python.exists() {
         eprintln!("creating {}", venv.display());
@@ -135,7 +163,7 @@ fn ensure_venv() -> Result<PathBuf> {
         check(
             Command::new(&python)
                 .args(["-m", "pip", "install", "--no-cache-dir", LLAMA_CPP_PYTHON])
-                .env("CMAKE_ARGS", LLAMA_CMAKE_ARGS)
+                .env("CMAKE_ARGS", build.cmake_args())
                 .env("CMAKE_BUILD_PARALLEL_LEVEL", "2"),
             "pip install llama-cpp-python",
         )?;
@@ -769,13 +797,22 @@ fn render(args: &BenchArgs, model: &Path, python: &Path, sessions: &[Session]) -
         model.display()
     )?;
     writeln!(r, "- adapter: rank {RANK}, alpha {ALPHA}, all 7 projections of every layer, {ADAPTER_DTYPE} (deterministic random values); llama.cpp loads the same adapter exported by `paw_format::export::write_gguf_lora` (scale 1.0)")?;
-    writeln!(r, "- llama.cpp: llama-cpp-python {version} (`{}`), built with CMAKE_ARGS=`{LLAMA_CMAKE_ARGS}`", python.display())?;
-    writeln!(r, "- paw-rt: this workspace, release, `-C target-cpu=x86-64-v3`; threads via RAYON_NUM_THREADS/CANDLE_NUM_THREADS, llama.cpp via n_threads = n_threads_batch")?;
+    writeln!(
+        r,
+        "- llama.cpp: llama-cpp-python {version} (`{}`), built with CMAKE_ARGS=`{}`",
+        python.display(),
+        args.llama_build.cmake_args()
+    )?;
+    writeln!(r, "- paw-rt: this workspace, release, `-C target-cpu=x86-64-v3` (candle picks AVX512-VNNI/AVX-VNNI int8 kernels at run time where the CPU has them); threads via RAYON_NUM_THREADS/CANDLE_NUM_THREADS, llama.cpp via n_threads = n_threads_batch")?;
     writeln!(r, "- method: each engine in its own child process; {} alternating rounds per thread count (engine order swapped every round) after one untimed warm-up call; medians over rounds", args.rounds)?;
     writeln!(
         r,
-        "- rerun: `cargo xtask bench --rounds {} --threads {}`\n",
+        "- rerun: `cargo xtask bench --rounds {} --llama-build {} --threads {}`\n",
         args.rounds,
+        match args.llama_build {
+            LlamaBuild::Native => "native",
+            LlamaBuild::V3 => "v3",
+        },
         args.threads
             .iter()
             .map(usize::to_string)
