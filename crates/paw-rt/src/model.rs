@@ -1,8 +1,9 @@
 //! One decoder-only transformer forward pass for `llama`, `qwen2` and `qwen3` weights (GGUF,
 //! kept quantized, or safetensors, in f32), with an optional unmerged LoRA on every projection.
 //!
-//! Inputs are batches of equal-length rows with explicit per-token positions and an optional
-//! additive mask, which is what lets right-padded batches reproduce single-row results.
+//! Inputs are batches of right-padded rows with explicit per-token positions and each row's
+//! count of real tokens; every row attends over its own cache with single-call shapes, which is
+//! what lets batches reproduce single-row results bit for bit.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -379,11 +380,22 @@ impl Model {
         let pos = step.positions.flatten_all()?;
         let cos = self.cos.index_select(&pos, 0)?.reshape((b, t, half))?;
         let sin = self.sin.index_select(&pos, 0)?.reshape((b, t, half))?;
+        // Each row's causal mask is the same in every layer: built once per step.
+        let masks = cache
+            .rows
+            .iter()
+            .zip(&step.valid)
+            .map(|(row, &n)| {
+                (n > 1)
+                    .then(|| causal_mask(n, row.len, &self.device))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
             let l = lora.and_then(|w| w.layers.get(i));
             let pick = |m: TargetModule| l.and_then(|s| s[module_index(m)].as_ref());
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.cfg.rms_eps as f32)?;
-            let a = self.attention(layer, i, &h, &cos, &sin, &step.valid, cache, &pick)?;
+            let a = self.attention(layer, i, &h, &cos, &sin, &step.valid, &masks, cache, &pick)?;
             x = (x + a)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.cfg.rms_eps as f32)?;
             let g = layer.gate.forward(&h, pick(TargetModule::Gate))?;
@@ -412,6 +424,7 @@ impl Model {
         cos: &Tensor,
         sin: &Tensor,
         valid: &[usize],
+        masks: &[Option<Tensor>],
         cache: &KvCache,
         pick: &dyn Fn(TargetModule) -> Option<&'l LoraLinear>,
     ) -> Result<Tensor> {
@@ -444,7 +457,7 @@ impl Model {
         let groups = nh / nkv;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut ys = Vec::with_capacity(b);
-        for (r, (row, &n)) in cache.rows.iter().zip(valid).enumerate() {
+        for (r, ((row, &n), mask)) in cache.rows.iter().zip(valid).zip(masks).enumerate() {
             if n == 0 {
                 ys.push(Tensor::zeros((t, nh * hd), DType::F32, &self.device)?);
                 continue;
@@ -460,13 +473,12 @@ impl Model {
             let values = cv.narrow(1, 0, total)?;
             let qr = q.get(r)?.narrow(1, 0, n)?.reshape((nkv, groups * n, hd))?;
             let scores = (qr.matmul(&keys.t()?)? * scale)?;
-            let scores = if n > 1 {
-                scores
+            let scores = match mask {
+                Some(mask) => scores
                     .reshape((nkv, groups, n, total))?
-                    .broadcast_add(&causal_mask(n, past, &self.device)?)?
-                    .reshape((nkv, groups * n, total))?
-            } else {
-                scores
+                    .broadcast_add(mask)?
+                    .reshape((nkv, groups * n, total))?,
+                None => scores,
             };
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let y = probs
