@@ -305,8 +305,10 @@ pub struct CallOptions {
     pub temperature: Option<f32>,
     /// Nucleus sampling threshold, used when temperature > 0.
     pub top_p: f32,
-    /// Seed of the sampler; every input of a batch uses the same seed, so a batch gives the
-    /// outputs of the corresponding single calls.
+    /// Seed of the sampler. Each input samples from a stream derived from this seed and the
+    /// input's tokens: different inputs of a batch sample independently (one shared stream
+    /// made similar prompts give identical replies), and a batch still gives the outputs of
+    /// the corresponding single calls.
     pub seed: u64,
     /// Stop strings in addition to the program's and the model's end-of-generation tokens.
     pub extra_stop: Vec<String>,
@@ -497,12 +499,13 @@ impl Function {
         let prefill = t_prefill.elapsed();
 
         let t_decode = Instant::now();
-        let mut states: Vec<RowState> = (0..b)
-            .map(|_| RowState {
+        let mut states: Vec<RowState> = rows
+            .iter()
+            .map(|row| RowState {
                 ids: Vec::new(),
                 text: String::new(),
                 done: None,
-                rng: SplitMix64::new(opts.seed),
+                rng: SplitMix64::for_input(opts.seed, row),
             })
             .collect();
         let sampler = Sampler {

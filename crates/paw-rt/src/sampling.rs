@@ -5,8 +5,15 @@
 pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
+    /// The stream of one input: `seed` mixed with a hash of the input's token ids.
+    pub(crate) fn for_input(seed: u64, input_ids: &[u32]) -> Self {
+        let mut h = blake3::Hasher::new();
+        for id in input_ids {
+            h.update(&id.to_le_bytes());
+        }
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        Self(seed ^ u64::from_le_bytes(first))
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -77,4 +84,20 @@ pub(crate) fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_input_gets_its_own_stream() {
+        let draw = |seed, ids: &[u32]| {
+            let mut r = SplitMix64::for_input(seed, ids);
+            [r.next_u64(), r.next_u64()]
+        };
+        assert_eq!(draw(7, &[1, 2, 3]), draw(7, &[1, 2, 3]));
+        assert_ne!(draw(7, &[1, 2, 3]), draw(7, &[1, 2, 4]));
+        assert_ne!(draw(7, &[1, 2, 3]), draw(8, &[1, 2, 3]));
+    }
 }

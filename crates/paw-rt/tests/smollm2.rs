@@ -298,4 +298,15 @@ fn batch_rows_finishing_early_equal_single_calls() {
     }
     // Rows must have finished at different steps, or this test did not exercise row removal.
     assert!(lens.iter().any(|&l| l != lens[0]), "{lens:?}");
+    // Sampled, each row draws from its own input's stream, as its single call does.
+    let sampled = CallOptions {
+        temperature: Some(0.9),
+        top_p: 0.95,
+        seed: 3,
+        ..o
+    };
+    let batch = f.call_batch(&inputs, &sampled).unwrap();
+    for (input, b) in inputs.iter().zip(&batch) {
+        assert_eq!(f.call(input, &sampled).unwrap().token_ids, b.token_ids);
+    }
 }
