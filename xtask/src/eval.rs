@@ -67,6 +67,84 @@ pub struct EvalArgs {
     /// Markdown table path; the JSON goes beside it with a `.json` extension.
     #[arg(long, default_value = "target/eval/results.md")]
     out: PathBuf,
+    #[command(flatten)]
+    compile: CompileFlags,
+}
+
+/// Departures from paw-compile's defaults, to measure them (each is part of the compile key).
+#[derive(Debug, Clone, Default, Args, Serialize)]
+struct CompileFlags {
+    /// Reuse the store's cached compile stages (pseudo-program, data), so training options
+    /// can be compared without running the teacher again. Compile times are then not fresh.
+    #[arg(long)]
+    reuse_stages: bool,
+    /// Drop label-conditioned items that the teacher, asked directly, labels differently.
+    #[arg(long)]
+    agreement_filter: bool,
+    /// Teacher requests per label (closed label set) or in total (open outputs).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Kinds of input the teacher lists first (per label, or for the task); 0 = none.
+    #[arg(long)]
+    kinds: Option<usize>,
+    /// Number of top interpreter layers that get an adapter.
+    #[arg(long)]
+    train_layers: Option<usize>,
+    /// Maximum training steps.
+    #[arg(long)]
+    train_steps: Option<usize>,
+    /// Validation evaluations without improvement before training stops.
+    #[arg(long)]
+    patience: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// LoRA rank (alpha follows it: scale 1).
+    #[arg(long)]
+    rank: Option<usize>,
+}
+
+impl CompileFlags {
+    fn apply(&self, opts: &mut CompileOptions, store: &Store) {
+        if self.reuse_stages {
+            opts.cache = Some(store.clone());
+        }
+        opts.agreement_filter |= self.agreement_filter;
+        opts.requests = self.requests.or(opts.requests);
+        opts.kinds = self.kinds.unwrap_or(opts.kinds);
+        let t = &mut opts.train;
+        t.layers = self.train_layers.unwrap_or(t.layers);
+        t.steps = self.train_steps.unwrap_or(t.steps);
+        t.patience = self.patience.unwrap_or(t.patience);
+        t.learning_rate = self.learning_rate.unwrap_or(t.learning_rate);
+        if let Some(r) = self.rank {
+            t.rank = r;
+            t.alpha = r as f64;
+        }
+    }
+
+    /// The flags given, as they would be typed (empty for the defaults).
+    fn describe(&self) -> String {
+        let mut s = String::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                let _ = write!(
+                    s,
+                    " --{name}{}",
+                    if v.is_empty() { v } else { format!(" {v}") }
+                );
+            }
+        };
+        flag("reuse-stages", self.reuse_stages.then(String::new));
+        flag("agreement-filter", self.agreement_filter.then(String::new));
+        flag("requests", self.requests.map(|v| v.to_string()));
+        flag("kinds", self.kinds.map(|v| v.to_string()));
+        flag("train-layers", self.train_layers.map(|v| v.to_string()));
+        flag("train-steps", self.train_steps.map(|v| v.to_string()));
+        flag("patience", self.patience.map(|v| v.to_string()));
+        flag("learning-rate", self.learning_rate.map(|v| v.to_string()));
+        flag("rank", self.rank.map(|v| v.to_string()));
+        s.trim_start().to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
@@ -486,7 +564,8 @@ fn suite_tasks(suite: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Compiles a task (or takes the same compile from the store) and times it.
+/// Compiles a task (or takes the same compile from the store) and times it; the note says
+/// which stages came from the stage cache.
 fn compile_task(
     task: &Task,
     base: &CompileOptions,
@@ -494,7 +573,7 @@ fn compile_task(
     force: bool,
     sidecars: &Path,
     bar: &ProgressBar,
-) -> Result<(Program, CompileRun)> {
+) -> Result<(Program, CompileRun, Option<String>)> {
     let mut opts = base.clone();
     opts.spec = task.spec.clone();
     opts.examples = task.examples.clone();
@@ -517,7 +596,7 @@ fn compile_task(
                 report: program.provenance.report.clone(),
             };
             bar.finish_with_message("from the store");
-            return Ok((program, run));
+            return Ok((program, run, None));
         }
     }
     let reset = reset_peak_rss();
@@ -547,7 +626,15 @@ fn compile_task(
     std::fs::create_dir_all(sidecars)?;
     std::fs::write(&sidecar, serde_json::to_vec_pretty(&run)?)?;
     bar.finish_with_message(format!("compiled in {seconds:.0}s"));
-    Ok((out.program, run))
+    let reused: Vec<&str> = out.cached_stages.iter().map(|s| s.name()).collect();
+    let note = (!reused.is_empty()).then(|| {
+        format!(
+            "{} compile reused cached stages ({}): its time is not a fresh compile's",
+            task.name,
+            reused.join(", ")
+        )
+    });
+    Ok((out.program, run, note))
 }
 
 /// Binds and evaluates one system on one task.
@@ -624,6 +711,12 @@ impl Output<'_> {
             args.limit
                 .map_or("all".to_string(), |n| format!("first {n} (--limit)")),
         );
+        let flags = args.compile.describe();
+        let _ = writeln!(
+            md,
+            "compile options: {}",
+            if flags.is_empty() { "defaults" } else { &flags }
+        );
         for note in &results.notes {
             let _ = writeln!(md, "- note: {note}");
         }
@@ -634,6 +727,7 @@ impl Output<'_> {
             "limit": args.limit,
             "seed": args.seed,
             "batch_size": args.batch_size,
+            "compile_flags": args.compile,
             "interpreter": self.interpreter,
             "teacher": self.teacher,
             "table": table,
@@ -804,6 +898,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         base.interpreter_name = Some(interp_name.clone());
         base.teacher = Some(teacher_path.clone());
         base.seed = args.seed;
+        args.compile.apply(&mut base, &store);
         let sidecars = repo_root().join("target/eval/compiles");
         let style = bar_style()?;
         for task in &tasks {
@@ -813,9 +908,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     .with_prefix(format!("{} compile", task.name)),
             );
             match compile_task(task, &base, &store, args.force, &sidecars, &bar) {
-                Ok((program, run)) => {
+                Ok((program, run, note)) => {
                     programs.insert(task.name.clone(), program);
                     results.compiles.push(run);
+                    results.notes.extend(note);
                 }
                 Err(e) => {
                     bar.abandon_with_message("failed");

@@ -40,7 +40,7 @@ enum Cmd {
     /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
     Bench(bench::BenchArgs),
     /// Baselines table on the suite: interpreter/teacher prompted directly, pseudo-program only, paw.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// paw's main job on the default models: fetch them, compile the log-triage task, run it.
     Demo,
 }
@@ -88,7 +88,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),
-        Cmd::Eval(args) => eval::run(args),
+        Cmd::Eval(args) => eval::run(*args),
         Cmd::Demo => demo::run(),
     }
 }

@@ -71,8 +71,8 @@ pub(crate) fn pseudo_program_key(
 }
 
 /// Stage 2 depends on the teacher, the pseudo-program's examples (shown to the teacher as the
-/// format reference), the number of teacher requests, the agreement filter and the seed; not on
-/// the interpreter.
+/// format reference), the number of teacher requests, the agreement filter, the input kinds and
+/// the seed; not on the interpreter.
 pub(crate) fn data_key(
     opts: &CompileOptions,
     teacher: Option<&str>,
@@ -84,6 +84,7 @@ pub(crate) fn data_key(
         .pairs(reference)
         .u64(requests as u64)
         .u64(u64::from(opts.agreement_filter))
+        .u64(opts.kinds as u64)
         .u64(opts.seed)
         .finish()
 }
@@ -170,12 +171,14 @@ mod tests {
         assert_eq!(pp(&other), pp(&o));
         assert_eq!(data(&other), data(&o));
 
-        // Seed, requests and the agreement filter: the data only.
+        // Seed, requests, the agreement filter and input kinds: the data only.
         let mut seeded = o.clone();
         seeded.seed = 1;
         let mut agree = o.clone();
         agree.agreement_filter = true;
-        for changed in [&seeded, &agree] {
+        let mut kinds = o.clone();
+        kinds.kinds = 8;
+        for changed in [&seeded, &agree, &kinds] {
             assert_eq!(pp(changed), pp(&o));
             assert_ne!(data(changed), data(&o));
         }

@@ -62,7 +62,7 @@ use teacher::ChatModel;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.1");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.3");
 /// Longest spec accepted, in bytes.
 pub const MAX_SPEC_LEN: usize = 16 * 1024;
 
@@ -85,6 +85,9 @@ pub struct CompileOptions {
     pub requests: Option<usize>,
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
+    /// Kinds of input the teacher lists (per label, or for the task) before writing inputs,
+    /// one kind per request; 0 asks for inputs with style hints only.
+    pub kinds: usize,
     /// Token budget of the pseudo-program.
     pub pseudo_program_budget: usize,
     /// Adapter storage precision; `None` = the smallest that loses nothing on validation.
@@ -107,6 +110,7 @@ impl CompileOptions {
             train: TrainOptions::default(),
             requests: None,
             agreement_filter: false,
+            kinds: 0,
             pseudo_program_budget: 250,
             adapter_dtype: None,
             cache: None,
@@ -244,11 +248,12 @@ fn key_from_hashes(opts: &CompileOptions, interp: &str, teacher: Option<&str>) -
         .str(teacher.unwrap_or("none"))
         // Debug formatting of these plain values is stable and covers every field.
         .str(&format!(
-            "{}|{:?}|{:?}|{}|{}|{:?}",
+            "{}|{:?}|{:?}|{}|{}|{}|{:?}",
             opts.seed,
             opts.train,
             opts.requests,
             opts.agreement_filter,
+            opts.kinds,
             opts.pseudo_program_budget,
             opts.adapter_dtype
         ))
@@ -459,6 +464,7 @@ impl Compiler for TrainingCompiler {
                     labels: labels.as_deref(),
                     requests,
                     agreement_filter: opts.agreement_filter,
+                    kinds: opts.kinds,
                     seed: opts.seed,
                 },
                 |done, total| st.report(done, total, Some("teacher requests".into())),
@@ -691,6 +697,7 @@ impl Compiler for TrainingCompiler {
         hp.insert("patience".into(), t.patience.to_string());
         hp.insert("teacher_requests".into(), requests.to_string());
         hp.insert("agreement_filter".into(), opts.agreement_filter.to_string());
+        hp.insert("input_kinds".into(), opts.kinds.to_string());
         hp.insert(
             "pseudo_program_budget".into(),
             opts.pseudo_program_budget.to_string(),

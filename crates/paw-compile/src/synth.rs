@@ -2,6 +2,11 @@
 //! names its label set, the teacher writes an input *for* a chosen label (label-conditioned
 //! generation, sampled, one item per request), so labels are right by construction; otherwise
 //! the teacher writes inputs and answers them. Every item must pass the output checks.
+//!
+//! Small teachers copy the examples they are shown: asked for forty log lines that deserve
+//! ALERT, the 1.5B wrote thirty variations of the one `[eval]` line it had seen. So the teacher
+//! may first list distinct *kinds* of input (per label, or for the whole task), and each request
+//! then asks for one input of one kind.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +65,8 @@ pub(crate) struct SynthRequest<'a> {
     pub requests: usize,
     /// Drop label-conditioned items the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
+    /// Kinds of input the teacher lists first, per label (or in total); 0 = no kinds.
+    pub kinds: usize,
     pub seed: u64,
 }
 
@@ -75,24 +82,79 @@ fn reference_block(reference: &[(String, String)]) -> String {
     s
 }
 
-fn input_prompt(req: &SynthRequest<'_>, label: Option<&str>, k: usize) -> String {
-    let mut p = format!(
-        "Task specification:\n\"\"\"\n{}\n\"\"\"\n\n{}",
-        req.spec.trim(),
-        reference_block(req.reference)
-    );
+fn spec_block(spec: &str) -> String {
+    format!("Task specification:\n\"\"\"\n{}\n\"\"\"\n\n", spec.trim())
+}
+
+/// `kind`: the kind of input wanted (from [`kinds_prompt`]), if any.
+fn input_prompt(
+    req: &SynthRequest<'_>,
+    label: Option<&str>,
+    kind: Option<&str>,
+    k: usize,
+) -> String {
+    let mut p = spec_block(req.spec) + &reference_block(req.reference);
     match label {
         Some(l) => p.push_str(&format!(
             "Write one new, realistic input for this task whose correct output is exactly: {l}\n"
         )),
         None => p.push_str("Write one new, realistic input for this task.\n"),
     }
+    if let Some(kind) = kind {
+        p.push_str(&format!("The input must be of this kind: {kind}.\n"));
+    }
+    // The style and variant number also keep requests of the same kind from being identical
+    // prompts (which would sample identical replies in one batch).
     p.push_str(&format!(
-        "{} (Variant {}.)\nReply with the input text only, on one line, without quotes or explanations.",
+        "{} (Variant {}.)\n",
         STYLES[k % STYLES.len()],
         k + 1
     ));
+    p.push_str("Reply with the input text only, on one line, without quotes or explanations.");
     p
+}
+
+/// Asks for a numbered list of `n` distinct kinds of input (for `label`, if given).
+fn kinds_prompt(spec: &str, label: Option<&str>, n: usize) -> String {
+    let whose = label.map_or(String::new(), |l| {
+        format!(" whose correct output is exactly: {l}")
+    });
+    format!(
+        "{}List {n} different kinds of input that this task must handle{whose}. Make them \
+         varied: common cases, rarer cases, borderline cases, and messy real-world ones (typos, \
+         odd casing, extra spaces, format drift). One short description per line, numbered 1 \
+         to {n}, nothing else.",
+        spec_block(spec)
+    )
+}
+
+/// The kinds a numbered-list reply names: numbering and bullets stripped, duplicates and
+/// over-long lines dropped, at most `n`.
+fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
+    let mut kinds: Vec<String> = Vec::new();
+    for line in reply.lines() {
+        let kind = line
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start_matches(['.', ')', '-', '*', ':'])
+            .trim()
+            .trim_matches(['*', '"', '`'])
+            .trim()
+            .trim_end_matches('.');
+        let is_item = line
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '*');
+        if !is_item || kind.is_empty() || kind.len() > 160 {
+            continue;
+        }
+        if !kinds.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
+            kinds.push(kind.to_string());
+        }
+        if kinds.len() == n {
+            break;
+        }
+    }
+    kinds
 }
 
 /// The prompt that asks a model to perform the task directly (the teacher's one-shot answer).
@@ -198,12 +260,34 @@ pub(crate) fn synthesize(
             .collect(),
         None => vec![None; req.requests],
     };
+    // Kinds of input: one list per label (or one for the task), sampled, so that a greedy
+    // list cannot degenerate into repetition.
+    let groups: Vec<Option<&str>> = match req.labels {
+        Some(labels) => labels.iter().map(|l| Some(l.as_str())).collect(),
+        None => vec![None],
+    };
+    let kinds: Vec<Vec<String>> = if req.kinds == 0 {
+        vec![Vec::new(); groups.len()]
+    } else {
+        let prompts: Vec<String> = groups
+            .iter()
+            .map(|l| kinds_prompt(req.spec, *l, req.kinds))
+            .collect();
+        let budget = (req.kinds * 24) as u32;
+        let replies = teacher.ask(&prompts, budget, 0.7, req.seed ^ 0x6b69_6e64, false, |_| {})?;
+        let kinds: Vec<Vec<String>> = replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
+        tracing::debug!(?kinds, "kinds of input");
+        kinds
+    };
+    let per = groups.len();
     let prompts: Vec<String> = targets
         .iter()
         .enumerate()
         .map(|(n, l)| {
-            let per = req.labels.map_or(1, <[String]>::len);
-            input_prompt(req, *l, n / per)
+            let (group, k) = (n % per, n / per);
+            let kind =
+                (!kinds[group].is_empty()).then(|| kinds[group][k % kinds[group].len()].as_str());
+            input_prompt(req, *l, kind, k)
         })
         .collect();
     let total = prompts.len();
@@ -330,6 +414,18 @@ mod tests {
     fn first_line_strips_wrappers() {
         assert_eq!(first_line("```\nInput: \"disk full\"\n```"), "disk full");
         assert_eq!(first_line("\n  ALERT  \nbecause"), "ALERT");
+    }
+
+    #[test]
+    fn parses_numbered_kinds() {
+        let reply = "Here are kinds:\n1. An out-of-memory error.\n2) **A traceback line**\n\
+                     - a NaN loss\n3. an out-of-memory error\nThanks!";
+        assert_eq!(
+            parse_kinds(reply, 8),
+            vec!["An out-of-memory error", "A traceback line", "a NaN loss"]
+        );
+        assert_eq!(parse_kinds(reply, 2).len(), 2);
+        assert!(parse_kinds("no list here", 8).is_empty());
     }
 
     #[test]
