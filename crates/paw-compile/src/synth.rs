@@ -382,33 +382,69 @@ pub(crate) fn synthesize(
         )));
     }
 
-    // Held-out split: every 4th synthesised item of each output, stratified; user examples
-    // are scarce and trusted, so they always train.
-    let mut per_output: Vec<(String, usize)> = Vec::new();
+    let (train, validation) = hold_out(synth, req.labels.is_some());
+    user.extend(train);
+    data.validation = validation;
+    data.train = user;
+    Ok(data)
+}
+
+/// Splits synthesised items into (train, held out): every 4th item, of each label when the
+/// spec names a label set (stratified), else of all (open outputs are nearly all distinct, so
+/// stratifying by output would hold out nothing). User examples never come here: they are
+/// scarce and trusted, so they always train.
+fn hold_out(synth: Vec<Example>, by_label: bool) -> (Vec<Example>, Vec<Example>) {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    let (mut train, mut held) = (Vec::new(), Vec::new());
     for e in synth {
-        let n = match per_output.iter_mut().find(|(o, _)| *o == e.output) {
+        let stratum = if by_label { e.output.as_str() } else { "" };
+        let n = match seen.iter_mut().find(|(s, _)| s == stratum) {
             Some((_, n)) => {
                 *n += 1;
                 *n
             }
             None => {
-                per_output.push((e.output.clone(), 1));
+                seen.push((stratum.to_string(), 1));
                 1
             }
         };
         if n % 4 == 0 {
-            data.validation.push(e);
+            held.push(e);
         } else {
-            user.push(e);
+            train.push(e);
         }
     }
-    data.train = user;
-    Ok(data)
+    (train, held)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn items(outputs: &[&str]) -> Vec<Example> {
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Example {
+                input: format!("input {i}"),
+                output: o.to_string(),
+                origin: Origin::TeacherAnswered,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn holds_out_every_fourth_item_per_label_or_overall() {
+        let labelled = items(&["a", "b", "a", "a", "b", "a", "b", "b"]);
+        let (train, held) = hold_out(labelled, true);
+        let held: Vec<&str> = held.iter().map(|e| e.output.as_str()).collect();
+        assert_eq!((train.len(), held), (6, vec!["a", "b"]));
+        // Open outputs are all distinct: every 4th item overall.
+        let open = items(&["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+        let (train, held) = hold_out(open, false);
+        let held: Vec<&str> = held.iter().map(|e| e.output.as_str()).collect();
+        assert_eq!((train.len(), held), (7, vec!["4", "8"]));
+    }
 
     #[test]
     fn first_line_strips_wrappers() {
