@@ -38,6 +38,18 @@ pub struct CompileArgs {
     /// Maximum training steps.
     #[arg(long)]
     steps: Option<usize>,
+    /// Teacher requests for training inputs: per label when the spec names a label set, else
+    /// in total (default: about 48 items in all, at least 8 per label).
+    #[arg(long, value_name = "N")]
+    requests: Option<usize>,
+    /// Kinds of input the teacher lists first (per label, or for the task), one kind per
+    /// request; 0 turns this off.
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").kinds)]
+    kinds: usize,
+    /// Drop a label-conditioned item when the teacher, asked the task directly, answers a
+    /// different label (helps only when the teacher answers the task well).
+    #[arg(long)]
+    agreement_filter: bool,
     /// Also write the program to this file.
     #[arg(short, long, value_name = "OUT.paw")]
     output: Option<PathBuf>,
@@ -112,6 +124,9 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     if let Some(steps) = args.steps {
         opts.train.steps = steps;
     }
+    opts.requests = args.requests;
+    opts.kinds = args.kinds;
+    opts.agreement_filter = args.agreement_filter;
     if !args.no_cache {
         opts.cache = Some(store.clone());
     }
