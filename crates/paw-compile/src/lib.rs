@@ -499,6 +499,17 @@ impl Compiler for TrainingCompiler {
         report.insert("data_train".into(), data.train.len().to_string());
         report.insert("data_validation".into(), data.validation.len().to_string());
         report.insert("data_rejected".into(), data.rejected.len().to_string());
+        if let Some(labels) = &labels {
+            // Per-label counts show a one-sided data set (e.g. a filter that dropped a label).
+            let counts: Vec<String> = labels
+                .iter()
+                .map(|l| {
+                    let n = data.train.iter().chain(&data.validation);
+                    format!("{l}={}", n.filter(|e| &e.output == l).count())
+                })
+                .collect();
+            report.insert("data_per_label".into(), counts.join(","));
+        }
         let val = &data.validation;
         if let Some(answers) = &teacher_answers {
             report.insert(

@@ -364,6 +364,18 @@ pub(crate) fn synthesize(
             .iter()
             .map(|l| synth.iter().filter(|e| &e.output == l).count())
             .collect();
+        let missing: Vec<&String> = labels
+            .iter()
+            .zip(&counts)
+            .filter(|(_, &c)| c == 0)
+            .map(|(l, _)| l)
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "no synthesised training item survived for these labels"
+            );
+        }
         if let Some(cap) = counts.iter().copied().filter(|&c| c > 0).min() {
             let mut taken = vec![0usize; labels.len()];
             synth.retain(|e| {

@@ -8,7 +8,7 @@
 //! models/<sha256-hex>.json    what is known about it: size, SHA-256, `b3:` hash, manifest id
 //! compiles/<key-hex>          the id of the program a compile key produced
 //! stages/<kind>/<key-hex>     a finished compile stage (derived data, safe to delete)
-//! tmp/                        in-progress writes
+//! tmp/                        in-progress writes (leftovers older than a day removed on open)
 //! ```
 //!
 //! Every write goes to a temporary file in `tmp/` (same filesystem), is fsynced, then renamed
@@ -38,6 +38,8 @@ pub const MIN_ID_PREFIX_LEN: usize = 4;
 const PROGRAMS_DIR: &str = "programs";
 const MODELS_DIR: &str = "models";
 const TMP_DIR: &str = "tmp";
+/// Temporary files older than this were left by killed writes (no write takes a day).
+pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 const PROGRAM_EXT: &str = "paw";
 /// `compiles/<key hex>` holds the id of the program a compile key produced.
 const COMPILES_DIR: &str = "compiles";
@@ -190,14 +192,47 @@ impl Store {
         Self::open(Self::default_root()?)
     }
 
-    /// Opens the store at `root`, creating its directories if needed.
+    /// Opens the store at `root`, creating its directories if needed, and removes temporary
+    /// files that killed writes left in `tmp/` more than [`STALE_TMP_AGE`] ago.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let store = Self { root: root.into() };
         for dir in [store.programs_dir(), store.models_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         }
+        store.remove_stale_tmp(STALE_TMP_AGE);
         tracing::debug!(root = %store.root.display(), "opened paw store");
         Ok(store)
+    }
+
+    /// Best effort: a file that cannot be inspected or removed is left alone (and logged);
+    /// the age guard keeps another process's write in progress safe.
+    fn remove_stale_tmp(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age);
+            if !stale || !path.is_file() {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed stale temporary files from the store");
+        }
+        removed
     }
 
     pub fn root(&self) -> &Path {
@@ -854,6 +889,26 @@ mod tests {
             store.lookup_compile("b3:../../etc"),
             Err(StoreError::InvalidKey { .. })
         ));
+    }
+
+    #[test]
+    fn open_removes_only_stale_temporary_files() {
+        let (_dir, store) = temp_store();
+        let old = store.tmp_dir().join("write-killed");
+        let fresh = store.tmp_dir().join("write-in-progress");
+        fs::write(&old, b"partial").unwrap();
+        fs::write(&fresh, b"partial").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - 2 * STALE_TMP_AGE;
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        let store = Store::open(store.root()).unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists());
+        assert_eq!(store.remove_stale_tmp(STALE_TMP_AGE), 0);
     }
 
     #[test]
