@@ -84,7 +84,7 @@ struct CompileFlags {
     /// Teacher requests per label (closed label set) or in total (open outputs).
     #[arg(long)]
     requests: Option<usize>,
-    /// Kinds of input the teacher lists first (per label, or for the task); 0 = none.
+    /// Kinds of input the teacher lists first for each label of a label set; 0 = none.
     #[arg(long)]
     kinds: Option<usize>,
     /// Number of top interpreter layers that get an adapter.

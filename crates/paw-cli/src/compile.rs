@@ -42,7 +42,7 @@ pub struct CompileArgs {
     /// in total (default: about 48 items in all, at least 8 per label).
     #[arg(long, value_name = "N")]
     requests: Option<usize>,
-    /// Kinds of input the teacher lists first (per label, or for the task), one kind per
+    /// Kinds of input the teacher lists first for each label of a label set, one kind per
     /// request; 0 turns this off.
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").kinds)]
     kinds: usize,

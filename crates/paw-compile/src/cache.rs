@@ -177,7 +177,7 @@ mod tests {
         let mut agree = o.clone();
         agree.agreement_filter = true;
         let mut kinds = o.clone();
-        kinds.kinds = 8;
+        kinds.kinds += 1;
         for changed in [&seeded, &agree, &kinds] {
             assert_eq!(pp(changed), pp(&o));
             assert_ne!(data(changed), data(&o));

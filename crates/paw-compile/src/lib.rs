@@ -85,9 +85,8 @@ pub struct CompileOptions {
     pub requests: Option<usize>,
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
-    /// Kinds of input the teacher lists (per label, or for the task) before writing inputs,
-    /// one kind per request; 0 asks for inputs with style hints only. Default 8: on the
-    /// suite's dev split it lifted log-alert from 33% to 73% (`bench/EVAL.md`).
+    /// Kinds of input the teacher lists per label before writing inputs, one kind per request
+    /// (label sets only; open outputs always use style hints); 0 uses style hints only.
     pub kinds: usize,
     /// Token budget of the pseudo-program.
     pub pseudo_program_budget: usize,

@@ -4,9 +4,9 @@
 //! the teacher writes inputs and answers them. Every item must pass the output checks.
 //!
 //! Small teachers copy the examples they are shown: asked for forty log lines that deserve
-//! ALERT, the 1.5B wrote thirty variations of the one `[eval]` line it had seen. So the teacher
-//! may first list distinct *kinds* of input (per label, or for the whole task), and each request
-//! then asks for one input of one kind.
+//! ALERT, the 1.5B wrote thirty variations of the one `[eval]` line it had seen. So, for a label
+//! set, the teacher first lists distinct *kinds* of input per label, and each request then asks
+//! for one input of one kind.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ pub(crate) struct SynthRequest<'a> {
     pub requests: usize,
     /// Drop label-conditioned items the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
-    /// Kinds of input the teacher lists first, per label (or in total); 0 = no kinds.
+    /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
     pub seed: u64,
 }
@@ -114,13 +114,11 @@ fn input_prompt(
     p
 }
 
-/// Asks for a numbered list of `n` distinct kinds of input (for `label`, if given).
-fn kinds_prompt(spec: &str, label: Option<&str>, n: usize) -> String {
-    let whose = label.map_or(String::new(), |l| {
-        format!(" whose correct output is exactly: {l}")
-    });
+/// Asks for a numbered list of `n` distinct kinds of input whose output is `label`.
+fn kinds_prompt(spec: &str, label: &str, n: usize) -> String {
     format!(
-        "{}List {n} different kinds of input that this task must handle{whose}. Make them \
+        "{}List {n} different kinds of input that this task must handle whose correct output is \
+         exactly: {label}. Make them \
          varied: common cases, rarer cases, borderline cases, and messy real-world ones (typos, \
          odd casing, extra spaces, format drift). One short description per line, numbered 1 \
          to {n}, nothing else.",
@@ -260,18 +258,20 @@ pub(crate) fn synthesize(
             .collect(),
         None => vec![None; req.requests],
     };
-    // Kinds of input: one list per label (or one for the task), sampled, so that a greedy
-    // list cannot degenerate into repetition.
+    // Kinds of input, for label sets only: one list per label, sampled, so that a greedy list
+    // cannot degenerate into repetition. (For open outputs, inputs of one kind for the whole
+    // task came out as duplicates: ticker lost 30 of 48 items.)
     let groups: Vec<Option<&str>> = match req.labels {
         Some(labels) => labels.iter().map(|l| Some(l.as_str())).collect(),
         None => vec![None],
     };
-    let kinds: Vec<Vec<String>> = if req.kinds == 0 {
+    let kinds: Vec<Vec<String>> = if req.kinds == 0 || req.labels.is_none() {
         vec![Vec::new(); groups.len()]
     } else {
         let prompts: Vec<String> = groups
             .iter()
-            .map(|l| kinds_prompt(req.spec, *l, req.kinds))
+            .flatten()
+            .map(|l| kinds_prompt(req.spec, l, req.kinds))
             .collect();
         let budget = (req.kinds * 24) as u32;
         let replies = teacher.ask(&prompts, budget, 0.7, req.seed ^ 0x6b69_6e64, false, |_| {})?;
