@@ -261,32 +261,32 @@ pub(crate) fn synthesize(
     // Kinds of input, for label sets only: one list per label, sampled, so that a greedy list
     // cannot degenerate into repetition. (With one list for a whole open-output task, ticker's
     // compile rejected 30 of 48 items and its program lost 20 points on the tests.)
-    let groups: Vec<Option<&str>> = match req.labels {
-        Some(labels) => labels.iter().map(|l| Some(l.as_str())).collect(),
-        None => vec![None],
+    let kinds: Vec<Vec<String>> = match req.labels {
+        Some(labels) if req.kinds > 0 => {
+            let prompts: Vec<String> = labels
+                .iter()
+                .map(|l| kinds_prompt(req.spec, l, req.kinds))
+                .collect();
+            let budget = (req.kinds * 24) as u32;
+            let replies =
+                teacher.ask(&prompts, budget, 0.7, req.seed ^ 0x6b69_6e64, false, |_| {})?;
+            let kinds: Vec<Vec<String>> =
+                replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
+            tracing::debug!(?kinds, "kinds of input");
+            kinds
+        }
+        _ => Vec::new(),
     };
-    let kinds: Vec<Vec<String>> = if req.kinds == 0 || req.labels.is_none() {
-        vec![Vec::new(); groups.len()]
-    } else {
-        let prompts: Vec<String> = groups
-            .iter()
-            .flatten()
-            .map(|l| kinds_prompt(req.spec, l, req.kinds))
-            .collect();
-        let budget = (req.kinds * 24) as u32;
-        let replies = teacher.ask(&prompts, budget, 0.7, req.seed ^ 0x6b69_6e64, false, |_| {})?;
-        let kinds: Vec<Vec<String>> = replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
-        tracing::debug!(?kinds, "kinds of input");
-        kinds
-    };
-    let per = groups.len();
+    let per = req.labels.map_or(1, <[String]>::len);
     let prompts: Vec<String> = targets
         .iter()
         .enumerate()
         .map(|(n, l)| {
             let (group, k) = (n % per, n / per);
-            let kind =
-                (!kinds[group].is_empty()).then(|| kinds[group][k % kinds[group].len()].as_str());
+            let kind = kinds
+                .get(group)
+                .filter(|g| !g.is_empty())
+                .map(|g| g[k % g.len()].as_str());
             input_prompt(req, *l, kind, k)
         })
         .collect();
