@@ -519,10 +519,10 @@ mod runtime_agreement {
     use super::*;
     use paw_format::{GenerationConfig, Program};
 
-    /// The trainer's forward pass (zero adapter) against paw-rt's on SmolLM2, for inputs of
-    /// growing length.
+    /// The trainer's forward pass (zero adapter) against paw-rt's on SmolLM2, for rows of
+    /// growing length up to one prefill chunk.
     #[test]
-    fn trainer_matches_runtime_on_long_rows() {
+    fn trainer_matches_runtime_within_one_prefill_chunk() {
         let Some(path) = std::env::var_os("PAW_TEST_SMOLLM2") else {
             eprintln!("SKIP: PAW_TEST_SMOLLM2 not set");
             return;
