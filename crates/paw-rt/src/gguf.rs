@@ -6,6 +6,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -51,6 +52,24 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Rotary embedding tables `(cos, sin)`, each `[positions, head_dim / 2]`, in f32. Public so
+    /// that the compiler's training forward pass rotates with the runtime's exact values.
+    pub fn rope_tables(&self, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let (head_dim, half) = (self.head_dim, self.head_dim / 2);
+        // f32 arithmetic as in candle-transformers' llama/qwen2 and llama.cpp: quantized models
+        // amplify last-bit differences (8-bit activation rounding), so bit-compatible tables
+        // matter.
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f32 / head_dim as f32))
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, half), device)?;
+        let pos = Tensor::arange(0u32, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        Ok((freqs.cos()?, freqs.sin()?))
+    }
+
     pub fn from_gguf(ct: &Content) -> Result<Self> {
         let arch_name = md_str(ct, "general.architecture")?;
         let architecture = match arch_name {

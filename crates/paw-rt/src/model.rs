@@ -288,7 +288,7 @@ impl Model {
             w => Embedding::Dense(w.into_dense(device)?),
         };
         let norm = get("output_norm.weight", Some(&[hidden]))?.into_dense(device)?;
-        let (cos, sin) = rope_tables(cfg.head_dim, cfg.rope_theta, max_positions, device)?;
+        let (cos, sin) = cfg.rope_tables(max_positions, device)?;
         Ok(Self {
             cfg,
             ffn: ffn.unwrap_or(0),
@@ -565,21 +565,6 @@ fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
         .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Ok(Tensor::from_vec(data, (t, total), device)?)
-}
-
-fn rope_tables(head_dim: usize, theta: f32, n: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = head_dim / 2;
-    // f32 arithmetic as in candle-transformers' llama/qwen2 and llama.cpp: quantized models
-    // amplify last-bit differences (8-bit activation rounding), so bit-compatible tables matter.
-    let inv: Vec<f32> = (0..half)
-        .map(|i| 1.0 / theta.powf(2.0 * i as f32 / head_dim as f32))
-        .collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
-    let pos = Tensor::arange(0u32, n as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((n, 1))?;
-    let freqs = pos.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?, freqs.sin()?))
 }
 
 /// Opens a GGUF file for reading tensors.

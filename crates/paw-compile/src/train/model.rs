@@ -264,7 +264,7 @@ impl TrainModel {
             .transpose()?
             .unwrap_or(0);
         let norm = get("output_norm.weight")?.dequantize(&device)?;
-        let (cos, sin) = rope_tables(&cfg, max_positions, DType::F32, &device)?;
+        let (cos, sin) = cfg.rope_tables(max_positions, &device)?;
         Ok(Self {
             cfg,
             ffn,
@@ -474,24 +474,6 @@ fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<T
     Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
 }
 
-fn rope_tables(
-    cfg: &ModelConfig,
-    n: usize,
-    dtype: DType,
-    device: &Device,
-) -> Result<(Tensor, Tensor)> {
-    let half = cfg.head_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
-        .collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
-    let pos = Tensor::arange(0u32, n as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((n, 1))?;
-    let freqs = pos.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
-}
-
 #[cfg(test)]
 pub(crate) mod tiny {
     //! A tiny random model in f64 for gradient checks.
@@ -547,7 +529,8 @@ pub(crate) mod tiny {
             })
             .collect();
         let embed = rand(&mut rng, (vocab, d), 1.0);
-        let (cos, sin) = rope_tables(&cfg, 64, DType::F64, &Device::Cpu).expect("rope");
+        let (cos, sin) = cfg.rope_tables(64, &Device::Cpu).expect("rope");
+        let (cos, sin) = (cos.to_dtype(DType::F64).expect("cos"), sin.to_dtype(DType::F64).expect("sin"));
         TrainModel {
             cfg,
             ffn: f,
