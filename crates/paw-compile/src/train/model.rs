@@ -530,7 +530,10 @@ pub(crate) mod tiny {
             .collect();
         let embed = rand(&mut rng, (vocab, d), 1.0);
         let (cos, sin) = cfg.rope_tables(64, &Device::Cpu).expect("rope");
-        let (cos, sin) = (cos.to_dtype(DType::F64).expect("cos"), sin.to_dtype(DType::F64).expect("sin"));
+        let (cos, sin) = (
+            cos.to_dtype(DType::F64).expect("cos"),
+            sin.to_dtype(DType::F64).expect("sin"),
+        );
         TrainModel {
             cfg,
             ffn: f,
