@@ -62,7 +62,7 @@ use teacher::ChatModel;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.5");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.6");
 /// Longest spec accepted, in bytes.
 pub const MAX_SPEC_LEN: usize = 16 * 1024;
 
@@ -485,7 +485,12 @@ impl Compiler for TrainingCompiler {
                         true,
                         |_| {},
                     )?;
-                    Some(answers.iter().map(|a| synth::first_line(a)).collect())
+                    Some(
+                        answers
+                            .iter()
+                            .map(|a| synth::answer_output(a, &pp.examples))
+                            .collect(),
+                    )
                 }
                 _ => None,
             };

@@ -190,6 +190,61 @@ pub(crate) fn first_line(reply: &str) -> String {
         .to_string()
 }
 
+/// Whether every reference output is a JSON object or array: the task's outputs are JSON.
+fn json_outputs(reference: &[(String, String)]) -> bool {
+    !reference.is_empty()
+        && reference
+            .iter()
+            .all(|(_, o)| o.starts_with('{') || o.starts_with('['))
+}
+
+/// The output a teacher's reply gives. For JSON outputs: the first complete JSON value in the
+/// reply, compacted (the 1.5B pretty-prints JSON over several lines, so the first line alone
+/// was a lone `{` and event-json's compile rejected 45 of 52 items). Otherwise, and when no JSON
+/// value parses: the reply's first meaningful line.
+pub(crate) fn answer_output(reply: &str, reference: &[(String, String)]) -> String {
+    if json_outputs(reference) {
+        if let Some(json) = first_json_value(reply) {
+            return json;
+        }
+    }
+    first_line(reply)
+}
+
+/// The first JSON object or array in `text` that parses, with the whitespace between its
+/// tokens removed (strings, key order and number spellings kept as written).
+fn first_json_value(text: &str) -> Option<String> {
+    text.match_indices(['{', '[']).find_map(|(start, _)| {
+        let mut values =
+            serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde::de::IgnoredAny>();
+        match values.next() {
+            Some(Ok(_)) => Some(compact_json(&text[start..start + values.byte_offset()])),
+            _ => None,
+        }
+    })
+}
+
+/// Removes whitespace outside strings from valid JSON text.
+fn compact_json(json: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(json.len()), false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c.is_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Output checks for open tasks: the teacher's answer must look like the examples' outputs.
 fn format_problem(output: &str, reference: &[(String, String)]) -> Option<&'static str> {
     if output.is_empty() {
@@ -198,8 +253,7 @@ fn format_problem(output: &str, reference: &[(String, String)]) -> Option<&'stat
     if output.contains("```") {
         return Some("code fence in output");
     }
-    let json_like = |s: &str| s.starts_with('{') || s.starts_with('[');
-    if !reference.is_empty() && reference.iter().all(|(_, o)| json_like(o)) {
+    if json_outputs(reference) {
         if serde_json::from_str::<serde_json::Value>(output).is_err() {
             return Some("output is not valid JSON");
         }
@@ -336,7 +390,7 @@ pub(crate) fn synthesize(
         for (mut e, answer) in synth.into_iter().zip(answers) {
             match req.labels {
                 None => {
-                    let out = first_line(&answer);
+                    let out = answer_output(&answer, req.reference);
                     if let Some(r) = format_problem(&out, req.reference) {
                         data.rejected.push((e.input, r.to_string()));
                         continue;
@@ -474,6 +528,26 @@ mod tests {
         );
         assert_eq!(parse_kinds(reply, 2).len(), 2);
         assert!(parse_kinds("no list here", 8).is_empty());
+    }
+
+    #[test]
+    fn json_answers_are_extracted_whole_and_compacted() {
+        let r = vec![("a".to_string(), "{\"a\":1}".to_string())];
+        let pretty = "```json\n{\n  \"title\": \"Lunch  with Sam\",\n  \"b\": [1, 2]\n}\n```";
+        assert_eq!(
+            answer_output(pretty, &r),
+            "{\"title\":\"Lunch  with Sam\",\"b\":[1,2]}"
+        );
+        // Escaped quotes inside strings do not end them; prose before the value is skipped.
+        let escaped = "Here it is: [\"a \\\" b\", {\"k\" : null}] done";
+        assert_eq!(answer_output(escaped, &r), "[\"a \\\" b\",{\"k\":null}]");
+        // A brace in prose that does not start valid JSON is passed over.
+        assert_eq!(answer_output("{oops} then {\"x\": 2}", &r), "{\"x\":2}");
+        // No JSON value: the first line, which the format check then rejects.
+        assert_eq!(answer_output("{\n  \"a\": ", &r), "{");
+        // Outputs that are not JSON: the first line, as before.
+        let labels = vec![("x".to_string(), "ALERT".to_string())];
+        assert_eq!(answer_output("ALERT\n{\"a\":1}", &labels), "ALERT");
     }
 
     #[test]
