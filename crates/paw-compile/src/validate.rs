@@ -20,15 +20,10 @@ pub(crate) fn outputs(f: &Function, data: &[Example], max_tokens: u32) -> Result
     Ok(out)
 }
 
-/// Fraction of `answers` that equal the expected outputs byte for byte (paw-eval's metric).
-pub(crate) fn exact_match(data: &[Example], answers: &[String]) -> f64 {
-    if data.is_empty() {
-        return 0.0;
-    }
-    let hits = data
-        .iter()
+/// How many `answers` equal the expected outputs byte for byte (paw-eval's metric).
+pub(crate) fn hits(data: &[Example], answers: &[String]) -> usize {
+    data.iter()
         .zip(answers)
         .filter(|(e, a)| paw_eval::exact_match(&e.output, a))
-        .count();
-    hits as f64 / data.len() as f64
+        .count()
 }

@@ -98,6 +98,19 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
         stages.contains(&paw_compile::Stage::Train) && stages.contains(&paw_compile::Stage::Pack)
     );
 
+    // The adapter ships unless it lost to the pseudo-program alone on the held-out split, and
+    // the report says which.
+    let verdict = &out.report["adapter"];
+    assert_eq!(
+        out.program.adapter.is_some(),
+        verdict == "kept",
+        "report says {verdict}"
+    );
+    assert!(
+        verdict == "kept" || verdict.starts_with("dropped: "),
+        "{verdict}"
+    );
+
     // The program is a valid .paw that paw-rt loads and runs.
     let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
     assert_eq!(id, out.id);
