@@ -62,7 +62,7 @@ use teacher::ChatModel;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.6");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.7");
 /// Held-out items by which the pseudo-program alone must beat the trained adapter for the
 /// adapter to be dropped: one item of a dozen is noise.
 const ADAPTER_GATE_MARGIN: usize = 2;
@@ -486,7 +486,7 @@ impl Compiler for TrainingCompiler {
                         synth::answer_tokens(labels.as_deref()),
                         0.0,
                         0,
-                        true,
+                        !synth::json_outputs(&pp.examples),
                         |_| {},
                     )?;
                     Some(

@@ -191,7 +191,7 @@ pub(crate) fn first_line(reply: &str) -> String {
 }
 
 /// Whether every reference output is a JSON object or array: the task's outputs are JSON.
-fn json_outputs(reference: &[(String, String)]) -> bool {
+pub(crate) fn json_outputs(reference: &[(String, String)]) -> bool {
     !reference.is_empty()
         && reference
             .iter()
@@ -385,7 +385,17 @@ pub(crate) fn synthesize(
             .iter()
             .map(|e| direct_prompt(req.spec, req.reference, &e.input))
             .collect();
-        let answers = teacher.ask(&prompts, answer_tokens(req.labels), 0.0, 0, true, |_| {})?;
+        // JSON answers span lines (the 1.5B pretty-prints them): stopping at the first newline
+        // left event-json's teacher with 45 empty answers of 48 ("```json").
+        let one_line = !json_outputs(req.reference);
+        let answers = teacher.ask(
+            &prompts,
+            answer_tokens(req.labels),
+            0.0,
+            0,
+            one_line,
+            |_| {},
+        )?;
         let mut kept = Vec::new();
         for (mut e, answer) in synth.into_iter().zip(answers) {
             match req.labels {
