@@ -476,21 +476,17 @@ impl Compiler for TrainingCompiler {
             let teacher_answers = match (teacher, data.validation.is_empty()) {
                 // The teacher's own one-shot answers on the held-out split, for comparison.
                 (Some(t), false) => {
-                    let prompts: Vec<String> = data
-                        .validation
-                        .iter()
-                        .map(|e| synth::direct_prompt(&opts.spec, &pp.examples, &e.input))
-                        .collect();
-                    let answers = t.ask(
-                        &prompts,
-                        synth::answer_tokens(labels.as_deref()),
-                        0.0,
-                        0,
-                        !synth::json_outputs(&pp.examples),
-                        |_| {},
+                    let inputs: Vec<&str> =
+                        data.validation.iter().map(|e| e.input.as_str()).collect();
+                    let replies = synth::direct_replies(
+                        t,
+                        &opts.spec,
+                        &pp.examples,
+                        labels.as_deref(),
+                        &inputs,
                     )?;
                     Some(
-                        answers
+                        replies
                             .iter()
                             .map(|a| synth::answer_output(a, &pp.examples))
                             .collect(),

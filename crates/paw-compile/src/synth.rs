@@ -156,7 +156,7 @@ fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
 }
 
 /// The prompt that asks a model to perform the task directly (the teacher's one-shot answer).
-pub(crate) fn direct_prompt(spec: &str, reference: &[(String, String)], input: &str) -> String {
+fn direct_prompt(spec: &str, reference: &[(String, String)], input: &str) -> String {
     format!(
         "{}\n\n{}Input: {input}\n\nReply with the output only.",
         spec.trim(),
@@ -164,8 +164,26 @@ pub(crate) fn direct_prompt(spec: &str, reference: &[(String, String)], input: &
     )
 }
 
+/// The teacher's one-shot replies to `inputs` (greedy), asked as [`direct_prompt`] says. JSON
+/// answers span lines (the 1.5B pretty-prints them), so only other outputs stop at the first
+/// newline: with that stop, event-json's teacher gave 45 empty answers of 48 ("```json").
+pub(crate) fn direct_replies(
+    teacher: &ChatModel,
+    spec: &str,
+    reference: &[(String, String)],
+    labels: Option<&[String]>,
+    inputs: &[&str],
+) -> Result<Vec<String>> {
+    let prompts: Vec<String> = inputs
+        .iter()
+        .map(|i| direct_prompt(spec, reference, i))
+        .collect();
+    let one_line = !json_outputs(reference);
+    teacher.ask(&prompts, answer_tokens(labels), 0.0, 0, one_line, |_| {})
+}
+
 /// Token limit of a direct answer: labels are short; open outputs may be long.
-pub(crate) fn answer_tokens(labels: Option<&[String]>) -> u32 {
+fn answer_tokens(labels: Option<&[String]>) -> u32 {
     if labels.is_some() {
         16
     } else {
@@ -191,7 +209,7 @@ pub(crate) fn first_line(reply: &str) -> String {
 }
 
 /// Whether every reference output is a JSON object or array: the task's outputs are JSON.
-pub(crate) fn json_outputs(reference: &[(String, String)]) -> bool {
+fn json_outputs(reference: &[(String, String)]) -> bool {
     !reference.is_empty()
         && reference
             .iter()
@@ -381,21 +399,8 @@ pub(crate) fn synthesize(
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter;
     if need_answers && !synth.is_empty() {
-        let prompts: Vec<String> = synth
-            .iter()
-            .map(|e| direct_prompt(req.spec, req.reference, &e.input))
-            .collect();
-        // JSON answers span lines (the 1.5B pretty-prints them): stopping at the first newline
-        // left event-json's teacher with 45 empty answers of 48 ("```json").
-        let one_line = !json_outputs(req.reference);
-        let answers = teacher.ask(
-            &prompts,
-            answer_tokens(req.labels),
-            0.0,
-            0,
-            one_line,
-            |_| {},
-        )?;
+        let inputs: Vec<&str> = synth.iter().map(|e| e.input.as_str()).collect();
+        let answers = direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?;
         let mut kept = Vec::new();
         for (mut e, answer) in synth.into_iter().zip(answers) {
             match req.labels {
