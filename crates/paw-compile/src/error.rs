@@ -14,6 +14,12 @@ pub enum CompileError {
     #[error("example {index} has an empty input or output")]
     EmptyExample { index: usize },
 
+    #[error(
+        "{what} contains `{token}`, which the interpreter reads as a control token; the \
+         program's prompt would change shape (rephrase it)"
+    )]
+    ControlTokenText { what: String, token: String },
+
     #[error("model file not found: {0}")]
     ModelNotFound(PathBuf),
 

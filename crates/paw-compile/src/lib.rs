@@ -62,7 +62,7 @@ use teacher::ChatModel;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.7");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.8");
 /// Held-out items by which the pseudo-program alone must beat the trained adapter for the
 /// adapter to be dropped: one item of a dozen is noise.
 const ADAPTER_GATE_MARGIN: usize = 2;
@@ -286,6 +286,21 @@ fn interpreter_tokenizer(path: &Path) -> Result<(paw_rt::Tokenizer, String)> {
     ))
 }
 
+/// The first control token that `text` spells (such as `<|im_end|>`), if any: in a prompt
+/// template that text becomes the token itself.
+fn control_token_text(tok: &paw_rt::Tokenizer, text: &str) -> Result<Option<String>> {
+    let ids = tok.encode_with_specials(text)?;
+    if ids == tok.encode_plain(text)? {
+        return Ok(None);
+    }
+    let added = tok.inner().get_added_tokens_decoder();
+    Ok(Some(
+        ids.iter()
+            .find_map(|id| added.get(id).map(|t| t.content.clone()))
+            .unwrap_or_else(|| "control-token text".into()),
+    ))
+}
+
 /// The teacher, loaded on first use: a compile whose teacher stages are all cached never
 /// loads it.
 struct LazyTeacher<'a> {
@@ -417,6 +432,21 @@ impl Compiler for TrainingCompiler {
         // Stage 1: pseudo-program.
         st.start(Stage::PseudoProgram);
         let (tok, tokenizer_hash) = interpreter_tokenizer(&opts.interpreter)?;
+        // The spec and the user's examples become part of the program's prompt template,
+        // where control-token text is read as control tokens (inputs never are).
+        let texts = std::iter::once(("the spec".to_string(), opts.spec.as_str())).chain(
+            opts.examples.iter().enumerate().flat_map(|(n, (i, o))| {
+                [
+                    (format!("example {n}"), i.as_str()),
+                    (format!("example {n}"), o.as_str()),
+                ]
+            }),
+        );
+        for (what, text) in texts {
+            if let Some(token) = control_token_text(&tok, text)? {
+                return Err(CompileError::ControlTokenText { what, token });
+            }
+        }
         let teacher_hash = match &opts.teacher {
             Some(p) => Some(paw_rt::gguf::weights_hash(p)?),
             None => None,
@@ -473,9 +503,12 @@ impl Compiler for TrainingCompiler {
                 },
                 |done, total| st.report(done, total, Some("teacher requests".into())),
             )?;
+            // The teacher's own one-shot answers on the held-out split, for comparison; not
+            // asked when the held-out labels already are those answers (open outputs, or
+            // label-conditioned items the teacher had to agree with): that figure is 100%.
+            let labels_are_answers = labels.is_none() || opts.agreement_filter;
             let teacher_answers = match (teacher, data.validation.is_empty()) {
-                // The teacher's own one-shot answers on the held-out split, for comparison.
-                (Some(t), false) => {
+                (Some(t), false) if !labels_are_answers => {
                     let inputs: Vec<&str> =
                         data.validation.iter().map(|e| e.input.as_str()).collect();
                     let replies = synth::direct_replies(
@@ -515,11 +548,20 @@ impl Compiler for TrainingCompiler {
             report.insert("data_per_label".into(), counts.join(","));
         }
         let val = &data.validation;
-        if let Some(answers) = &teacher_answers {
-            report.insert(
-                "val_exact_match_teacher_direct".into(),
-                pct(validate::hits(val, answers), val.len()),
-            );
+        match &teacher_answers {
+            Some(answers) => {
+                report.insert(
+                    "val_exact_match_teacher_direct".into(),
+                    pct(validate::hits(val, answers), val.len()),
+                );
+            }
+            None if !val.is_empty() && teacher_hash.is_some() => {
+                report.insert(
+                    "val_exact_match_teacher_direct".into(),
+                    "n/a (the held-out labels are the teacher's answers)".into(),
+                );
+            }
+            None => {}
         }
         let max_out = data
             .train
@@ -693,20 +735,22 @@ impl Compiler for TrainingCompiler {
             );
             // An adapter that loses to its own pseudo-program on the held-out split is not
             // shipped (git-command: 6 of 11 held-out items right with it, 10 of 11 without).
-            // A margin of items, not one, because the split is a handful of items.
-            keep_adapter = adapter_hits + ADAPTER_GATE_MARGIN > base;
-            report.insert(
-                "adapter".into(),
-                if keep_adapter {
-                    "kept".into()
-                } else {
-                    format!(
-                        "dropped: the pseudo-program alone got {base} of {} held-out items \
-                         right, with the adapter {adapter_hits}",
-                        val.len()
-                    )
-                },
-            );
+            // A margin of items, not one, because the split is a handful of items. Nor is one
+            // that early stopping rewound to step 0: its update is zero (commit-type shipped
+            // such an adapter), so it would only add bytes.
+            let dropped = if training.best_step == 0 {
+                Some("dropped: no training step lowered the held-out loss".to_string())
+            } else if adapter_hits + ADAPTER_GATE_MARGIN <= base {
+                Some(format!(
+                    "dropped: the pseudo-program alone got {base} of {} held-out items right, \
+                     with the adapter {adapter_hits}",
+                    val.len()
+                ))
+            } else {
+                None
+            };
+            keep_adapter = dropped.is_none();
+            report.insert("adapter".into(), dropped.unwrap_or_else(|| "kept".into()));
         } else {
             report.insert(
                 "val_exact_match_adapter".into(),

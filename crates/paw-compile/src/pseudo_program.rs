@@ -200,7 +200,7 @@ pub(crate) fn write(teacher: Option<&ChatModel>, req: &Request<'_>) -> Result<Ps
             // The budget plus a margin for the layout; a degenerate answer stops there.
             let max = (req.budget + 60) as u32;
             let answer = t
-                .ask(&[prompt], max, 0.0, 0, false, |_| {})?
+                .ask("", &[prompt], max, 0.0, 0, false, |_| {})?
                 .pop()
                 .unwrap_or_default();
             let (task, examples) = parse(&answer);

@@ -86,20 +86,19 @@ fn spec_block(spec: &str) -> String {
     format!("Task specification:\n\"\"\"\n{}\n\"\"\"\n\n", spec.trim())
 }
 
-/// `kind`: the kind of input wanted (from [`kinds_prompt`]), if any.
-fn input_prompt(
-    req: &SynthRequest<'_>,
-    label: Option<&str>,
-    kind: Option<&str>,
-    k: usize,
-) -> String {
-    let mut p = spec_block(req.spec) + &reference_block(req.reference);
-    match label {
-        Some(l) => p.push_str(&format!(
+/// The beginning every input request shares (the part the teacher prefills once).
+fn input_prompt_shared(req: &SynthRequest<'_>) -> String {
+    spec_block(req.spec) + &reference_block(req.reference)
+}
+
+/// The rest of one input request. `kind`: the kind of input wanted (from [`kinds_prompt_tail`]).
+fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize) -> String {
+    let mut p = match label {
+        Some(l) => format!(
             "Write one new, realistic input for this task whose correct output is exactly: {l}\n"
-        )),
-        None => p.push_str("Write one new, realistic input for this task.\n"),
-    }
+        ),
+        None => "Write one new, realistic input for this task.\n".to_string(),
+    };
     if let Some(kind) = kind {
         p.push_str(&format!("The input must be of this kind: {kind}.\n"));
     }
@@ -114,15 +113,15 @@ fn input_prompt(
     p
 }
 
-/// Asks for a numbered list of `n` distinct kinds of input whose output is `label`.
-fn kinds_prompt(spec: &str, label: &str, n: usize) -> String {
+/// Asks for a numbered list of `n` distinct kinds of input whose output is `label` (the tail
+/// of a message that begins with [`spec_block`]).
+fn kinds_prompt_tail(label: &str, n: usize) -> String {
     format!(
-        "{}List {n} different kinds of input that this task must handle whose correct output is \
+        "List {n} different kinds of input that this task must handle whose correct output is \
          exactly: {label}. Make them \
          varied: common cases, rarer cases, borderline cases, and messy real-world ones (typos, \
          odd casing, extra spaces, format drift). One short description per line, numbered 1 \
-         to {n}, nothing else.",
-        spec_block(spec)
+         to {n}, nothing else."
     )
 }
 
@@ -155,18 +154,10 @@ fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
     kinds
 }
 
-/// The prompt that asks a model to perform the task directly (the teacher's one-shot answer).
-fn direct_prompt(spec: &str, reference: &[(String, String)], input: &str) -> String {
-    format!(
-        "{}\n\n{}Input: {input}\n\nReply with the output only.",
-        spec.trim(),
-        reference_block(reference)
-    )
-}
-
-/// The teacher's one-shot replies to `inputs` (greedy), asked as [`direct_prompt`] says. JSON
-/// answers span lines (the 1.5B pretty-prints them), so only other outputs stop at the first
-/// newline: with that stop, event-json's teacher gave 45 empty answers of 48 ("```json").
+/// The teacher's one-shot replies to `inputs` (greedy): the spec and the reference examples,
+/// then `Input: ...` and `Reply with the output only.` JSON answers span lines (the 1.5B
+/// pretty-prints them), so only other outputs stop at the first newline: with that stop,
+/// event-json's teacher gave 45 empty answers of 48 ("```json").
 pub(crate) fn direct_replies(
     teacher: &ChatModel,
     spec: &str,
@@ -174,12 +165,21 @@ pub(crate) fn direct_replies(
     labels: Option<&[String]>,
     inputs: &[&str],
 ) -> Result<Vec<String>> {
-    let prompts: Vec<String> = inputs
+    let shared = format!("{}\n\n{}", spec.trim(), reference_block(reference));
+    let tails: Vec<String> = inputs
         .iter()
-        .map(|i| direct_prompt(spec, reference, i))
+        .map(|i| format!("Input: {i}\n\nReply with the output only."))
         .collect();
     let one_line = !json_outputs(reference);
-    teacher.ask(&prompts, answer_tokens(labels), 0.0, 0, one_line, |_| {})
+    teacher.ask(
+        &shared,
+        &tails,
+        answer_tokens(labels),
+        0.0,
+        0,
+        one_line,
+        |_| {},
+    )
 }
 
 /// Token limit of a direct answer: labels are short; open outputs may be long.
@@ -335,13 +335,14 @@ pub(crate) fn synthesize(
     // compile rejected 30 of 48 items and its program lost 20 points on the tests.)
     let kinds: Vec<Vec<String>> = match req.labels {
         Some(labels) if req.kinds > 0 => {
-            let prompts: Vec<String> = labels
+            let tails: Vec<String> = labels
                 .iter()
-                .map(|l| kinds_prompt(req.spec, l, req.kinds))
+                .map(|l| kinds_prompt_tail(l, req.kinds))
                 .collect();
             let budget = (req.kinds * 24) as u32;
-            let replies =
-                teacher.ask(&prompts, budget, 0.7, req.seed ^ 0x6b69_6e64, false, |_| {})?;
+            let seed = req.seed ^ 0x6b69_6e64;
+            let shared = spec_block(req.spec);
+            let replies = teacher.ask(&shared, &tails, budget, 0.7, seed, false, |_| {})?;
             let kinds: Vec<Vec<String>> =
                 replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
             tracing::debug!(?kinds, "kinds of input");
@@ -350,7 +351,7 @@ pub(crate) fn synthesize(
         _ => Vec::new(),
     };
     let per = req.labels.map_or(1, <[String]>::len);
-    let prompts: Vec<String> = targets
+    let tails: Vec<String> = targets
         .iter()
         .enumerate()
         .map(|(n, l)| {
@@ -359,11 +360,12 @@ pub(crate) fn synthesize(
                 .get(group)
                 .filter(|g| !g.is_empty())
                 .map(|g| g[k % g.len()].as_str());
-            input_prompt(req, *l, kind, k)
+            input_prompt_tail(*l, kind, k)
         })
         .collect();
-    let total = prompts.len();
-    let replies = teacher.ask(&prompts, 64, 0.8, req.seed, true, |done| {
+    let total = tails.len();
+    let shared = input_prompt_shared(req);
+    let replies = teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
         on_progress(done, total)
     })?;
 

@@ -238,5 +238,18 @@ fn bad_inputs_are_typed_errors() {
             compile(&opts, &mut |_| {}),
             Err(CompileError::NothingToTrainOn)
         ));
+        // Control-token text would become part of the program's prompt template.
+        opts.examples = vec![("ok <|im_end|> then".into(), "QUIET".into())];
+        match compile(&opts, &mut |_| {}) {
+            Err(CompileError::ControlTokenText { what, token }) => {
+                assert_eq!((what.as_str(), token.as_str()), ("example 0", "<|im_end|>"));
+            }
+            other => panic!("expected ControlTokenText, got {:?}", other.map(|_| ())),
+        }
+        opts.spec = format!("{SPEC} Never answer <|im_start|>.");
+        assert!(matches!(
+            compile(&opts, &mut |_| {}),
+            Err(CompileError::ControlTokenText { .. })
+        ));
     }
 }
