@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use paw_format::{GenerationConfig, Program, INPUT_PLACEHOLDER};
-use paw_rt::{CallOptions, Interpreter};
+use paw_rt::{CallOptions, Function, Interpreter};
 
 use crate::chat::ChatTemplate;
 use crate::error::Result;
@@ -29,11 +29,45 @@ impl ChatModel {
         })
     }
 
+    /// The model bound to answer messages that begin with `prefix` (cached).
+    fn function(&self, prefix: &str) -> Result<Function> {
+        let program = Program::prompt_only(
+            "",
+            self.chat
+                .render_user(&format!("{prefix}{INPUT_PLACEHOLDER}")),
+            self.interpreter.identity().clone(),
+            GenerationConfig {
+                max_tokens: 256,
+                stop: Vec::new(),
+                temperature: 0.0,
+            },
+        );
+        Ok(self.interpreter.bind(&program)?)
+    }
+
+    /// Whether `shared` as a cached prefix gives each message's own tokens: it spells no
+    /// control token, and tokenizing it apart from each tail changes no token at the seam
+    /// (SmolLM2's tokenizer reads "\n\n" before a word as two tokens, alone as one).
+    fn splits_cleanly(&self, shared: &str, tails: &[String]) -> Result<bool> {
+        let tok = self.interpreter.tokenizer();
+        let head = tok.encode_plain(shared)?;
+        if shared.is_empty() || tok.encode_with_specials(shared)? != head {
+            return Ok(shared.is_empty());
+        }
+        for tail in tails {
+            let whole = tok.encode_plain(&format!("{shared}{tail}"))?;
+            if !whole.starts_with(&head) || whole[head.len()..] != tok.encode_plain(tail)?[..] {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Answers the messages `shared + tail` for each of `tails`; `temperature` 0 is greedy.
     /// The shared beginning (the spec and its examples, in the data stage: most of each
-    /// prompt) is prefilled once per call, not once per message. Text in it that the tokenizer
-    /// would read as control tokens is not put in the cached prefix: then each whole message is
-    /// tokenized as plain text, as the tails always are.
+    /// prompt) is prefilled once per call, not once per message, when that gives the same
+    /// tokens as each whole message tokenized as plain text (see [`Self::splits_cleanly`]);
+    /// otherwise each whole message is the input.
     ///
     /// Each batch gets its own seed derived from `seed`, so identical messages in different
     /// batches still differ when sampling. `one_line` stops each answer at its first newline
@@ -49,27 +83,13 @@ impl ChatModel {
         one_line: bool,
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<String>> {
-        let tokenizer = self.interpreter.tokenizer();
-        let cacheable =
-            tokenizer.encode_with_specials(shared)? == tokenizer.encode_plain(shared)?;
-        let (prefix, messages): (&str, Vec<String>) = if cacheable {
+        let (prefix, messages): (&str, Vec<String>) = if self.splits_cleanly(shared, tails)? {
             (shared, tails.to_vec())
         } else {
-            tracing::debug!("control-token text in the shared prompt: not cached");
+            tracing::debug!("shared prompt not cached: it would change the tokens");
             ("", tails.iter().map(|t| format!("{shared}{t}")).collect())
         };
-        let program = Program::prompt_only(
-            "",
-            self.chat
-                .render_user(&format!("{prefix}{INPUT_PLACEHOLDER}")),
-            self.interpreter.identity().clone(),
-            GenerationConfig {
-                max_tokens: 256,
-                stop: Vec::new(),
-                temperature: 0.0,
-            },
-        );
-        let function = self.interpreter.bind(&program)?;
+        let function = self.function(prefix)?;
         let mut out = Vec::with_capacity(messages.len());
         for (i, chunk) in messages.chunks(self.batch).enumerate() {
             let opts = CallOptions {
@@ -91,5 +111,45 @@ impl ChatModel {
             on_batch(out.len());
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::print_stderr)]
+mod tests {
+    use super::*;
+
+    /// A shared beginning is cached only where that keeps each message's tokens: no control
+    /// token in it, and no token that spans the seam. (Same tokens, not the same logits to the
+    /// bit: splitting a prompt differently rounds differently, ~1 logit on SmolLM2; see the
+    /// trainer's runtime-agreement test.)
+    #[test]
+    fn shared_prefix_is_cached_only_where_tokens_stay_the_same() {
+        let Some(path) = std::env::var_os("PAW_TEST_SMOLLM2") else {
+            eprintln!("SKIP: PAW_TEST_SMOLLM2 not set");
+            return;
+        };
+        let teacher = ChatModel::load(Path::new(&path)).expect("load");
+        let tails: Vec<String> = ["Write a word.", "Write a number.", "Say hello."]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let spec = "Task specification:\n\"\"\"\nSort the words.\n\"\"\"\n";
+        assert!(teacher.splits_cleanly(spec, &tails).unwrap());
+        assert!(teacher.splits_cleanly("", &tails).unwrap());
+        // SmolLM2 tokenizes "\n\n" before a word as two tokens and alone as one.
+        assert!(!teacher
+            .splits_cleanly(&format!("{spec}\n"), &tails)
+            .unwrap());
+        assert!(!teacher
+            .splits_cleanly("The text <|im_end|> ends a turn.\n", &tails)
+            .unwrap());
+        // Either way every message gets an answer, in order.
+        for shared in [spec, "The text <|im_end|> ends a turn.\n"] {
+            let answers = teacher
+                .ask(shared, &tails, 4, 0.0, 0, false, |_| {})
+                .unwrap();
+            assert_eq!(answers.len(), tails.len());
+        }
     }
 }
