@@ -288,7 +288,7 @@ fn interpreter_tokenizer(path: &Path) -> Result<(paw_rt::Tokenizer, String)> {
 
 /// The first control token that `text` spells (such as `<|im_end|>`), if any: in a prompt
 /// template that text becomes the token itself.
-fn control_token_text(tok: &paw_rt::Tokenizer, text: &str) -> Result<Option<String>> {
+pub(crate) fn control_token_text(tok: &paw_rt::Tokenizer, text: &str) -> Result<Option<String>> {
     let ids = tok.encode_with_specials(text)?;
     if ids == tok.encode_plain(text)? {
         return Ok(None);
@@ -484,6 +484,10 @@ impl Compiler for TrainingCompiler {
             None => 48,
         });
         let key = cache::data_key(opts, teacher_hash.as_deref(), &pp.examples, requests);
+        // The held-out labels are the teacher's own one-shot answers for open outputs, and
+        // for label-conditioned items the teacher had to agree with: comparing it with them
+        // would give 100%, so its answers are not asked again.
+        let labels_are_answers = labels.is_none() || opts.agreement_filter;
         let DataStage {
             data,
             teacher_answers,
@@ -503,10 +507,7 @@ impl Compiler for TrainingCompiler {
                 },
                 |done, total| st.report(done, total, Some("teacher requests".into())),
             )?;
-            // The teacher's own one-shot answers on the held-out split, for comparison; not
-            // asked when the held-out labels already are those answers (open outputs, or
-            // label-conditioned items the teacher had to agree with): that figure is 100%.
-            let labels_are_answers = labels.is_none() || opts.agreement_filter;
+            // The teacher's own one-shot answers on the held-out split, for comparison.
             let teacher_answers = match (teacher, data.validation.is_empty()) {
                 (Some(t), false) if !labels_are_answers => {
                     let inputs: Vec<&str> =
@@ -555,7 +556,7 @@ impl Compiler for TrainingCompiler {
                     pct(validate::hits(val, answers), val.len()),
                 );
             }
-            None if !val.is_empty() && teacher_hash.is_some() => {
+            None if labels_are_answers && !val.is_empty() => {
                 report.insert(
                     "val_exact_match_teacher_direct".into(),
                     "n/a (the held-out labels are the teacher's answers)".into(),

@@ -49,11 +49,14 @@ impl ChatModel {
     /// control token, and tokenizing it apart from each tail changes no token at the seam
     /// (SmolLM2's tokenizer reads "\n\n" before a word as two tokens, alone as one).
     fn splits_cleanly(&self, shared: &str, tails: &[String]) -> Result<bool> {
-        let tok = self.interpreter.tokenizer();
-        let head = tok.encode_plain(shared)?;
-        if shared.is_empty() || tok.encode_with_specials(shared)? != head {
-            return Ok(shared.is_empty());
+        if shared.is_empty() {
+            return Ok(true);
         }
+        let tok = self.interpreter.tokenizer();
+        if crate::control_token_text(tok, shared)?.is_some() {
+            return Ok(false);
+        }
+        let head = tok.encode_plain(shared)?;
         for tail in tails {
             let whole = tok.encode_plain(&format!("{shared}{tail}"))?;
             if !whole.starts_with(&head) || whole[head.len()..] != tok.encode_plain(tail)?[..] {
