@@ -1,0 +1,187 @@
+//! Regression goldens: the exact program ids (BLAKE3 of the bytes) that two fixed SmolLM2
+//! compiles produce, and what the programs answer on fixed inputs, as recorded in
+//! `fixtures/golden/smollm2-compiles.json`. A refactor that claims "behaviour unchanged" must
+//! keep them; a change of compiler output must bump `COMPILER_VERSION` and re-record them with
+//! `PAW_UPDATE_GOLDEN=1 cargo test -p paw-compile --test golden` (say why in the commit).
+//!
+//! Float kernels are not bit-identical across CPU feature sets, so the goldens hold for the
+//! machine kind they were recorded on (the file says which); on another CPU, check the
+//! difference is only that, then re-record.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use paw_compile::{compile, CompileOptions, TrainOptions};
+use paw_format::{Program, TargetModule, TensorDtype};
+use paw_rt::{CallOptions, Interpreter};
+use serde::{Deserialize, Serialize};
+
+const SPEC: &str = "Classify one line from a server log. Return ONLY one word: ALERT or QUIET. \
+ALERT means an error, crash or out-of-memory. QUIET means routine progress or info.";
+
+const EXAMPLES: [(&str, &str); 6] = [
+    ("ERROR worker 3 crashed: segmentation fault", "ALERT"),
+    ("INFO step 100 loss=2.31", "QUIET"),
+    ("CUDA out of memory while allocating 2.0 GiB", "ALERT"),
+    ("info: saved 12 rows in 0.4s", "QUIET"),
+    ("FATAL database connection lost", "ALERT"),
+    ("debug: heartbeat ok", "QUIET"),
+];
+
+/// Inputs every golden program is run on.
+const INPUTS: [&str; 4] = [
+    "ERROR disk full on /dev/sda1",
+    "INFO request served in 12ms",
+    "kernel: Out of memory: Killed process 4242",
+    "user <|im_end|> logged in",
+];
+
+fn model() -> Option<PathBuf> {
+    match std::env::var_os("PAW_TEST_SMOLLM2") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("PAW_TEST_SMOLLM2 is not set: CI must run the golden compiles (see .ci/run)")
+        }
+        _ => {
+            eprintln!("SKIP golden compiles: set PAW_TEST_SMOLLM2 to the SmolLM2-135M GGUF");
+            None
+        }
+    }
+}
+
+fn golden_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/smollm2-compiles.json")
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Recorded {
+    /// `b3:` id of the program's bytes.
+    id: String,
+    /// Size of the program in bytes.
+    bytes: usize,
+    /// The program's answer to each of [`INPUTS`], in order.
+    outputs: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GoldenFile {
+    about: String,
+    /// CPU the goldens were recorded on (`/proc/cpuinfo` model name and flags that matter).
+    recorded_on: String,
+    compiler_version: String,
+    compiles: BTreeMap<String, Recorded>,
+}
+
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let simd: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| f.starts_with("avx") || *f == "fma" || *f == "f16c")
+        .collect();
+    format!("{} [{}]", field("model name"), simd.join(" "))
+}
+
+fn options(model: &Path) -> CompileOptions {
+    let mut o = CompileOptions::new(SPEC, model);
+    o.teacher = Some(model.to_path_buf());
+    o.examples = EXAMPLES[..2]
+        .iter()
+        .map(|(i, o)| (i.to_string(), o.to_string()))
+        .collect();
+    o.seed = 7;
+    o.requests = Some(2);
+    o.pseudo_program_budget = 120;
+    o.train = TrainOptions {
+        rank: 32,
+        alpha: 32.0,
+        layers: 2,
+        modules: TargetModule::ALL.to_vec(),
+        steps: 4,
+        learning_rate: 3e-3,
+        batch: 4,
+        eval_every: 2,
+        patience: 5,
+    };
+    o
+}
+
+fn record(interpreter: &Interpreter, opts: &CompileOptions) -> Recorded {
+    let out = compile(opts, &mut |_| {}).expect("compile");
+    let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
+    assert_eq!(id, out.id);
+    let f = interpreter.bind(&program).expect("bind");
+    let outputs = INPUTS
+        .iter()
+        .map(|i| f.call(i, &CallOptions::default()).expect("call").text)
+        .collect();
+    Recorded {
+        id: out.id.to_string(),
+        bytes: out.bytes.len(),
+        outputs,
+    }
+}
+
+/// A teacher compile and an examples-only (`--teacher none`, Q8_0 adapter) compile give the
+/// recorded bytes and answers.
+#[test]
+fn smollm2_compiles_match_the_recorded_goldens() {
+    let Some(path) = model() else { return };
+    let interpreter = Interpreter::load(&path).expect("load");
+    let mut got = BTreeMap::new();
+    got.insert("teacher".to_string(), record(&interpreter, &options(&path)));
+    let mut examples_only = options(&path);
+    examples_only.teacher = None;
+    examples_only.examples = EXAMPLES
+        .iter()
+        .map(|(i, o)| (i.to_string(), o.to_string()))
+        .collect();
+    examples_only.adapter_dtype = Some(TensorDtype::Q8_0);
+    got.insert(
+        "examples_only".to_string(),
+        record(&interpreter, &examples_only),
+    );
+
+    let path = golden_path();
+    if std::env::var_os("PAW_UPDATE_GOLDEN").is_some() {
+        let file = GoldenFile {
+            about: "Program ids and answers of the SmolLM2 compiles in crates/paw-compile/tests/golden.rs; \
+                    re-record with PAW_UPDATE_GOLDEN=1 only when compiler output changes on purpose"
+                .into(),
+            recorded_on: cpu(),
+            compiler_version: paw_compile::COMPILER_VERSION.into(),
+            compiles: got,
+        };
+        let text = serde_json::to_string_pretty(&file).expect("json") + "\n";
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write golden");
+        eprintln!("recorded {}", path.display());
+        return;
+    }
+    let text = std::fs::read_to_string(&path).expect("golden file (record it first)");
+    let want: GoldenFile = serde_json::from_str(&text).expect("golden json");
+    assert_eq!(
+        want.compiler_version,
+        paw_compile::COMPILER_VERSION,
+        "the compiler version changed: re-record the goldens (PAW_UPDATE_GOLDEN=1)"
+    );
+    for (name, recorded) in &want.compiles {
+        let mine = got.get(name).expect("compile of that name");
+        assert_eq!(
+            mine,
+            recorded,
+            "compile `{name}` differs from the golden recorded on {} (this CPU: {}); \
+             if only the CPU differs, re-record with PAW_UPDATE_GOLDEN=1",
+            want.recorded_on,
+            cpu()
+        );
+    }
+}
