@@ -621,7 +621,7 @@ fn compile_task(
             .iter()
             .map(|(s, d)| (format!("{s:?}"), d.as_secs_f64()))
             .collect(),
-        report: out.report.clone(),
+        report: out.report.to_provenance(),
     };
     std::fs::create_dir_all(sidecars)?;
     std::fs::write(&sidecar, serde_json::to_vec_pretty(&run)?)?;

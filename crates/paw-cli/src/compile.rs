@@ -184,7 +184,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
         cached: false,
         path: stored.path,
         size: stored.size,
-        report: output.report.clone(),
+        report: output.report.to_provenance(),
         stage_seconds: output
             .timings
             .iter()

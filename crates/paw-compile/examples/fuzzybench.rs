@@ -83,7 +83,7 @@ fn main() -> Result<()> {
         println!("time {stage:?}: {:.1}s", d.as_secs_f64());
     }
     println!("time total: {:.1}s", total.as_secs_f64());
-    for (k, v) in &out.report {
+    for (k, v) in &out.report.to_provenance() {
         println!("report {k} = {v}");
     }
     for (k, v) in &out.program.provenance.hyperparameters {

@@ -31,10 +31,16 @@ impl ChatTemplate {
             source,
         })?;
         let ct = Content::read(&mut std::io::BufReader::new(file))?;
-        let name = path.display().to_string();
+        Self::from_gguf(&ct, &path.display().to_string())
+    }
+
+    /// Reads `tokenizer.chat_template` from a parsed GGUF header of the model `name`.
+    pub fn from_gguf(ct: &Content, name: &str) -> Result<Self> {
         match ct.metadata.get("tokenizer.chat_template") {
-            Some(Value::String(t)) => Self::parse(t, &name),
-            _ => Err(CompileError::UnsupportedChatTemplate { model: name }),
+            Some(Value::String(t)) => Self::parse(t, name),
+            _ => Err(CompileError::UnsupportedChatTemplate {
+                model: name.to_string(),
+            }),
         }
     }
 
@@ -80,6 +86,21 @@ impl ChatTemplate {
     pub fn end_of_turn(&self) -> &'static str {
         IM_END
     }
+}
+
+/// The first control token that `text` spells (such as `<|im_end|>`), if any: in a prompt
+/// template that text becomes the token itself.
+pub(crate) fn control_token_text(tok: &paw_rt::Tokenizer, text: &str) -> Result<Option<String>> {
+    let ids = tok.encode_with_specials(text)?;
+    if ids == tok.encode_plain(text)? {
+        return Ok(None);
+    }
+    let added = tok.inner().get_added_tokens_decoder();
+    Ok(Some(
+        ids.iter()
+            .find_map(|id| added.get(id).map(|t| t.content.clone()))
+            .unwrap_or_else(|| "control-token text".into()),
+    ))
 }
 
 #[cfg(test)]

@@ -293,30 +293,11 @@ fn norm_key(s: &str) -> String {
 pub(crate) fn synthesize(
     teacher: Option<&ChatModel>,
     req: &SynthRequest<'_>,
-    mut on_progress: impl FnMut(usize, usize),
+    on_progress: impl FnMut(usize, usize),
 ) -> Result<TrainingData> {
     let mut data = TrainingData::default();
     let mut seen: Vec<String> = Vec::new();
-    let mut user = Vec::new();
-    for (i, o) in req.user_examples {
-        let output = match req.labels {
-            Some(l) => match canonical_label(l, o) {
-                Some(c) => c.to_string(),
-                None => {
-                    data.rejected
-                        .push((i.clone(), format!("user output `{o}` not in the label set")));
-                    continue;
-                }
-            },
-            None => o.clone(),
-        };
-        seen.push(norm_key(i));
-        user.push(Example {
-            input: i.clone(),
-            output,
-            origin: Origin::User,
-        });
-    }
+    let mut user = user_examples(req, &mut seen, &mut data.rejected);
     let Some(teacher) = teacher else {
         data.train = user;
         return Ok(data);
@@ -330,26 +311,90 @@ pub(crate) fn synthesize(
             .collect(),
         None => vec![None; req.requests],
     };
-    // Kinds of input, for label sets only: one list per label, sampled, so that a greedy list
-    // cannot degenerate into repetition. (With one list for a whole open-output task, ticker's
-    // compile rejected 30 of 48 items and its program lost 20 points on the tests.)
-    let kinds: Vec<Vec<String>> = match req.labels {
-        Some(labels) if req.kinds > 0 => {
-            let tails: Vec<String> = labels
-                .iter()
-                .map(|l| kinds_prompt_tail(l, req.kinds))
-                .collect();
-            let budget = (req.kinds * 24) as u32;
-            let seed = req.seed ^ 0x6b69_6e64;
-            let shared = spec_block(req.spec);
-            let replies = teacher.ask(&shared, &tails, budget, 0.7, seed, false, |_| {})?;
-            let kinds: Vec<Vec<String>> =
-                replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
-            tracing::debug!(?kinds, "kinds of input");
-            kinds
-        }
-        _ => Vec::new(),
+    let kinds = input_kinds(teacher, req)?;
+    let replies = request_inputs(teacher, req, &targets, &kinds, on_progress)?;
+    let mut synth = screen_inputs(&targets, &replies, &mut seen, &mut data.rejected);
+
+    // Open outputs, or the agreement check: ask the teacher directly (greedy).
+    let need_answers = req.labels.is_none() || req.agreement_filter;
+    if need_answers && !synth.is_empty() {
+        synth = answer_or_agree(teacher, req, synth, &mut data.rejected)?;
+    }
+    if let Some(labels) = req.labels {
+        balance_labels(labels, &mut synth);
+    }
+    if synth.is_empty() && user.is_empty() {
+        return Err(CompileError::NoValidData(format!(
+            "{} teacher items, all rejected",
+            replies.len()
+        )));
+    }
+
+    let (train, validation) = hold_out(synth, req.labels.is_some());
+    user.extend(train);
+    data.validation = validation;
+    data.train = user;
+    Ok(data)
+}
+
+/// The user's examples, outputs mapped to the label set's spelling; those outside it are
+/// rejected.
+fn user_examples(
+    req: &SynthRequest<'_>,
+    seen: &mut Vec<String>,
+    rejected: &mut Vec<(String, String)>,
+) -> Vec<Example> {
+    let mut user = Vec::new();
+    for (i, o) in req.user_examples {
+        let output = match req.labels {
+            Some(l) => match canonical_label(l, o) {
+                Some(c) => c.to_string(),
+                None => {
+                    rejected.push((i.clone(), format!("user output `{o}` not in the label set")));
+                    continue;
+                }
+            },
+            None => o.clone(),
+        };
+        seen.push(norm_key(i));
+        user.push(Example {
+            input: i.clone(),
+            output,
+            origin: Origin::User,
+        });
+    }
+    user
+}
+
+/// Kinds of input, for label sets only: one list per label, sampled, so that a greedy list
+/// cannot degenerate into repetition. (With one list for a whole open-output task, ticker's
+/// compile rejected 30 of 48 items and its program lost 20 points on the tests.)
+fn input_kinds(teacher: &ChatModel, req: &SynthRequest<'_>) -> Result<Vec<Vec<String>>> {
+    let Some(labels) = req.labels.filter(|_| req.kinds > 0) else {
+        return Ok(Vec::new());
     };
+    let tails: Vec<String> = labels
+        .iter()
+        .map(|l| kinds_prompt_tail(l, req.kinds))
+        .collect();
+    let budget = (req.kinds * 24) as u32;
+    let seed = req.seed ^ 0x6b69_6e64;
+    let shared = spec_block(req.spec);
+    let replies = teacher.ask(&shared, &tails, budget, 0.7, seed, false, |_| {})?;
+    let kinds: Vec<Vec<String>> = replies.iter().map(|r| parse_kinds(r, req.kinds)).collect();
+    tracing::debug!(?kinds, "kinds of input");
+    Ok(kinds)
+}
+
+/// The teacher's replies to one input request per target (a label, or `None` for open
+/// outputs), each with a kind of input or a style hint.
+fn request_inputs(
+    teacher: &ChatModel,
+    req: &SynthRequest<'_>,
+    targets: &[Option<&str>],
+    kinds: &[Vec<String>],
+    mut on_progress: impl FnMut(usize, usize),
+) -> Result<Vec<String>> {
     let per = req.labels.map_or(1, <[String]>::len);
     let tails: Vec<String> = targets
         .iter()
@@ -365,12 +410,21 @@ pub(crate) fn synthesize(
         .collect();
     let total = tails.len();
     let shared = input_prompt_shared(req);
-    let replies = teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
+    teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
         on_progress(done, total)
-    })?;
+    })
+}
 
+/// The replies' inputs that pass the checks (not empty, not too long, not seen, not the label
+/// itself), as examples of their target label.
+fn screen_inputs(
+    targets: &[Option<&str>],
+    replies: &[String],
+    seen: &mut Vec<String>,
+    rejected: &mut Vec<(String, String)>,
+) -> Vec<Example> {
     let mut synth: Vec<Example> = Vec::new();
-    for (label, reply) in targets.iter().zip(&replies) {
+    for (label, reply) in targets.iter().zip(replies) {
         let input = first_line(reply);
         let reason = if input.is_empty() {
             Some("empty input")
@@ -384,7 +438,7 @@ pub(crate) fn synthesize(
             None
         };
         if let Some(r) = reason {
-            data.rejected.push((input, r.to_string()));
+            rejected.push((input, r.to_string()));
             continue;
         }
         seen.push(norm_key(&input));
@@ -397,79 +451,73 @@ pub(crate) fn synthesize(
             },
         });
     }
+    synth
+}
 
-    // Open outputs, or the agreement check: ask the teacher directly (greedy).
-    let need_answers = req.labels.is_none() || req.agreement_filter;
-    if need_answers && !synth.is_empty() {
-        let inputs: Vec<&str> = synth.iter().map(|e| e.input.as_str()).collect();
-        let answers = direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?;
-        let mut kept = Vec::new();
-        for (mut e, answer) in synth.into_iter().zip(answers) {
-            match req.labels {
-                None => {
-                    let out = answer_output(&answer, req.reference);
-                    if let Some(r) = format_problem(&out, req.reference) {
-                        data.rejected.push((e.input, r.to_string()));
-                        continue;
-                    }
-                    e.output = out;
+/// Open outputs: the teacher's direct answer becomes the output (if it has the reference's
+/// format). Label sets with the agreement filter: items whose direct answer is another label
+/// are rejected.
+fn answer_or_agree(
+    teacher: &ChatModel,
+    req: &SynthRequest<'_>,
+    synth: Vec<Example>,
+    rejected: &mut Vec<(String, String)>,
+) -> Result<Vec<Example>> {
+    let inputs: Vec<&str> = synth.iter().map(|e| e.input.as_str()).collect();
+    let answers = direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?;
+    let mut kept = Vec::new();
+    for (mut e, answer) in synth.into_iter().zip(answers) {
+        match req.labels {
+            None => {
+                let out = answer_output(&answer, req.reference);
+                if let Some(r) = format_problem(&out, req.reference) {
+                    rejected.push((e.input, r.to_string()));
+                    continue;
                 }
-                Some(l) => {
-                    if canonical_label(l, &answer).map(str::to_string).as_deref()
-                        != Some(e.output.as_str())
-                    {
-                        data.rejected
-                            .push((e.input, "teacher disagrees".to_string()));
-                        continue;
-                    }
+                e.output = out;
+            }
+            Some(l) => {
+                if canonical_label(l, &answer).map(str::to_string).as_deref()
+                    != Some(e.output.as_str())
+                {
+                    rejected.push((e.input, "teacher disagrees".to_string()));
+                    continue;
                 }
             }
-            kept.push(e);
         }
-        synth = kept;
+        kept.push(e);
     }
+    Ok(kept)
+}
 
-    // Balance the label set: at most as many of each label as of the rarest one present.
-    if let Some(labels) = req.labels {
-        let counts: Vec<usize> = labels
-            .iter()
-            .map(|l| synth.iter().filter(|e| &e.output == l).count())
-            .collect();
-        let missing: Vec<&String> = labels
-            .iter()
-            .zip(&counts)
-            .filter(|(_, &c)| c == 0)
-            .map(|(l, _)| l)
-            .collect();
-        if !missing.is_empty() {
-            tracing::warn!(
-                ?missing,
-                "no synthesised training item survived for these labels"
-            );
-        }
-        if let Some(cap) = counts.iter().copied().filter(|&c| c > 0).min() {
-            let mut taken = vec![0usize; labels.len()];
-            synth.retain(|e| {
-                let Some(i) = labels.iter().position(|l| l == &e.output) else {
-                    return false;
-                };
-                taken[i] += 1;
-                taken[i] <= cap
-            });
-        }
+/// Balances the label set: at most as many of each label as of the rarest one present.
+fn balance_labels(labels: &[String], synth: &mut Vec<Example>) {
+    let counts: Vec<usize> = labels
+        .iter()
+        .map(|l| synth.iter().filter(|e| &e.output == l).count())
+        .collect();
+    let missing: Vec<&String> = labels
+        .iter()
+        .zip(&counts)
+        .filter(|(_, &c)| c == 0)
+        .map(|(l, _)| l)
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "no synthesised training item survived for these labels"
+        );
     }
-    if synth.is_empty() && user.is_empty() {
-        return Err(CompileError::NoValidData(format!(
-            "{} teacher items, all rejected",
-            replies.len()
-        )));
+    if let Some(cap) = counts.iter().copied().filter(|&c| c > 0).min() {
+        let mut taken = vec![0usize; labels.len()];
+        synth.retain(|e| {
+            let Some(i) = labels.iter().position(|l| l == &e.output) else {
+                return false;
+            };
+            taken[i] += 1;
+            taken[i] <= cap
+        });
     }
-
-    let (train, validation) = hold_out(synth, req.labels.is_some());
-    user.extend(train);
-    data.validation = validation;
-    data.train = user;
-    Ok(data)
 }
 
 /// Splits synthesised items into (train, held out): every 4th item, of each label when the

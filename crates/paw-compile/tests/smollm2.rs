@@ -59,14 +59,6 @@ fn options(path: &PathBuf) -> CompileOptions {
     o
 }
 
-fn report_num(out: &paw_compile::CompileOutput, key: &str) -> f64 {
-    out.report
-        .get(key)
-        .unwrap_or_else(|| panic!("report has no {key}: {:?}", out.report))
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number"))
-}
-
 /// Teacher-driven compile: training lowers the loss, the packed program run through paw-rt
 /// reproduces the trained model, and a second compile gives identical bytes.
 #[test]
@@ -75,41 +67,37 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
     let opts = options(&path);
     let mut stages = Vec::new();
     let out = compile(&opts, &mut |p| stages.push(p.stage)).expect("compile");
-    let training = out.training.clone().expect("training report");
+    let training = out.report.training.clone();
     assert!(
         training.train_loss_final_full < training.train_loss_initial_full,
         "training did not lower the loss: {training:?}"
     );
     // The runtime, given the packed (f32) adapter, predicts the same first output token as
     // the trainer's own forward pass, with logits that agree closely.
-    let agreement = out.report["runtime_first_token_agreement"].clone();
-    let (a, n) = agreement.split_once('/').expect("a/n");
-    assert_eq!(a, n, "first-token agreement {agreement}");
+    let check = &out.report.runtime_check;
+    assert_eq!(
+        check.agreeing, check.rows,
+        "first-token agreement {check:?}"
+    );
     // Not bit-exact: the trainer runs each row with its output tokens, the runtime without
     // them, and candle's quantized kernels round differently for different row counts (up to
     // ~1 logit on SmolLM2, whose logits reach ~33; 5% of that is the bound paw-rt's own
     // reference tests use).
-    assert!(
-        report_num(&out, "runtime_max_logit_diff") < 1.65,
-        "{:?}",
-        out.report
-    );
+    assert!(check.max_logit_diff < 1.65, "{check:?}");
     assert!(
         stages.contains(&paw_compile::Stage::Train) && stages.contains(&paw_compile::Stage::Pack)
     );
 
     // The adapter ships unless it lost to the pseudo-program alone on the held-out split, and
     // the report says which.
-    let verdict = &out.report["adapter"];
+    let verdict = &out.report.adapter;
     assert_eq!(
         out.program.adapter.is_some(),
-        verdict == "kept",
+        verdict.is_kept(),
         "report says {verdict}"
     );
-    assert!(
-        verdict == "kept" || verdict.starts_with("dropped: "),
-        "{verdict}"
-    );
+    // The provenance records the same report.
+    assert_eq!(out.program.provenance.report, out.report.to_provenance());
 
     // The program is a valid .paw that paw-rt loads and runs.
     let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
@@ -202,10 +190,13 @@ fn compile_from_examples_only() {
     let out = compile(&opts, &mut |_| {}).expect("compile");
     assert_eq!(out.data.train.len(), 6);
     assert!(out.data.validation.is_empty());
-    assert_eq!(out.report["pseudo_program_source"], "spec");
+    assert_eq!(
+        out.report.pseudo_program.source,
+        paw_compile::pseudo_program::Source::Spec
+    );
     let adapter = out.program.adapter.as_ref().expect("adapter");
     assert!(adapter.pairs.iter().all(|p| p.a.dtype == TensorDtype::Q8_0));
-    let t = out.training.expect("training");
+    let t = out.report.training;
     assert!(t.train_loss_final_full < t.train_loss_initial_full, "{t:?}");
 }
 

@@ -78,6 +78,19 @@ impl TargetModule {
         Self::Down,
     ];
 
+    /// Position in [`TargetModule::ALL`]: the slot of a per-layer table of projections.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Q => 0,
+            Self::K => 1,
+            Self::V => 2,
+            Self::O => 3,
+            Self::Gate => 4,
+            Self::Up => 5,
+            Self::Down => 6,
+        }
+    }
+
     /// Short lowercase name: `q`, `k`, `v`, `o`, `gate`, `up`, `down`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -106,15 +119,7 @@ impl TargetModule {
 
     /// Code stored in the tensor index (the position in [`Self::ALL`]).
     pub(crate) const fn code(self) -> u8 {
-        match self {
-            Self::Q => 0,
-            Self::K => 1,
-            Self::V => 2,
-            Self::O => 3,
-            Self::Gate => 4,
-            Self::Up => 5,
-            Self::Down => 6,
-        }
+        self.index() as u8
     }
 
     pub(crate) fn from_code(code: u8) -> Option<Self> {

@@ -21,6 +21,9 @@ pub enum Error {
     #[error("weight tensor `{name}` is missing from the model")]
     MissingTensor { name: String },
 
+    #[error("layer {layer} has no dequantized weights: it was not loaded as a trained layer")]
+    FrozenLayer { layer: usize },
+
     #[error(
         "weight tensor `{name}` has shape {got:?}, the model configuration implies {expected:?}"
     )]

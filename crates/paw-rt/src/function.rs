@@ -127,7 +127,7 @@ impl Interpreter {
         let quantize = opts.quantize.map(|q| match q {
             Quantization::Q8_0 => GgmlDType::Q8_0,
         });
-        let model = Model::load(source.as_mut(), cfg, window, quantize, &device)?;
+        let model = Model::load(source.as_mut(), cfg, window, quantize, None, &device)?;
         tracing::info!(
             path = %path.display(),
             arch = %identity.architecture,

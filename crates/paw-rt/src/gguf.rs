@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
+use paw_format::TargetModule;
 
 use crate::error::{Error, Result};
 
@@ -52,6 +53,20 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// `[in_features, out_features]` of a projection, given the feed-forward width (which the
+    /// configuration does not hold: it is the first gate weight's).
+    pub fn projection_dims(&self, ffn: usize, m: TargetModule) -> [usize; 2] {
+        let q = self.n_heads * self.head_dim;
+        let kv = self.n_kv_heads * self.head_dim;
+        match m {
+            TargetModule::Q => [self.hidden, q],
+            TargetModule::K | TargetModule::V => [self.hidden, kv],
+            TargetModule::O => [q, self.hidden],
+            TargetModule::Gate | TargetModule::Up => [self.hidden, ffn],
+            TargetModule::Down => [ffn, self.hidden],
+        }
+    }
+
     /// Rotary embedding tables `(cos, sin)`, each `[positions, head_dim / 2]`, in f32. Public so
     /// that the compiler's training forward pass rotates with the runtime's exact values.
     pub fn rope_tables(&self, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {

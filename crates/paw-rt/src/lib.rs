@@ -35,6 +35,10 @@
 //! Threading: [`Interpreter`] and [`Function`] are `Send + Sync` and cheap to clone; there is
 //! no global mutable state. Concurrent `call`s run in parallel (no lock), each with its own
 //! cache; they share the CPU through candle's thread pool.
+//!
+//! Training (feature `train`, used by paw-compile): `train::TrainModel` is this same model,
+//! loaded by the same code and run by the same decoder block, with differentiable kernels where
+//! gradients flow; a service needs none of it.
 
 pub mod error;
 mod function;
@@ -46,6 +50,8 @@ mod matmul;
 mod model;
 mod sampling;
 pub mod tokenizer;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use error::{Error, Result};
 pub use function::{
@@ -53,7 +59,6 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{Architecture, ModelConfig};
-pub use matmul::Matmul;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
 /// The identity of the interpreter at `path` without loading its weights: a GGUF file

@@ -11,32 +11,7 @@ use crate::ggml::qtensor_from_bytes;
 use crate::gguf::ModelConfig;
 
 /// Number of projection kinds a pair can target (q, k, v, o, gate, up, down).
-pub(crate) const N_MODULES: usize = 7;
-
-pub(crate) fn module_index(m: TargetModule) -> usize {
-    match m {
-        TargetModule::Q => 0,
-        TargetModule::K => 1,
-        TargetModule::V => 2,
-        TargetModule::O => 3,
-        TargetModule::Gate => 4,
-        TargetModule::Up => 5,
-        TargetModule::Down => 6,
-    }
-}
-
-/// `[in_features, out_features]` of a projection of the base model.
-pub(crate) fn projection_dims(cfg: &ModelConfig, ffn: usize, m: TargetModule) -> [usize; 2] {
-    let q = cfg.n_heads * cfg.head_dim;
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    match m {
-        TargetModule::Q => [cfg.hidden, q],
-        TargetModule::K | TargetModule::V => [cfg.hidden, kv],
-        TargetModule::O => [q, cfg.hidden],
-        TargetModule::Gate | TargetModule::Up => [cfg.hidden, ffn],
-        TargetModule::Down => [ffn, cfg.hidden],
-    }
-}
+pub(crate) const N_MODULES: usize = TargetModule::ALL.len();
 
 /// One low-rank update: `scale · B · (A · x)`.
 #[derive(Debug, Clone)]
@@ -46,9 +21,16 @@ pub(crate) struct LoraLinear {
     scale: f64,
 }
 
-impl LoraLinear {
-    /// `x` is `[.., in]`; returns `scale · (x · Aᵀ) · Bᵀ`, `[.., out]`.
-    pub(crate) fn delta(&self, x: &Tensor) -> Result<Tensor> {
+/// A low-rank update of one projection, applied unmerged: `y += delta(x)`. Implemented by a
+/// program's stored adapter here and by the trainer's variables (`crate::train`).
+pub trait LoraDelta {
+    /// `x` is `[.., in]`; returns `[.., out]`.
+    fn delta(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl LoraDelta for LoraLinear {
+    /// `scale · (x · Aᵀ) · Bᵀ`.
+    fn delta(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.a.forward(x)?;
         Ok((self.b.forward(&h)? * self.scale)?)
     }
@@ -84,11 +66,11 @@ impl LoraWeights {
                     layer: pair.layer,
                     n_layers: cfg.n_layers,
                 })?;
-            let [fan_in, fan_out] = projection_dims(cfg, ffn, pair.module);
+            let [fan_in, fan_out] = cfg.projection_dims(ffn, pair.module);
             let name = pair.module.as_str();
             let a = load_factor(&pair.a, [rank, fan_in as u64], pair.layer, name, device)?;
             let b = load_factor(&pair.b, [fan_out as u64, rank], pair.layer, name, device)?;
-            slot[module_index(pair.module)] = Some(LoraLinear { a, b, scale });
+            slot[pair.module.index()] = Some(LoraLinear { a, b, scale });
         }
         Ok(Self { layers })
     }

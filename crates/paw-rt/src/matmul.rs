@@ -19,8 +19,8 @@ use crate::ggml::{pad_q8_0_columns, q5_0_to_q8_0};
 /// Columns per super-block of candle's tiled int8 kernels (`QK_K`).
 const TILE_COLUMNS: usize = 256;
 
-/// A frozen base-model weight `[out, in]` multiplied as `x·Wᵀ`. Public so that the compiler's
-/// training forward pass runs the frozen weights with the runtime's exact arithmetic.
+/// A frozen base-model weight `[out, in]` multiplied as `x·Wᵀ` (by the runtime and, through
+/// the same model, by the trainer: `crate::train`).
 #[derive(Debug)]
 pub struct Matmul {
     w: QMatMul,
@@ -55,14 +55,6 @@ impl Matmul {
             w: QMatMul::Tensor(w),
             pad: 0,
         }
-    }
-
-    /// Output features (rows of the weight).
-    pub fn out_features(&self) -> Result<usize> {
-        Ok(match &self.w {
-            QMatMul::QTensor(t) => t.shape().dims2()?.0,
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims2()?.0,
-        })
     }
 
     /// `x` is `[.., in]`; returns `[.., out]`.

@@ -14,15 +14,18 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::gguf::ModelConfig;
-use crate::lora::{module_index, LoraLinear, LoraWeights};
+use crate::lora::{LoraDelta, LoraLinear, LoraWeights, N_MODULES};
 use crate::matmul::Matmul;
 use paw_format::TargetModule;
 
 /// A projection of the base model: quantized weight plus optional bias.
 #[derive(Debug)]
-struct Linear {
-    w: Matmul,
-    bias: Option<Tensor>,
+pub(crate) struct Linear {
+    pub(crate) w: Matmul,
+    pub(crate) bias: Option<Tensor>,
+    /// The weight dequantized, for the trainer's backward pass (training loads only).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    pub(crate) dense: Option<Tensor>,
 }
 
 impl Linear {
@@ -39,7 +42,7 @@ impl Linear {
 }
 
 #[derive(Debug)]
-struct Layer {
+pub(crate) struct Layer {
     attn_norm: Tensor,
     q: Linear,
     k: Linear,
@@ -53,10 +56,59 @@ struct Layer {
     down: Linear,
 }
 
+/// The operations of a decoder block that running and training do differently: running uses
+/// fused kernels and attends row by row over each row's cache; training (`crate::train`)
+/// uses differentiable kernels where gradients flow and attends to a shared prompt prefix.
+pub(crate) trait BlockOps {
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor>;
+    /// Rotary embedding of `x` `[b, heads, t, hd]` with the caller's tables.
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor>;
+    /// `x·Wᵀ + bias` of projection `m`, plus the adapter's update if there is one.
+    fn project(&self, lin: &Linear, m: TargetModule, x: &Tensor) -> Result<Tensor>;
+    /// Attention of queries `[b, heads, t, hd]` over this step's keys and values
+    /// `[b, kv_heads, t, hd]` and whatever past the implementation holds: `[b, t, heads·hd]`.
+    fn attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor>;
+}
+
+impl Layer {
+    /// The block over `x` `[b, t, hidden]`, with rotary tables for its positions.
+    pub(crate) fn forward(
+        &self,
+        cfg: &ModelConfig,
+        ops: &mut impl BlockOps,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+        let h = ops.rms_norm(x, &self.attn_norm, cfg.rms_eps)?;
+        let q = ops.project(&self.q, TargetModule::Q, &h)?;
+        let k = ops.project(&self.k, TargetModule::K, &h)?;
+        let v = ops.project(&self.v, TargetModule::V, &h)?;
+        let mut q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
+        let mut k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = ops.rms_norm(&q, qn, cfg.rms_eps)?;
+            k = ops.rms_norm(&k, kn, cfg.rms_eps)?;
+        }
+        let q = ops.rope(&q, cos, sin, cfg.rope_interleaved)?;
+        let k = ops.rope(&k, cos, sin, cfg.rope_interleaved)?;
+        let y = ops.attend(&q, &k, &v)?;
+        let x = (x + ops.project(&self.o, TargetModule::O, &y)?)?;
+        let h = ops.rms_norm(&x, &self.ffn_norm, cfg.rms_eps)?;
+        let g = ops.project(&self.gate, TargetModule::Gate, &h)?;
+        let u = ops.project(&self.up, TargetModule::Up, &h)?;
+        let m = (g.silu()? * u)?;
+        Ok((&x + ops.project(&self.down, TargetModule::Down, &m)?)?)
+    }
+}
+
 /// Token embedding table: looked up quantized when the row length is a multiple of the block
 /// size, otherwise dequantized once.
 #[derive(Debug)]
-enum Embedding {
+pub(crate) enum Embedding {
     Quantized(QTensor),
     Dense(Tensor),
 }
@@ -66,12 +118,12 @@ enum Embedding {
 pub(crate) struct Model {
     pub(crate) cfg: ModelConfig,
     pub(crate) ffn: usize,
-    embed: Embedding,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    lm_head: Matmul,
-    cos: Tensor,
-    sin: Tensor,
+    pub(crate) embed: Embedding,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) lm_head: Linear,
+    pub(crate) cos: Tensor,
+    pub(crate) sin: Tensor,
     device: Device,
 }
 
@@ -194,17 +246,18 @@ impl<R: Read + Seek> WeightSource for GgufSource<R> {
 impl Model {
     /// Builds the model from `src`, checking every tensor's shape against `cfg`. Float
     /// projection and LM-head weights are quantized to `quantize` when given; block-quantized
-    /// ones are kept as they are.
+    /// ones are kept as they are. With `dense_from`, the projections of that layer and above,
+    /// and the LM head, also keep a dequantized copy (for training).
     pub(crate) fn load(
         src: &mut dyn WeightSource,
         cfg: ModelConfig,
         max_positions: usize,
         quantize: Option<GgmlDType>,
+        dense_from: Option<usize>,
         device: &Device,
     ) -> Result<Self> {
-        let (hidden, hd) = (cfg.hidden, cfg.head_dim);
+        let hidden = cfg.hidden;
         let has_head = src.has("output.weight");
-        let (q_out, kv_out) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
         let mut get = |name: &str, expected: Option<&[usize]>| -> Result<RawWeight> {
             let w = src.get(name, device)?;
             match expected {
@@ -216,73 +269,25 @@ impl Model {
         // The feed-forward width is not part of the configuration: it is the first gate's.
         let mut ffn = None;
         for i in 0..cfg.n_layers {
-            let p = format!("blk.{i}");
-            let gate_shape = [ffn.unwrap_or(ANY_SIZE), hidden];
-            let gate_w = get(&format!("{p}.ffn_gate.weight"), Some(&gate_shape))?;
-            let f = *ffn.get_or_insert(gate_w.dims().first().copied().unwrap_or(0));
-            let mut lin = |stem: &str, shape: [usize; 2], bias: bool| -> Result<Linear> {
-                let w = get(&format!("{p}.{stem}.weight"), Some(&shape))?;
-                let w = projection(w, quantize, device)?;
-                let bias = if bias {
-                    Some(get(&format!("{p}.{stem}.bias"), Some(&shape[..1]))?.into_dense(device)?)
-                } else {
-                    None
-                };
-                Ok(Linear { w, bias })
-            };
-            let q = lin("attn_q", [q_out, hidden], cfg.qkv_bias)?;
-            let k = lin("attn_k", [kv_out, hidden], cfg.qkv_bias)?;
-            let v = lin("attn_v", [kv_out, hidden], cfg.qkv_bias)?;
-            let o = lin("attn_output", [hidden, q_out], false)?;
-            let up = lin("ffn_up", [f, hidden], false)?;
-            let down = lin("ffn_down", [hidden, f], false)?;
-            let gate = Linear {
-                w: projection(gate_w, quantize, device)?,
-                bias: None,
-            };
-            let mut norm = |name: String, n: usize| get(&name, Some(&[n]))?.into_dense(device);
-            let (q_norm, k_norm) = if cfg.qk_norm {
-                (
-                    Some(norm(format!("{p}.attn_q_norm.weight"), hd)?),
-                    Some(norm(format!("{p}.attn_k_norm.weight"), hd)?),
-                )
-            } else {
-                (None, None)
-            };
-            layers.push(Layer {
-                attn_norm: norm(format!("{p}.attn_norm.weight"), hidden)?,
-                q,
-                k,
-                v,
-                o,
-                q_norm,
-                k_norm,
-                ffn_norm: norm(format!("{p}.ffn_norm.weight"), hidden)?,
-                gate,
-                up,
-                down,
-            });
+            let dense = dense_from.is_some_and(|first| i >= first);
+            let layer = load_layer(&mut get, &cfg, i, &mut ffn, quantize, dense, device)?;
+            layers.push(layer);
         }
         let embed_w = get("token_embd.weight", Some(&[ANY_SIZE, hidden]))?;
         let vocab = embed_w.dims().first().copied().unwrap_or(0);
         // Tied embeddings: without `output.weight` the embedding table is the LM head.
-        let lm_head = if has_head {
-            projection(
-                get("output.weight", Some(&[vocab, hidden]))?,
-                quantize,
-                device,
-            )?
+        let head_w = if has_head {
+            get("output.weight", Some(&[vocab, hidden]))?
         } else {
             match &embed_w {
                 // A dense table is shared (no copy) unless the head gets quantized.
-                RawWeight::Dense(t) => projection(RawWeight::Dense(t.clone()), quantize, device)?,
-                RawWeight::Quantized(_) => {
-                    projection(get("token_embd.weight", None)?, quantize, device)?
-                }
+                RawWeight::Dense(t) => RawWeight::Dense(t.clone()),
+                RawWeight::Quantized(_) => get("token_embd.weight", None)?,
             }
         };
+        let lm_head = linear(head_w, None, quantize, dense_from.is_some(), device)?;
         let embed = match embed_w {
-            RawWeight::Quantized(q) if hidden % q.dtype().block_size() == 0 => {
+            RawWeight::Quantized(q) if hidden.is_multiple_of(q.dtype().block_size()) => {
                 Embedding::Quantized(q)
             }
             w => Embedding::Dense(w.into_dense(device)?),
@@ -299,6 +304,18 @@ impl Model {
             cos,
             sin,
             device: device.clone(),
+        })
+    }
+
+    /// Embeddings `[b, t, hidden]` of token ids `[b, t]`.
+    pub(crate) fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        Ok(match &self.embed {
+            Embedding::Quantized(q) => q.embedding(ids)?,
+            Embedding::Dense(w) => {
+                w.index_select(&ids.flatten_all()?, 0)?
+                    .reshape((b, t, self.cfg.hidden))?
+            }
         })
     }
 
@@ -369,13 +386,7 @@ impl Model {
                 )));
             }
         }
-        let mut x = match &self.embed {
-            Embedding::Quantized(q) => q.embedding(&step.ids)?,
-            Embedding::Dense(w) => {
-                w.index_select(&step.ids.flatten_all()?, 0)?
-                    .reshape((b, t, self.cfg.hidden))?
-            }
-        };
+        let mut x = self.embed(&step.ids)?;
         let half = self.cfg.head_dim / 2;
         let pos = step.positions.flatten_all()?;
         let cos = self.cos.index_select(&pos, 0)?.reshape((b, t, half))?;
@@ -387,21 +398,20 @@ impl Model {
             .zip(&step.valid)
             .map(|(row, &n)| {
                 (n > 1)
-                    .then(|| causal_mask(n, row.len, &self.device))
+                    .then(|| causal_mask(n, row.len, DType::F32, &self.device))
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let l = lora.and_then(|w| w.layers.get(i));
-            let pick = |m: TargetModule| l.and_then(|s| s[module_index(m)].as_ref());
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.cfg.rms_eps as f32)?;
-            let a = self.attention(layer, i, &h, &cos, &sin, &step.valid, &masks, cache, &pick)?;
-            x = (x + a)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.cfg.rms_eps as f32)?;
-            let g = layer.gate.forward(&h, pick(TargetModule::Gate))?;
-            let u = layer.up.forward(&h, pick(TargetModule::Up))?;
-            let m = (candle_nn::ops::silu(&g)? * u)?;
-            x = (x + layer.down.forward(&m, pick(TargetModule::Down))?)?;
+            let mut ops = RunOps {
+                lora: lora.and_then(|w| w.layers.get(i)),
+                layer: i,
+                valid: &step.valid,
+                masks: &masks,
+                cache,
+                device: &self.device,
+            };
+            x = layer.forward(&self.cfg, &mut ops, &x, &cos, &sin)?;
         }
         for (row, &n) in cache.rows.iter_mut().zip(&step.valid) {
             row.len += n;
@@ -413,56 +423,55 @@ impl Model {
         )?)
     }
 
-    /// Self-attention of layer `i`: projections over the whole padded batch, then attention
-    /// row by row over that row's own cache.
-    #[allow(clippy::too_many_arguments)]
-    fn attention<'l>(
-        &self,
-        layer: &Layer,
-        i: usize,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        valid: &[usize],
-        masks: &[Option<Tensor>],
-        cache: &KvCache,
-        pick: &dyn Fn(TargetModule) -> Option<&'l LoraLinear>,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let (b, t, _) = x.dims3()?;
-        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
-        let q = layer.q.forward(x, pick(TargetModule::Q))?;
-        let k = layer.k.forward(x, pick(TargetModule::K))?;
-        let v = layer.v.forward(x, pick(TargetModule::V))?;
-        let mut q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
-        let mut k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = candle_nn::ops::rms_norm(&q, qn, c.rms_eps as f32)?;
-            k = candle_nn::ops::rms_norm(&k, kn, c.rms_eps as f32)?;
-        }
-        let (q, k) = if c.rope_interleaved {
-            (
-                candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
-            )
+    /// Vocabulary logits `[n, vocab]` of hidden rows `[n, hidden]`.
+    pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.w.forward(hidden)
+    }
+}
+
+/// How [`Model::forward`] runs a block: fused kernels, the program's LoRA, and attention row
+/// by row over each row's own cache with exactly a single call's shapes.
+struct RunOps<'a> {
+    lora: Option<&'a [Option<LoraLinear>; N_MODULES]>,
+    layer: usize,
+    valid: &'a [usize],
+    masks: &'a [Option<Tensor>],
+    cache: &'a KvCache,
+    device: &'a Device,
+}
+
+impl BlockOps for RunOps<'_> {
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(x, w, eps as f32)?)
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+        Ok(if interleaved {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)?
         } else {
-            (
-                candle_nn::rotary_emb::rope(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope(&k, cos, sin)?,
-            )
-        };
+            candle_nn::rotary_emb::rope(x, cos, sin)?
+        })
+    }
+
+    fn project(&self, lin: &Linear, m: TargetModule, x: &Tensor) -> Result<Tensor> {
+        lin.forward(x, self.lora.and_then(|l| l[m.index()].as_ref()))
+    }
+
+    fn attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, nh, t, hd) = q.dims4()?;
+        let nkv = k.dim(1)?;
         // Grouped-query attention without repeating K/V: the `groups` query heads that share KV
         // head `j` are consecutive, so `[heads, n, hd]` reshapes to `[kv_heads, groups·n, hd]`.
         let groups = nh / nkv;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut ys = Vec::with_capacity(b);
-        for (r, ((row, &n), mask)) in cache.rows.iter().zip(valid).zip(masks).enumerate() {
+        let rows = self.cache.rows.iter().zip(self.valid).zip(self.masks);
+        for (r, ((row, &n), mask)) in rows.enumerate() {
             if n == 0 {
-                ys.push(Tensor::zeros((t, nh * hd), DType::F32, &self.device)?);
+                ys.push(Tensor::zeros((t, nh * hd), DType::F32, self.device)?);
                 continue;
             }
-            let (ck, cv) = &row.layers[i];
+            let (ck, cv) = &row.layers[self.layer];
             let past = row.len;
             // The cache tensors are preallocated; writing in place avoids re-copying the
             // whole history at every decoded token.
@@ -492,14 +501,87 @@ impl Model {
                 y
             });
         }
-        let y = Tensor::stack(&ys, 0)?;
-        layer.o.forward(&y, pick(TargetModule::O))
+        Ok(Tensor::stack(&ys, 0)?)
     }
+}
 
-    /// Vocabulary logits `[n, vocab]` of hidden rows `[n, hidden]`.
-    pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)
-    }
+/// Layer `i` of the model; `ffn` is the feed-forward width, set by the first layer's gate.
+fn load_layer(
+    get: &mut impl FnMut(&str, Option<&[usize]>) -> Result<RawWeight>,
+    cfg: &ModelConfig,
+    i: usize,
+    ffn: &mut Option<usize>,
+    quantize: Option<GgmlDType>,
+    dense: bool,
+    device: &Device,
+) -> Result<Layer> {
+    let (hidden, hd) = (cfg.hidden, cfg.head_dim);
+    let (q_out, kv_out) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+    let p = format!("blk.{i}");
+    let gate_shape = [ffn.unwrap_or(ANY_SIZE), hidden];
+    let gate_w = get(&format!("{p}.ffn_gate.weight"), Some(&gate_shape))?;
+    let f = *ffn.get_or_insert(gate_w.dims().first().copied().unwrap_or(0));
+    let mut lin = |stem: &str, shape: [usize; 2], bias: bool| -> Result<Linear> {
+        let w = get(&format!("{p}.{stem}.weight"), Some(&shape))?;
+        let bias = if bias {
+            Some(get(&format!("{p}.{stem}.bias"), Some(&shape[..1]))?.into_dense(device)?)
+        } else {
+            None
+        };
+        linear(w, bias, quantize, dense, device)
+    };
+    let q = lin("attn_q", [q_out, hidden], cfg.qkv_bias)?;
+    let k = lin("attn_k", [kv_out, hidden], cfg.qkv_bias)?;
+    let v = lin("attn_v", [kv_out, hidden], cfg.qkv_bias)?;
+    let o = lin("attn_output", [hidden, q_out], false)?;
+    let up = lin("ffn_up", [f, hidden], false)?;
+    let down = lin("ffn_down", [hidden, f], false)?;
+    let gate = linear(gate_w, None, quantize, dense, device)?;
+    let mut norm = |name: String, n: usize| get(&name, Some(&[n]))?.into_dense(device);
+    let (q_norm, k_norm) = if cfg.qk_norm {
+        (
+            Some(norm(format!("{p}.attn_q_norm.weight"), hd)?),
+            Some(norm(format!("{p}.attn_k_norm.weight"), hd)?),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Layer {
+        attn_norm: norm(format!("{p}.attn_norm.weight"), hidden)?,
+        q,
+        k,
+        v,
+        o,
+        q_norm,
+        k_norm,
+        ffn_norm: norm(format!("{p}.ffn_norm.weight"), hidden)?,
+        gate,
+        up,
+        down,
+    })
+}
+
+/// A projection from its weight, with a dequantized copy of the weight when `dense`.
+fn linear(
+    w: RawWeight,
+    bias: Option<Tensor>,
+    quantize: Option<GgmlDType>,
+    dense: bool,
+    device: &Device,
+) -> Result<Linear> {
+    let dense = if dense {
+        Some(match &w {
+            RawWeight::Quantized(q) => q.dequantize(device)?,
+            RawWeight::Dense(t) => t.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Linear {
+        w: projection(w, quantize, device)?,
+        bias,
+        dense,
+    })
 }
 
 /// A dimension [`check_shape`] accepts whatever its size.
@@ -558,13 +640,15 @@ fn projection(w: RawWeight, quantize: Option<GgmlDType>, device: &Device) -> Res
     }
 }
 
-/// `[t, past + t]` additive causal mask for `t` new tokens after `past` cached ones.
-fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
+/// `[t, past + t]` additive causal mask for `t` new tokens after `past` cached ones. A large
+/// finite negative rather than -inf: exp underflows to exactly 0 either way (so attention is the
+/// same to the bit), and the trainer's backward pass stays free of `0 · inf` NaNs.
+pub(crate) fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let total = past + t;
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { -1e9 } else { 0.0 }))
         .collect();
-    Ok(Tensor::from_vec(data, (t, total), device)?)
+    Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
 }
 
 /// Opens a GGUF file for reading tensors.

@@ -6,7 +6,7 @@
 //! prefix once for all); the prefix's pass through the trained layers is shared by the batch;
 //! logits are computed only at output positions; early stop on the validation loss.
 
-pub(crate) mod model;
+pub(crate) mod lora;
 
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -15,7 +15,8 @@ use paw_rt::Tokenizer;
 
 use crate::error::{CompileError, Result};
 use crate::rng::SplitMix64;
-use model::{LayerLora, Lora, Lower, TrainModel};
+use lora::{LayerLora, Lora};
+use paw_rt::train::{Lower, TrainModel};
 
 /// Fewer held-out rows than this: train for the whole step budget instead of stopping early.
 pub const MIN_VALIDATION_TO_STOP: usize = 12;
@@ -140,17 +141,17 @@ pub(crate) fn init_lora(
     seed: u64,
 ) -> Result<Vec<LayerLora>> {
     let mut rng = SplitMix64::new(seed);
-    let first = model.cfg.n_layers.saturating_sub(opts.layers);
+    let first = model.config().n_layers.saturating_sub(opts.layers);
     let dev = model.device();
     let dtype = model.dtype();
-    (first..model.cfg.n_layers)
+    (first..model.config().n_layers)
         .map(|_| {
             let mut slots: LayerLora = Default::default();
             for (slot, m) in slots.iter_mut().zip(TargetModule::ALL) {
                 if !opts.modules.contains(&m) {
                     continue;
                 }
-                let (fan_in, fan_out) = model.dims(m);
+                let [fan_in, fan_out] = model.dims(m);
                 let bound = 1.0 / (fan_in as f64).sqrt();
                 let a: Vec<f32> = (0..opts.rank * fan_in)
                     .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
@@ -177,7 +178,7 @@ pub(crate) fn loss(
     grad: bool,
 ) -> Result<Tensor> {
     let dev = model.device();
-    let d = model.cfg.hidden;
+    let d = model.config().hidden;
     let t = rows
         .iter()
         .map(|r| r.hidden.dim(0))
@@ -258,7 +259,7 @@ pub(crate) fn first_token_logits(
 }
 
 /// What training did, for the compile report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
     pub steps_run: usize,
     /// Mean loss over the whole training set before and after training.
@@ -297,6 +298,48 @@ fn mean_loss(
     })
 }
 
+/// Training rows in batches: each epoch visits every row once, in a seeded shuffled order.
+struct Epochs {
+    rows: usize,
+    rng: SplitMix64,
+    order: Vec<usize>,
+}
+
+impl Epochs {
+    fn new(rows: usize, seed: u64) -> Self {
+        Self {
+            rows,
+            rng: SplitMix64::new(seed ^ 0x7261_696e),
+            order: Vec::new(),
+        }
+    }
+
+    /// Indices of the next `size` rows (all rows if there are fewer), continuing into a new
+    /// epoch when this one runs out.
+    fn next_batch(&mut self, size: usize) -> Vec<usize> {
+        let mut batch = Vec::with_capacity(size);
+        while batch.len() < size.min(self.rows) {
+            if self.order.is_empty() {
+                self.order = (0..self.rows).collect();
+                self.rng.shuffle(&mut self.order);
+            }
+            if let Some(i) = self.order.pop() {
+                batch.push(i);
+            }
+        }
+        batch
+    }
+}
+
+/// AdamW at `lr`, without weight decay.
+fn adamw(lr: f64) -> ParamsAdamW {
+    ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..ParamsAdamW::default()
+    }
+}
+
 /// Trains `lora` in place; keeps the factors of the best validation loss.
 pub(crate) fn train(
     model: &TrainModel,
@@ -314,14 +357,7 @@ pub(crate) fn train(
         .flat_map(|l| l.iter().flatten())
         .flat_map(|l| [l.a.clone(), l.b.clone()])
         .collect();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: opts.learning_rate,
-            weight_decay: 0.0,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let mut opt = AdamW::new(vars.clone(), adamw(opts.learning_rate))?;
     let snapshot =
         || -> Result<Vec<Tensor>> { vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect() };
     let train_initial = mean_loss(model, p, &p.train, lora, opts.batch)?;
@@ -335,21 +371,15 @@ pub(crate) fn train(
     };
     let mut best = (val_initial.unwrap_or(f64::INFINITY), 0usize, snapshot()?);
     let mut stale = 0;
-    let mut rng = SplitMix64::new(seed ^ 0x7261_696e);
-    let mut order: Vec<usize> = Vec::new();
+    let mut epochs = Epochs::new(p.train.len(), seed);
     let (mut first, mut last) = (None, 0.0);
     let mut steps_run = 0;
     for step in 1..=opts.steps {
-        let mut batch = Vec::with_capacity(opts.batch);
-        while batch.len() < opts.batch.min(p.train.len()) {
-            if order.is_empty() {
-                order = (0..p.train.len()).collect();
-                rng.shuffle(&mut order);
-            }
-            if let Some(i) = order.pop() {
-                batch.push(&p.train[i]);
-            }
-        }
+        let batch: Vec<&Row> = epochs
+            .next_batch(opts.batch)
+            .into_iter()
+            .map(|i| &p.train[i])
+            .collect();
         let l = loss(model, &p.prefix, &batch, lora, true)?;
         opt.backward_step(&l)?;
         let lv = scalar(&l)?;
@@ -415,7 +445,7 @@ mod tests {
     #[test]
     fn lora_gradients_match_finite_differences() {
         for interleaved in [false, true] {
-            let m = model::tiny::model(interleaved, 7);
+            let m = lora::tiny::model(interleaved, 7);
             let opts = TrainOptions {
                 rank: 2,
                 alpha: 4.0,
@@ -488,7 +518,7 @@ mod tests {
     /// A few optimiser steps on the tiny model lower the training loss.
     #[test]
     fn training_lowers_tiny_loss() {
-        let m = model::tiny::model(false, 5);
+        let m = lora::tiny::model(false, 5);
         let opts = TrainOptions {
             rank: 2,
             alpha: 4.0,
@@ -544,7 +574,7 @@ mod runtime_agreement {
             },
         );
         let f = interp.bind_without_adapter(&program).unwrap();
-        let model = model::TrainModel::load(&path, 2, paw_rt::DEFAULT_CONTEXT_WINDOW).unwrap();
+        let model = TrainModel::load(&path, 2, paw_rt::DEFAULT_CONTEXT_WINDOW).unwrap();
         let eot = tok.encode_with_specials("<|im_end|>").unwrap()[0];
         let opts = TrainOptions {
             layers: 2,

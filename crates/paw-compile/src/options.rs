@@ -1,0 +1,120 @@
+//! What a compile depends on, and the checks made before any model runs.
+
+use std::path::PathBuf;
+
+use paw_format::store::Store;
+use paw_format::TensorDtype;
+
+use crate::error::{CompileError, Result};
+use crate::train::TrainOptions;
+
+/// Longest spec accepted, in bytes.
+pub const MAX_SPEC_LEN: usize = 16 * 1024;
+
+/// Everything a compile depends on; same options => same bytes (on the same machine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileOptions {
+    pub spec: String,
+    /// Trusted `(input, output)` examples; they come first in the pseudo-program and the data.
+    pub examples: Vec<(String, String)>,
+    /// The interpreter GGUF the program will run on.
+    pub interpreter: PathBuf,
+    /// Interpreter name recorded in the program (defaults to the file name).
+    pub interpreter_name: Option<String>,
+    /// The teacher GGUF; `None` trains from `examples` only.
+    pub teacher: Option<PathBuf>,
+    pub seed: u64,
+    pub train: TrainOptions,
+    /// Teacher requests per label (closed label set) or in total (open outputs);
+    /// `None` picks about 48 items in total, at least 8 per label.
+    pub requests: Option<usize>,
+    /// Drop label-conditioned items that the teacher, asked directly, labels differently.
+    pub agreement_filter: bool,
+    /// Kinds of input the teacher lists per label before writing inputs, one kind per request
+    /// (label sets only; open outputs always use style hints); 0 uses style hints only.
+    pub kinds: usize,
+    /// Token budget of the pseudo-program.
+    pub pseudo_program_budget: usize,
+    /// Adapter storage precision; `None` = the smallest that loses nothing on validation.
+    pub adapter_dtype: Option<TensorDtype>,
+    /// Store whose stage cache holds finished stages (pseudo-program, training data), so that
+    /// an interrupted or repeated compile resumes from them; `None` computes every stage and
+    /// caches nothing. Not part of the compile key: it never changes the program.
+    pub cache: Option<Store>,
+}
+
+impl CompileOptions {
+    pub fn new(spec: impl Into<String>, interpreter: impl Into<PathBuf>) -> Self {
+        Self {
+            spec: spec.into(),
+            examples: Vec::new(),
+            interpreter: interpreter.into(),
+            interpreter_name: None,
+            teacher: None,
+            seed: 0,
+            train: TrainOptions::default(),
+            requests: None,
+            agreement_filter: false,
+            kinds: 8,
+            pseudo_program_budget: 250,
+            adapter_dtype: None,
+            cache: None,
+        }
+    }
+
+    /// The checks that need no model: a typed error before any work starts.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.spec.trim().is_empty() {
+            return Err(CompileError::EmptySpec);
+        }
+        if self.spec.len() > MAX_SPEC_LEN {
+            return Err(CompileError::SpecTooLong {
+                len: self.spec.len(),
+                max: MAX_SPEC_LEN,
+            });
+        }
+        for (index, (i, o)) in self.examples.iter().enumerate() {
+            if i.is_empty() || o.trim().is_empty() {
+                return Err(CompileError::EmptyExample { index });
+            }
+        }
+        for p in std::iter::once(&self.interpreter).chain(&self.teacher) {
+            if !p.is_file() {
+                return Err(CompileError::ModelNotFound(p.clone()));
+            }
+        }
+        if self.teacher.is_none() && self.examples.is_empty() {
+            return Err(CompileError::NothingToTrainOn);
+        }
+        let t = &self.train;
+        if t.rank == 0 || t.layers == 0 || t.steps == 0 || t.batch == 0 || t.modules.is_empty() {
+            return Err(CompileError::Options(
+                "rank, layers, steps, batch and modules must be non-zero".into(),
+            ));
+        }
+        if !(t.learning_rate > 0.0 && t.alpha > 0.0) {
+            return Err(CompileError::Options(
+                "learning rate and alpha must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The interpreter's name as the program records it.
+    pub(crate) fn interpreter_name(&self) -> String {
+        self.interpreter_name.clone().unwrap_or_else(|| {
+            self.interpreter
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Teacher requests per label (label sets) or in total (open outputs).
+    pub(crate) fn requests_for(&self, labels: Option<&[String]>) -> usize {
+        self.requests.unwrap_or(match labels {
+            Some(l) => (48 / l.len().max(1)).max(8),
+            None => 48,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The compile pipeline, read top to bottom: each stage is a module of [`crate::stages`]
+//! with a typed report; this file only passes one stage's output to the next.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Content;
+
+use crate::chat::ChatTemplate;
+use crate::error::{CompileError, Result};
+use crate::progress::{Progress, Stage, StageClock};
+use crate::report::CompileReport;
+use crate::stages::{self, pack::ProgramDraft};
+use crate::teacher::ChatModel;
+use crate::{spec, CompileOptions, CompileOutput};
+
+/// What every stage reads: the options and what was derived from them once.
+pub(crate) struct Context<'a> {
+    pub opts: &'a CompileOptions,
+    /// The label set the spec names (`None`: open outputs).
+    pub labels: Option<Vec<String>>,
+    /// The interpreter's tokenizer, and its hash (`spec/interpreter-identity.md`).
+    pub tok: paw_rt::Tokenizer,
+    pub tokenizer_hash: String,
+    /// The interpreter's chat template, which wraps the program's prompt.
+    pub chat: ChatTemplate,
+    /// `b3:` weights hash of the teacher, if any.
+    pub teacher_hash: Option<String>,
+}
+
+impl<'a> Context<'a> {
+    /// Reads the interpreter's tokenizer and chat template (one read of its GGUF header),
+    /// refuses spec or example text that spells a control token, and hashes the teacher.
+    fn open(opts: &'a CompileOptions) -> Result<Self> {
+        let path = &opts.interpreter;
+        let file = std::fs::File::open(path).map_err(|source| CompileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ct = Content::read(&mut std::io::BufReader::new(file))?;
+        let tok = paw_rt::Tokenizer::from_gguf(&ct)?;
+        stages::pseudo_program::check_control_tokens(&tok, opts)?;
+        let teacher_hash = match &opts.teacher {
+            Some(p) => Some(paw_rt::gguf::weights_hash(p)?),
+            None => None,
+        };
+        Ok(Self {
+            opts,
+            labels: spec::label_set(&opts.spec),
+            tokenizer_hash: paw_rt::gguf::tokenizer_hash(&ct),
+            chat: ChatTemplate::from_gguf(&ct, &path.display().to_string())?,
+            tok,
+            teacher_hash,
+        })
+    }
+
+    /// Number of interpreter tokens of `text` (control tokens recognised, as in a template).
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        Ok(self.tok.encode_with_specials(text)?.len())
+    }
+}
+
+/// The teacher, loaded on first use: a compile whose teacher stages are all cached never
+/// loads it.
+pub(crate) struct LazyTeacher<'a> {
+    path: Option<&'a Path>,
+    model: Option<ChatModel>,
+}
+
+impl<'a> LazyTeacher<'a> {
+    fn new(path: Option<&'a Path>) -> Self {
+        Self { path, model: None }
+    }
+
+    pub fn get(&mut self) -> Result<Option<&ChatModel>> {
+        if let (Some(path), None) = (self.path, &self.model) {
+            self.model = Some(ChatModel::load(path)?);
+        }
+        Ok(self.model.as_ref())
+    }
+}
+
+/// Runs every stage in order.
+pub(crate) fn run(
+    opts: &CompileOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CompileOutput> {
+    opts.check()?;
+    let mut clock = StageClock::new(progress);
+
+    clock.start(Stage::PseudoProgram);
+    let ctx = Context::open(opts)?;
+    let mut teacher = LazyTeacher::new(opts.teacher.as_deref());
+    let (pp, pp_report) = stages::pseudo_program::run(&ctx, &mut teacher, &mut clock)?;
+
+    clock.start(Stage::Data);
+    // The teacher is dropped at the end of this stage: nothing later needs it.
+    let data = stages::data::run(&ctx, teacher, &pp, &mut clock)?;
+
+    clock.start(Stage::Train);
+    let prompt_template = stages::train::prompt_template(&ctx, &pp.render());
+    let trained = stages::train::run(&ctx, &prompt_template, &data.data, &mut clock)?;
+
+    clock.start(Stage::Validate);
+    let interpreter = stages::validate::load_interpreter(opts)?;
+    let draft = ProgramDraft {
+        opts,
+        pseudo_program: pp.render(),
+        prompt_template,
+        interpreter: interpreter.identity().clone(),
+        max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
+        teacher_hash: ctx.teacher_hash.clone(),
+    };
+    let validated = stages::validate::run(&interpreter, &draft, &data.data, trained, &mut clock)?;
+
+    clock.start(Stage::Pack);
+    let report = CompileReport {
+        label_set: ctx.labels.clone(),
+        pseudo_program: pp_report,
+        data: data.report,
+        training: validated.training.clone(),
+        runtime_check: validated.runtime_check.clone(),
+        held_out: validated.held_out.clone(),
+        adapter: validated.verdict.clone(),
+    };
+    let program = stages::pack::run(&draft, &validated, data.requests, &report)?;
+    let bytes = program.to_bytes()?;
+    let id = program.id()?;
+    let key = crate::key_from_hashes(
+        opts,
+        &draft.interpreter.weights_hash,
+        ctx.teacher_hash.as_deref(),
+    );
+    let (timings, cached_stages) = clock.stop();
+    Ok(CompileOutput {
+        program,
+        bytes,
+        id,
+        key,
+        report,
+        data: data.data,
+        timings,
+        cached_stages,
+    })
+}

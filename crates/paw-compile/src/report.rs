@@ -1,0 +1,207 @@
+//! The compile report: one typed value per stage, gathered into [`CompileReport`], and turned
+//! into the program's provenance text (string pairs) only when the container is written.
+//!
+//! The provenance keys and texts are part of the program's bytes: [`CompileReport::to_provenance`]
+//! must keep them stable (the goldens in `tests/golden.rs` check it).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pseudo_program::Source;
+use crate::train::TrainReport;
+
+/// What every stage of one compile reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompileReport {
+    /// The label set the spec names, or `None` for open outputs.
+    pub label_set: Option<Vec<String>>,
+    pub pseudo_program: PseudoProgramReport,
+    pub data: DataReport,
+    pub training: TrainReport,
+    pub runtime_check: RuntimeCheck,
+    /// The held-out comparison; `None` when there was no held-out data.
+    pub held_out: Option<HeldOutReport>,
+    /// Whether the trained adapter ships, or why not.
+    pub adapter: AdapterVerdict,
+}
+
+/// Stage 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PseudoProgramReport {
+    pub source: Source,
+    /// Length of the rendered pseudo-program in interpreter tokens.
+    pub tokens: usize,
+    pub examples: usize,
+}
+
+/// Stage 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataReport {
+    pub train: usize,
+    pub validation: usize,
+    pub rejected: usize,
+    /// Items (training and held-out) per label, in the label set's order; label sets only.
+    pub per_label: Option<Vec<(String, usize)>>,
+    pub teacher_direct: TeacherDirect,
+}
+
+/// The teacher's own one-shot answers on the held-out split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TeacherDirect {
+    /// This many of them equal the held-out labels.
+    Hits(usize),
+    /// Not asked: the held-out labels are the teacher's own answers.
+    LabelsAreAnswers,
+    /// No teacher, or no held-out split.
+    NotMeasured,
+}
+
+/// The packed f32 adapter run through paw-rt against the trainer's own forward pass, on the
+/// first output token of up to 8 rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeCheck {
+    /// Rows whose most probable first token agrees.
+    pub agreeing: usize,
+    pub rows: usize,
+    pub max_logit_diff: f32,
+}
+
+/// Stage 4 on the held-out split: exact-match hits of each program variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOutReport {
+    pub items: usize,
+    pub pseudo_program_only: usize,
+    pub adapter_f32: usize,
+    /// Each storage precision tried (as `TensorDtype` displays it), in order, with its hits.
+    pub adapter_at: Vec<(String, usize)>,
+    /// Hits of the adapter at the precision chosen.
+    pub adapter: usize,
+}
+
+/// Whether the adapter ships.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdapterVerdict {
+    Kept,
+    /// Early stopping rewound to step 0: the update is zero.
+    NoStepHelped,
+    /// The pseudo-program alone beat the adapter on the held-out split by the gate's margin.
+    LostToPseudoProgram {
+        pseudo_program: usize,
+        adapter: usize,
+        items: usize,
+    },
+}
+
+impl AdapterVerdict {
+    pub fn is_kept(&self) -> bool {
+        matches!(self, Self::Kept)
+    }
+}
+
+impl std::fmt::Display for AdapterVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kept => f.write_str("kept"),
+            Self::NoStepHelped => {
+                f.write_str("dropped: no training step lowered the held-out loss")
+            }
+            Self::LostToPseudoProgram {
+                pseudo_program,
+                adapter,
+                items,
+            } => write!(
+                f,
+                "dropped: the pseudo-program alone got {pseudo_program} of {items} held-out \
+                 items right, with the adapter {adapter}"
+            ),
+        }
+    }
+}
+
+/// `hits` of `n` as a percentage with one decimal, as the compile report shows exact match.
+pub(crate) fn pct(hits: usize, n: usize) -> String {
+    format!("{:.1}", 100.0 * hits as f64 / n.max(1) as f64)
+}
+
+impl CompileReport {
+    /// The report as the program's provenance records it: `key = text` pairs.
+    pub fn to_provenance(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), v);
+        };
+        put(
+            "label_set",
+            self.label_set
+                .as_ref()
+                .map_or("none (open output)".to_string(), |l| l.join(",")),
+        );
+        let pp = &self.pseudo_program;
+        put("pseudo_program_source", pp.source.to_string());
+        put("pseudo_program_tokens", pp.tokens.to_string());
+        put("pseudo_program_examples", pp.examples.to_string());
+
+        let d = &self.data;
+        put("data_train", d.train.to_string());
+        put("data_validation", d.validation.to_string());
+        put("data_rejected", d.rejected.to_string());
+        if let Some(counts) = &d.per_label {
+            let counts: Vec<String> = counts.iter().map(|(l, n)| format!("{l}={n}")).collect();
+            put("data_per_label", counts.join(","));
+        }
+        match d.teacher_direct {
+            TeacherDirect::Hits(hits) => {
+                put("val_exact_match_teacher_direct", pct(hits, d.validation))
+            }
+            TeacherDirect::LabelsAreAnswers => put(
+                "val_exact_match_teacher_direct",
+                "n/a (the held-out labels are the teacher's answers)".into(),
+            ),
+            TeacherDirect::NotMeasured => {}
+        }
+
+        let t = &self.training;
+        put("train_steps_run", t.steps_run.to_string());
+        put("train_best_step", t.best_step.to_string());
+        put(
+            "train_loss_initial",
+            format!("{:.4}", t.train_loss_initial_full),
+        );
+        put(
+            "train_loss_final",
+            format!("{:.4}", t.train_loss_final_full),
+        );
+        if let (Some(a), Some(b)) = (t.val_loss_initial, t.val_loss_best) {
+            put("val_loss_initial", format!("{a:.4}"));
+            put("val_loss_best", format!("{b:.4}"));
+        }
+
+        let r = &self.runtime_check;
+        put(
+            "runtime_first_token_agreement",
+            format!("{}/{}", r.agreeing, r.rows),
+        );
+        put("runtime_max_logit_diff", format!("{:.3}", r.max_logit_diff));
+
+        match &self.held_out {
+            Some(h) => {
+                put(
+                    "val_exact_match_pseudo_program_only",
+                    pct(h.pseudo_program_only, h.items),
+                );
+                put("val_exact_match_adapter_f32", pct(h.adapter_f32, h.items));
+                for (dtype, hits) in &h.adapter_at {
+                    put(
+                        &format!("val_exact_match_adapter_{dtype}"),
+                        pct(*hits, h.items),
+                    );
+                }
+                put("val_exact_match_adapter", pct(h.adapter, h.items));
+            }
+            None => put("val_exact_match_adapter", "n/a (no held-out data)".into()),
+        }
+        put("adapter", self.adapter.to_string());
+        m
+    }
+}
