@@ -24,10 +24,9 @@ use paw_compile::chat::ChatTemplate;
 use paw_compile::pseudo_program::user_turn;
 use paw_compile::{compile_key, CompileOptions, CompileOutput};
 use paw_eval::{evaluate, load_cases, Case, Report, RunOptions, Target};
-use paw_format::manifest::{resolve_model, Manifest};
-use paw_format::store::Store;
 use paw_format::{GenerationConfig, InterpreterId, Program, Provenance};
 use paw_rt::{CallOptions, Function, Interpreter, LoadOptions, Tokenizer};
+use paw_store::{resolve_model, Manifest, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::repo_root;

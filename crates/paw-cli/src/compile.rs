@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{compile_key, CompileOptions, CompileOutput, Progress, Stage};
 use paw_eval::load_cases;
-use paw_format::manifest::{resolve_model, Manifest};
+use paw_store::{resolve_model, Manifest};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json};

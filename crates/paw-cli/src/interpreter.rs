@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use paw_format::{manifest::resolve_model, store::Store, Program};
+use paw_format::Program;
 use paw_rt::{Function, Interpreter};
+use paw_store::{resolve_model, Store};
 
 /// How a program is bound to an interpreter and fed, shared by `run`, `eval` and `test`.
 #[derive(Debug, Args)]

@@ -44,9 +44,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use paw_format::store::Store;
 use paw_format::{GenerationConfig, Program, ProgramId, Provenance, TensorDtype};
 use paw_rt::Interpreter;
+use paw_store::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -25,13 +25,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::error::FormatError;
-use crate::id::ProgramId;
+use paw_format::{FormatError, ProgramId, B3_PREFIX};
 
 /// Environment variable that overrides the store root.
 pub const PAW_HOME_ENV: &str = "PAW_HOME";
-/// Prefix of program ids and of the `b3:` hashes recorded for models.
-pub const B3_PREFIX: &str = "b3:";
 /// Shortest id prefix `resolve_program` accepts, so that a short word is not taken as an id.
 pub const MIN_ID_PREFIX_LEN: usize = 4;
 
@@ -267,7 +264,7 @@ impl Store {
         bytes: &[u8],
         expected: Option<&ProgramId>,
     ) -> Result<StoredProgram> {
-        let id = crate::reader::verify_bytes(bytes, expected)?;
+        let id = paw_format::reader::verify_bytes(bytes, expected)?;
         let path = self.program_path(&id);
         if !path.is_file() {
             self.write_atomic(&path, bytes)?;
@@ -282,7 +279,7 @@ impl Store {
 
     pub fn add_program_file(&self, path: &Path) -> Result<StoredProgram> {
         // Programs are small (a prompt and a LoRA adapter); the reader caps the size it loads.
-        let bytes = crate::reader::read_file(path)?;
+        let bytes = paw_format::reader::read_file(path)?;
         self.add_program_bytes(&bytes, None)
     }
 
@@ -826,18 +823,18 @@ mod tests {
 
     /// Valid `.paw` bytes, distinct for each `spec`.
     fn program_bytes(spec: &str) -> Vec<u8> {
-        crate::Program {
+        paw_format::Program {
             pseudo_program: "Echo the input.".into(),
-            ..crate::Program::prompt_only(
+            ..paw_format::Program::prompt_only(
                 spec,
-                format!("<|user|>{}<|assistant|>", crate::INPUT_PLACEHOLDER),
-                crate::InterpreterId {
+                format!("<|user|>{}<|assistant|>", paw_format::INPUT_PLACEHOLDER),
+                paw_format::InterpreterId {
                     architecture: "llama".into(),
                     name: "test".into(),
                     weights_hash: format!("b3:{}", "0".repeat(64)),
                     tokenizer_hash: format!("b3:{}", "1".repeat(64)),
                 },
-                crate::GenerationConfig {
+                paw_format::GenerationConfig {
                     max_tokens: 16,
                     stop: Vec::new(),
                     temperature: 0.0,
@@ -1082,7 +1079,7 @@ mod tests {
         for p in &programs {
             let bytes = fs::read(&p.path).unwrap();
             assert_eq!(
-                crate::reader::verify_bytes(&bytes, Some(&p.id)).unwrap(),
+                paw_format::reader::verify_bytes(&bytes, Some(&p.id)).unwrap(),
                 p.id
             );
         }
