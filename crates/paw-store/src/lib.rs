@@ -4,7 +4,8 @@
 //! ([`Manifest`], `models.toml` embedded at build time).
 //!
 //! The `.paw` container itself (encoding, reading, ids) is `paw-format`; this crate only stores
-//! its bytes.
+//! its bytes. It loads no model: [`Store::interpreter_for`] finds the interpreter a program
+//! needs and returns its path, and [`Store::compile_cached`] runs whatever compile it is given.
 
 pub mod manifest;
 mod store;
@@ -14,6 +15,7 @@ pub use manifest::{
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,
 };
 pub use store::{
-    ExpectedModel, InstalledModel, ModelCheck, ModelMeta, ModelWriter, Result, Store, StoreError,
-    StoredProgram, MAX_STAGE_BYTES, MIN_ID_PREFIX_LEN, PAW_HOME_ENV, STALE_TMP_AGE,
+    CompileCached, CompiledProgram, ExpectedModel, InstalledModel, ModelCheck, ModelMeta,
+    ModelWriter, Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES, MIN_ID_PREFIX_LEN,
+    PAW_HOME_ENV, STALE_TMP_AGE,
 };

@@ -104,6 +104,18 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the program was compiled for interpreter {name} ({weights_hash}), which is not in the \
+         store {store_root}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+         --model PATH"
+    )]
+    InterpreterNotInstalled {
+        /// The interpreter's name as the program records it.
+        name: String,
+        /// The `b3:` weights hash the program was compiled against.
+        weights_hash: String,
+        store_root: PathBuf,
+    },
 }
 
 fn join_ids(ids: &[ProgramId]) -> String {
@@ -171,6 +183,27 @@ pub enum ModelCheck {
         actual_size: u64,
         actual_sha256: String,
     },
+}
+
+/// What [`Store::compile_cached`] stores from a finished compile.
+#[derive(Debug, Clone, Copy)]
+pub struct CompiledProgram<'a> {
+    /// The program's canonical bytes.
+    pub bytes: &'a [u8],
+    /// The id the compiler computed; the bytes must hash to it.
+    pub id: &'a ProgramId,
+    /// The compile key of what was compiled, recorded in the compile index (the key looked up,
+    /// unless the inputs changed on disk meanwhile).
+    pub key: &'a str,
+}
+
+/// Where [`Store::compile_cached`] got the program from.
+#[derive(Debug)]
+pub enum CompileCached<T> {
+    /// The compile index held a program for the key; nothing was compiled.
+    Found(StoredProgram),
+    /// The compile ran: what it returned, and the program stored from it.
+    Compiled { output: T, stored: StoredProgram },
 }
 
 /// Handle on a store root. Cheap to clone; holds no open files or locks.
@@ -519,6 +552,47 @@ impl Store {
         }
     }
 
+    /// The program compiled under `key`: the one the compile index records (unless `force`), else
+    /// what `compile` makes. Its program (which `program` picks out of the output) is then
+    /// stored, atomically, and recorded under its compile key; a failed compile stores nothing.
+    /// `paw compile` and the evaluation harness share this; the compiler itself is the caller's.
+    pub fn compile_cached<T, E>(
+        &self,
+        key: &str,
+        force: bool,
+        compile: impl FnOnce() -> Result<T, E>,
+        program: impl FnOnce(&T) -> CompiledProgram<'_>,
+    ) -> Result<CompileCached<T>, E>
+    where
+        E: From<StoreError>,
+    {
+        if !force {
+            if let Some(stored) = self.lookup_compile(key)? {
+                return Ok(CompileCached::Found(stored));
+            }
+        }
+        let output = compile()?;
+        let compiled = program(&output);
+        let stored = self.add_program_bytes(compiled.bytes, Some(compiled.id))?;
+        self.record_compile(compiled.key, compiled.id)?;
+        Ok(CompileCached::Compiled { output, stored })
+    }
+
+    /// The installed model `program` was compiled for: the one whose BLAKE3 (`b3:`) is the
+    /// program's `interpreter.weights_hash`. Returns its path; loading it is the caller's.
+    pub fn interpreter_for(&self, program: &paw_format::Program) -> Result<PathBuf> {
+        let wanted = &program.interpreter.weights_hash;
+        let installed = self.installed_models()?;
+        match installed.into_iter().find(|m| &m.meta.blake3 == wanted) {
+            Some(m) => Ok(m.path),
+            None => Err(StoreError::InterpreterNotInstalled {
+                name: program.interpreter.name.clone(),
+                weights_hash: wanted.clone(),
+                store_root: self.root.clone(),
+            }),
+        }
+    }
+
     /// Where the `kind` stage computed under `key` is cached.
     fn stage_path(&self, kind: &str, key: &str) -> Result<PathBuf> {
         let valid_kind = (1..=32).contains(&kind.len())
@@ -823,6 +897,11 @@ mod tests {
 
     /// Valid `.paw` bytes, distinct for each `spec`.
     fn program_bytes(spec: &str) -> Vec<u8> {
+        program(spec).to_bytes().unwrap()
+    }
+
+    /// A prompt-only program for an interpreter whose weights hash is `b3:00…0`.
+    fn program(spec: &str) -> paw_format::Program {
         paw_format::Program {
             pseudo_program: "Echo the input.".into(),
             ..paw_format::Program::prompt_only(
@@ -841,8 +920,6 @@ mod tests {
                 },
             )
         }
-        .to_bytes()
-        .unwrap()
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
@@ -886,6 +963,120 @@ mod tests {
             store.lookup_compile("b3:../../etc"),
             Err(StoreError::InvalidKey { .. })
         ));
+    }
+
+    /// A compile output as `compile_cached` callers have one: a program and its key.
+    fn compiled(spec: &str, key: &str) -> (Vec<u8>, ProgramId, String) {
+        let bytes = program_bytes(spec);
+        let id = ProgramId::of_bytes(&bytes);
+        (bytes, id, key.to_owned())
+    }
+
+    fn pick((bytes, id, key): &(Vec<u8>, ProgramId, String)) -> CompiledProgram<'_> {
+        CompiledProgram { bytes, id, key }
+    }
+
+    #[test]
+    fn compile_cached_compiles_once_then_finds_unless_forced() {
+        let (_dir, store) = temp_store();
+        let key = format!("b3:{}", "ab".repeat(32));
+        let runs = std::cell::Cell::new(0);
+        let compile = |spec: &'static str| {
+            let (runs, key) = (&runs, &key);
+            move || {
+                runs.set(runs.get() + 1);
+                Ok::<_, StoreError>(compiled(spec, key))
+            }
+        };
+
+        let first = match store.compile_cached(&key, false, compile("first"), pick) {
+            Ok(CompileCached::Compiled { output, stored }) => {
+                assert_eq!(stored.id, output.1);
+                assert_eq!(fs::read(&stored.path).unwrap(), output.0);
+                stored
+            }
+            other => panic!("expected a compile, got {other:?}"),
+        };
+        assert_eq!(store.lookup_compile(&key).unwrap(), Some(first.clone()));
+        match store.compile_cached(&key, false, compile("unused"), pick) {
+            Ok(CompileCached::Found(stored)) => assert_eq!(stored, first),
+            other => panic!("expected the stored program, got {other:?}"),
+        }
+        assert_eq!(runs.get(), 1);
+
+        // Forced: compiles again and the record follows the new program.
+        let second = match store.compile_cached(&key, true, compile("second"), pick) {
+            Ok(CompileCached::Compiled { stored, .. }) => stored,
+            other => panic!("expected a compile, got {other:?}"),
+        };
+        assert_eq!(runs.get(), 2);
+        assert_ne!(second.id, first.id);
+        assert_eq!(store.lookup_compile(&key).unwrap(), Some(second));
+    }
+
+    #[test]
+    fn compile_cached_stores_nothing_when_the_compile_fails_or_lies() {
+        let (_dir, store) = temp_store();
+        let key = format!("b3:{}", "cd".repeat(32));
+        let failed = store.compile_cached(
+            &key,
+            false,
+            || Err::<(Vec<u8>, ProgramId, String), _>(StoreError::NoHome),
+            pick,
+        );
+        assert!(matches!(failed, Err(StoreError::NoHome)));
+        // An id that is not the bytes' is refused before anything is recorded.
+        let lying = store.compile_cached(
+            &key,
+            false,
+            || {
+                let (bytes, _, key) = compiled("a", &key);
+                Ok::<_, StoreError>((bytes, ProgramId::of_bytes(b"other"), key))
+            },
+            pick,
+        );
+        assert!(matches!(lying, Err(StoreError::InvalidProgram(_))));
+        assert!(store.list_programs().unwrap().is_empty());
+        assert!(store.lookup_compile(&key).unwrap().is_none());
+    }
+
+    #[test]
+    fn interpreter_for_finds_the_model_by_its_blake3_or_says_how_to_get_it() {
+        let (_dir, store) = temp_store();
+        let mut wanting = program("needs a model");
+        let missing = store.interpreter_for(&wanting).unwrap_err();
+        assert!(matches!(
+            &missing,
+            StoreError::InterpreterNotInstalled { name, weights_hash, store_root }
+                if name == "test"
+                    && *weights_hash == wanting.interpreter.weights_hash
+                    && store_root == store.root()
+        ));
+        assert_eq!(
+            missing.to_string(),
+            format!(
+                "the program was compiled for interpreter test ({}), which is not in the store \
+                 {}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+                 --model PATH",
+                wanting.interpreter.weights_hash,
+                store.root().display()
+            )
+        );
+
+        let weights = b"GGUF some weights";
+        let installed = store
+            .install_model_from_reader(
+                &weights[..],
+                ExpectedModel {
+                    size: weights.len() as u64,
+                    sha256: sha256_hex(weights),
+                    manifest_id: None,
+                },
+            )
+            .unwrap();
+        assert!(store.interpreter_for(&wanting).is_err());
+        wanting.interpreter.weights_hash = installed.meta.blake3.clone();
+        assert_eq!(store.interpreter_for(&wanting).unwrap(), installed.path);
     }
 
     #[test]
