@@ -27,12 +27,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Content;
 use clap::Args;
 use paw_format::export::write_gguf_lora;
-use paw_format::manifest::Manifest;
-use paw_format::store::Store;
 use paw_format::{
     Adapter, GenerationConfig, LoraPair, Program, Provenance, TargetModule, TensorData, TensorDtype,
 };
 use paw_rt::{CallOptions, Interpreter};
+use paw_store::{Manifest, Store};
 use serde_json::{json, Value};
 
 use crate::repo_root;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use paw_format::manifest::Manifest;
+use paw_store::Manifest;
 
 use crate::{models, repo_root};
 

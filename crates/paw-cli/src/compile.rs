@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{compile_key, CompileOptions, CompileOutput, Progress, Stage};
 use paw_eval::load_cases;
-use paw_format::manifest::{resolve_model, Manifest};
+use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json};
@@ -132,8 +132,33 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     }
 
     let key = compile_key(&opts)?;
-    if !(args.force || args.no_cache) {
-        if let Some(stored) = store.lookup_compile(&key)? {
+    // The store write is atomic (temp file + rename): an interrupted compile leaves nothing.
+    let cached = store.compile_cached(
+        &key,
+        args.force || args.no_cache,
+        || -> Result<CompileOutput> {
+            let output = compile_with_bars(&opts)?;
+            if let Some(dir) = &args.keep_data {
+                keep_data(dir, &output)?;
+            }
+            if verbose {
+                for e in &output.data.train {
+                    eprintln!("train {:?}: {:?} -> {:?}", e.origin, e.input, e.output);
+                }
+                for (item, reason) in &output.data.rejected {
+                    eprintln!("rejected ({reason}): {item:?}");
+                }
+            }
+            Ok(output)
+        },
+        |output| CompiledProgram {
+            bytes: &output.bytes,
+            id: &output.id,
+            key: &output.key,
+        },
+    )?;
+    let summary = match cached {
+        CompileCached::Found(stored) => {
             tracing::info!(%key, id = %stored.id, "compile key found in the store");
             let (program, _) = paw_format::Program::read(&stored.path)?;
             if let Some(out) = &args.output {
@@ -142,7 +167,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
                     .write_to(out)
                     .with_context(|| format!("writing {}", out.display()))?;
             }
-            let summary = CompileSummary {
+            CompileSummary {
                 id: stored.id.to_string(),
                 key,
                 cached: true,
@@ -152,50 +177,35 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
                 stage_seconds: BTreeMap::new(),
                 cached_stages: Vec::new(),
                 total_seconds: started.elapsed().as_secs_f64(),
-            };
-            return print_summary(&summary, args.json);
+            }
         }
-    }
-
-    let output = compile_with_bars(&opts)?;
-    if let Some(dir) = &args.keep_data {
-        keep_data(dir, &output)?;
-    }
-    if verbose {
-        for e in &output.data.train {
-            eprintln!("train {:?}: {:?} -> {:?}", e.origin, e.input, e.output);
+        CompileCached::Compiled { output, stored } => {
+            if let Some(out) = &args.output {
+                output
+                    .program
+                    .write_to(out)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            CompileSummary {
+                id: output.id.to_string(),
+                key: output.key.clone(),
+                cached: false,
+                path: stored.path,
+                size: stored.size,
+                report: output.report.to_provenance(),
+                stage_seconds: output
+                    .timings
+                    .iter()
+                    .map(|(s, d)| (s.name().to_owned(), d.as_secs_f64()))
+                    .collect(),
+                cached_stages: output
+                    .cached_stages
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect(),
+                total_seconds: started.elapsed().as_secs_f64(),
+            }
         }
-        for (item, reason) in &output.data.rejected {
-            eprintln!("rejected ({reason}): {item:?}");
-        }
-    }
-    // The store write is atomic (temp file + rename): an interrupted compile leaves nothing.
-    let stored = store.add_program_bytes(&output.bytes, Some(&output.id))?;
-    store.record_compile(&output.key, &output.id)?;
-    if let Some(out) = &args.output {
-        output
-            .program
-            .write_to(out)
-            .with_context(|| format!("writing {}", out.display()))?;
-    }
-    let summary = CompileSummary {
-        id: output.id.to_string(),
-        key: output.key.clone(),
-        cached: false,
-        path: stored.path,
-        size: stored.size,
-        report: output.report.to_provenance(),
-        stage_seconds: output
-            .timings
-            .iter()
-            .map(|(s, d)| (s.name().to_owned(), d.as_secs_f64()))
-            .collect(),
-        cached_stages: output
-            .cached_stages
-            .iter()
-            .map(|s| s.name().to_owned())
-            .collect(),
-        total_seconds: started.elapsed().as_secs_f64(),
     };
     print_summary(&summary, args.json)
 }

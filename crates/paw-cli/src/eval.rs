@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use paw_eval::{evaluate, load_cases, Case, Metric, PawTarget, Report, RunOptions};
-use paw_format::{store::Store, Program};
+use paw_format::Program;
 use paw_rt::CallOptions;
+use paw_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::interpreter::BindArgs;

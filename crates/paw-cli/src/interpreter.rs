@@ -1,9 +1,10 @@
 //! Finding and loading the interpreter a program needs.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use paw_format::{manifest::resolve_model, store::Store, Program};
+use paw_format::Program;
 use paw_rt::{Function, Interpreter};
+use paw_store::{resolve_model, Store};
 
 /// How a program is bound to an interpreter and fed, shared by `run`, `eval` and `test`.
 #[derive(Debug, Args)]
@@ -34,7 +35,7 @@ impl BindArgs {
 }
 
 /// Loads `model` if given (manifest id or path), else the installed model whose BLAKE3 is the
-/// one the program was compiled for.
+/// one the program was compiled for ([`Store::interpreter_for`]).
 fn load_interpreter_for(
     store: &Store,
     program: &Program,
@@ -42,19 +43,7 @@ fn load_interpreter_for(
 ) -> Result<Interpreter> {
     let path = match model {
         Some(reference) => resolve_model(reference, store)?.path,
-        None => {
-            let wanted = &program.interpreter.weights_hash;
-            let installed = store.installed_models()?;
-            match installed.into_iter().find(|m| &m.meta.blake3 == wanted) {
-                Some(m) => m.path,
-                None => bail!(
-                    "the program was compiled for interpreter {} ({wanted}), which is not in the store {}; \
-                     install it (`cargo xtask models fetch ID`, see `paw models`) or pass --model PATH",
-                    program.interpreter.name,
-                    store.root().display()
-                ),
-            }
-        }
+        None => store.interpreter_for(program)?,
     };
     Interpreter::load(&path).with_context(|| format!("loading interpreter {}", path.display()))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use paw_format::manifest::{Manifest, Source};
+use paw_store::{Manifest, Source};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json};

@@ -1,7 +1,7 @@
 //! Shared output helpers: `--json` printing and the store handle every command opens.
 
 use anyhow::{Context, Result};
-use paw_format::store::Store;
+use paw_store::Store;
 use serde::Serialize;
 
 /// Prints `value` as one pretty JSON document on stdout.

@@ -4,10 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use paw_format::{
-    inspect as inspect_bytes, manifest::resolve_model, reader::ProgramView, store::Store,
-    InterpreterId,
-};
+use paw_format::{inspect as inspect_bytes, reader::ProgramView, InterpreterId};
+use paw_store::{resolve_model, Store};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json, summary_line};

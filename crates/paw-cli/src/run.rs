@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use paw_format::{store::Store, Program};
+use paw_format::Program;
 use paw_rt::{CallOptions, Function, Output};
+use paw_store::Store;
 use serde::Serialize;
 
 use crate::interpreter::BindArgs;

@@ -8,7 +8,7 @@
 //! (`-v1`), bumped when that stage's stored encoding changes; the compiler version is hashed
 //! into every key, so a compiler whose output changes never reads an older compiler's stages.
 
-use paw_format::store::Store;
+use paw_store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use paw_format::store::Store;
 use paw_format::TensorDtype;
+use paw_store::Store;
 
 use crate::error::{CompileError, Result};
 use crate::train::TrainOptions;

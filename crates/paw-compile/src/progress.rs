@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use paw_format::store::Store;
+use paw_store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

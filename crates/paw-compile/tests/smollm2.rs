@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use paw_compile::{compile, CompileError, CompileOptions, CompileOutput, Stage, TrainOptions};
-use paw_format::store::Store;
 use paw_format::{Program, TargetModule, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
+use paw_store::Store;
 
 fn model() -> Option<PathBuf> {
     match std::env::var_os("PAW_TEST_SMOLLM2") {

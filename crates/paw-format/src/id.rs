@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use crate::error::{FormatError, Result};
 
-const PREFIX: &str = "b3:";
+/// Prefix of program ids and of every other `b3:` BLAKE3 hash paw records (weights, tokenizers,
+/// store keys).
+pub const B3_PREFIX: &str = "b3:";
 /// Hex digits in [`ProgramId::short`].
 pub const SHORT_ID_HEX_LEN: usize = 12;
 
@@ -35,13 +37,13 @@ impl ProgramId {
     /// `b3:` and the first [`SHORT_ID_HEX_LEN`] hex digits, for display only.
     pub fn short(&self) -> String {
         let hex = self.to_hex();
-        format!("{PREFIX}{}", &hex[..SHORT_ID_HEX_LEN])
+        format!("{B3_PREFIX}{}", &hex[..SHORT_ID_HEX_LEN])
     }
 }
 
 impl std::fmt::Display for ProgramId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{PREFIX}{}", self.to_hex())
+        write!(f, "{B3_PREFIX}{}", self.to_hex())
     }
 }
 
@@ -59,7 +61,7 @@ impl FromStr for ProgramId {
 
     fn from_str(s: &str) -> Result<Self, ParseIdError> {
         let hex = s
-            .strip_prefix(PREFIX)
+            .strip_prefix(B3_PREFIX)
             .ok_or_else(|| ParseIdError::MissingPrefix(s.to_owned()))?;
         // Lowercase only, so each id has exactly one spelling.
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -101,7 +103,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(format!("{PREFIX}{}", hasher.finalize().to_hex()))
+    Ok(format!("{B3_PREFIX}{}", hasher.finalize().to_hex()))
 }
 
 #[cfg(test)]

@@ -193,8 +193,9 @@ pub fn verify_file(path: &Path, expected: Option<&ProgramId>) -> Result<ProgramI
     verify_bytes(&read_file(path)?, expected)
 }
 
-/// Reads a whole file after checking its size against [`MAX_FILE_LEN`].
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+/// Reads a whole file after checking its size against [`MAX_FILE_LEN`] (without checking it is
+/// a program: see [`verify_bytes`]).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let io = |action, source| FormatError::Io {
         action,
         path: path.to_owned(),

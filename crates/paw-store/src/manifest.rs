@@ -1,4 +1,4 @@
-//! The base-model manifest (`crates/paw-format/models.toml`, embedded at build time; it lives in
+//! The base-model manifest (`crates/paw-store/models.toml`, embedded at build time; it lives in
 //! this crate so that the published package contains it): which models paw knows by id, how to
 //! fetch them, and the exact bytes an install must match. Also resolves what a user calls "a
 //! model" (a manifest id, or a local GGUF file / safetensors directory) to a path.

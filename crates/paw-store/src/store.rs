@@ -25,13 +25,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::error::FormatError;
-use crate::id::ProgramId;
+use paw_format::{FormatError, ProgramId, B3_PREFIX};
 
 /// Environment variable that overrides the store root.
 pub const PAW_HOME_ENV: &str = "PAW_HOME";
-/// Prefix of program ids and of the `b3:` hashes recorded for models.
-pub const B3_PREFIX: &str = "b3:";
 /// Shortest id prefix `resolve_program` accepts, so that a short word is not taken as an id.
 pub const MIN_ID_PREFIX_LEN: usize = 4;
 
@@ -107,6 +104,18 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the program was compiled for interpreter {name} ({weights_hash}), which is not in the \
+         store {store_root}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+         --model PATH"
+    )]
+    InterpreterNotInstalled {
+        /// The interpreter's name as the program records it.
+        name: String,
+        /// The `b3:` weights hash the program was compiled against.
+        weights_hash: String,
+        store_root: PathBuf,
+    },
 }
 
 fn join_ids(ids: &[ProgramId]) -> String {
@@ -174,6 +183,27 @@ pub enum ModelCheck {
         actual_size: u64,
         actual_sha256: String,
     },
+}
+
+/// What [`Store::compile_cached`] stores from a finished compile.
+#[derive(Debug, Clone, Copy)]
+pub struct CompiledProgram<'a> {
+    /// The program's canonical bytes.
+    pub bytes: &'a [u8],
+    /// The id the compiler computed; the bytes must hash to it.
+    pub id: &'a ProgramId,
+    /// The compile key of what was compiled, recorded in the compile index (the key looked up,
+    /// unless the inputs changed on disk meanwhile).
+    pub key: &'a str,
+}
+
+/// Where [`Store::compile_cached`] got the program from.
+#[derive(Debug)]
+pub enum CompileCached<T> {
+    /// The compile index held a program for the key; nothing was compiled.
+    Found(StoredProgram),
+    /// The compile ran: what it returned, and the program stored from it.
+    Compiled { output: T, stored: StoredProgram },
 }
 
 /// Handle on a store root. Cheap to clone; holds no open files or locks.
@@ -267,7 +297,7 @@ impl Store {
         bytes: &[u8],
         expected: Option<&ProgramId>,
     ) -> Result<StoredProgram> {
-        let id = crate::reader::verify_bytes(bytes, expected)?;
+        let id = paw_format::reader::verify_bytes(bytes, expected)?;
         let path = self.program_path(&id);
         if !path.is_file() {
             self.write_atomic(&path, bytes)?;
@@ -282,7 +312,7 @@ impl Store {
 
     pub fn add_program_file(&self, path: &Path) -> Result<StoredProgram> {
         // Programs are small (a prompt and a LoRA adapter); the reader caps the size it loads.
-        let bytes = crate::reader::read_file(path)?;
+        let bytes = paw_format::reader::read_file(path)?;
         self.add_program_bytes(&bytes, None)
     }
 
@@ -519,6 +549,47 @@ impl Store {
                 size: meta.len(),
             })),
             _ => Ok(None),
+        }
+    }
+
+    /// The program compiled under `key`: the one the compile index records (unless `force`), else
+    /// what `compile` makes. Its program (which `program` picks out of the output) is then
+    /// stored, atomically, and recorded under its compile key; a failed compile stores nothing.
+    /// `paw compile` and the evaluation harness share this; the compiler itself is the caller's.
+    pub fn compile_cached<T, E>(
+        &self,
+        key: &str,
+        force: bool,
+        compile: impl FnOnce() -> Result<T, E>,
+        program: impl FnOnce(&T) -> CompiledProgram<'_>,
+    ) -> Result<CompileCached<T>, E>
+    where
+        E: From<StoreError>,
+    {
+        if !force {
+            if let Some(stored) = self.lookup_compile(key)? {
+                return Ok(CompileCached::Found(stored));
+            }
+        }
+        let output = compile()?;
+        let compiled = program(&output);
+        let stored = self.add_program_bytes(compiled.bytes, Some(compiled.id))?;
+        self.record_compile(compiled.key, compiled.id)?;
+        Ok(CompileCached::Compiled { output, stored })
+    }
+
+    /// The installed model `program` was compiled for: the one whose BLAKE3 (`b3:`) is the
+    /// program's `interpreter.weights_hash`. Returns its path; loading it is the caller's.
+    pub fn interpreter_for(&self, program: &paw_format::Program) -> Result<PathBuf> {
+        let wanted = &program.interpreter.weights_hash;
+        let installed = self.installed_models()?;
+        match installed.into_iter().find(|m| &m.meta.blake3 == wanted) {
+            Some(m) => Ok(m.path),
+            None => Err(StoreError::InterpreterNotInstalled {
+                name: program.interpreter.name.clone(),
+                weights_hash: wanted.clone(),
+                store_root: self.root.clone(),
+            }),
         }
     }
 
@@ -826,26 +897,29 @@ mod tests {
 
     /// Valid `.paw` bytes, distinct for each `spec`.
     fn program_bytes(spec: &str) -> Vec<u8> {
-        crate::Program {
+        program(spec).to_bytes().unwrap()
+    }
+
+    /// A prompt-only program for an interpreter whose weights hash is `b3:00…0`.
+    fn program(spec: &str) -> paw_format::Program {
+        paw_format::Program {
             pseudo_program: "Echo the input.".into(),
-            ..crate::Program::prompt_only(
+            ..paw_format::Program::prompt_only(
                 spec,
-                format!("<|user|>{}<|assistant|>", crate::INPUT_PLACEHOLDER),
-                crate::InterpreterId {
+                format!("<|user|>{}<|assistant|>", paw_format::INPUT_PLACEHOLDER),
+                paw_format::InterpreterId {
                     architecture: "llama".into(),
                     name: "test".into(),
                     weights_hash: format!("b3:{}", "0".repeat(64)),
                     tokenizer_hash: format!("b3:{}", "1".repeat(64)),
                 },
-                crate::GenerationConfig {
+                paw_format::GenerationConfig {
                     max_tokens: 16,
                     stop: Vec::new(),
                     temperature: 0.0,
                 },
             )
         }
-        .to_bytes()
-        .unwrap()
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
@@ -889,6 +963,120 @@ mod tests {
             store.lookup_compile("b3:../../etc"),
             Err(StoreError::InvalidKey { .. })
         ));
+    }
+
+    /// A compile output as `compile_cached` callers have one: a program and its key.
+    fn compiled(spec: &str, key: &str) -> (Vec<u8>, ProgramId, String) {
+        let bytes = program_bytes(spec);
+        let id = ProgramId::of_bytes(&bytes);
+        (bytes, id, key.to_owned())
+    }
+
+    fn pick((bytes, id, key): &(Vec<u8>, ProgramId, String)) -> CompiledProgram<'_> {
+        CompiledProgram { bytes, id, key }
+    }
+
+    #[test]
+    fn compile_cached_compiles_once_then_finds_unless_forced() {
+        let (_dir, store) = temp_store();
+        let key = format!("b3:{}", "ab".repeat(32));
+        let runs = std::cell::Cell::new(0);
+        let compile = |spec: &'static str| {
+            let (runs, key) = (&runs, &key);
+            move || {
+                runs.set(runs.get() + 1);
+                Ok::<_, StoreError>(compiled(spec, key))
+            }
+        };
+
+        let first = match store.compile_cached(&key, false, compile("first"), pick) {
+            Ok(CompileCached::Compiled { output, stored }) => {
+                assert_eq!(stored.id, output.1);
+                assert_eq!(fs::read(&stored.path).unwrap(), output.0);
+                stored
+            }
+            other => panic!("expected a compile, got {other:?}"),
+        };
+        assert_eq!(store.lookup_compile(&key).unwrap(), Some(first.clone()));
+        match store.compile_cached(&key, false, compile("unused"), pick) {
+            Ok(CompileCached::Found(stored)) => assert_eq!(stored, first),
+            other => panic!("expected the stored program, got {other:?}"),
+        }
+        assert_eq!(runs.get(), 1);
+
+        // Forced: compiles again and the record follows the new program.
+        let second = match store.compile_cached(&key, true, compile("second"), pick) {
+            Ok(CompileCached::Compiled { stored, .. }) => stored,
+            other => panic!("expected a compile, got {other:?}"),
+        };
+        assert_eq!(runs.get(), 2);
+        assert_ne!(second.id, first.id);
+        assert_eq!(store.lookup_compile(&key).unwrap(), Some(second));
+    }
+
+    #[test]
+    fn compile_cached_stores_nothing_when_the_compile_fails_or_lies() {
+        let (_dir, store) = temp_store();
+        let key = format!("b3:{}", "cd".repeat(32));
+        let failed = store.compile_cached(
+            &key,
+            false,
+            || Err::<(Vec<u8>, ProgramId, String), _>(StoreError::NoHome),
+            pick,
+        );
+        assert!(matches!(failed, Err(StoreError::NoHome)));
+        // An id that is not the bytes' is refused before anything is recorded.
+        let lying = store.compile_cached(
+            &key,
+            false,
+            || {
+                let (bytes, _, key) = compiled("a", &key);
+                Ok::<_, StoreError>((bytes, ProgramId::of_bytes(b"other"), key))
+            },
+            pick,
+        );
+        assert!(matches!(lying, Err(StoreError::InvalidProgram(_))));
+        assert!(store.list_programs().unwrap().is_empty());
+        assert!(store.lookup_compile(&key).unwrap().is_none());
+    }
+
+    #[test]
+    fn interpreter_for_finds_the_model_by_its_blake3_or_says_how_to_get_it() {
+        let (_dir, store) = temp_store();
+        let mut wanting = program("needs a model");
+        let missing = store.interpreter_for(&wanting).unwrap_err();
+        assert!(matches!(
+            &missing,
+            StoreError::InterpreterNotInstalled { name, weights_hash, store_root }
+                if name == "test"
+                    && *weights_hash == wanting.interpreter.weights_hash
+                    && store_root == store.root()
+        ));
+        assert_eq!(
+            missing.to_string(),
+            format!(
+                "the program was compiled for interpreter test ({}), which is not in the store \
+                 {}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+                 --model PATH",
+                wanting.interpreter.weights_hash,
+                store.root().display()
+            )
+        );
+
+        let weights = b"GGUF some weights";
+        let installed = store
+            .install_model_from_reader(
+                &weights[..],
+                ExpectedModel {
+                    size: weights.len() as u64,
+                    sha256: sha256_hex(weights),
+                    manifest_id: None,
+                },
+            )
+            .unwrap();
+        assert!(store.interpreter_for(&wanting).is_err());
+        wanting.interpreter.weights_hash = installed.meta.blake3.clone();
+        assert_eq!(store.interpreter_for(&wanting).unwrap(), installed.path);
     }
 
     #[test]
@@ -1082,7 +1270,7 @@ mod tests {
         for p in &programs {
             let bytes = fs::read(&p.path).unwrap();
             assert_eq!(
-                crate::reader::verify_bytes(&bytes, Some(&p.id)).unwrap(),
+                paw_format::reader::verify_bytes(&bytes, Some(&p.id)).unwrap(),
                 p.id
             );
         }

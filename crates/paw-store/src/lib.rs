@@ -1,0 +1,21 @@
+//! Where paw keeps things on disk: the local content-addressed store (compiled programs,
+//! installed base models, the compile index and the compile-stage cache: [`Store`], with its
+//! on-disk layout described at the top of `src/store.rs`) and the base-model manifest
+//! ([`Manifest`], `models.toml` embedded at build time).
+//!
+//! The `.paw` container itself (encoding, reading, ids) is `paw-format`; this crate only stores
+//! its bytes. It loads no model: [`Store::interpreter_for`] finds the interpreter a program
+//! needs and returns its path, and [`Store::compile_cached`] runs whatever compile it is given.
+
+pub mod manifest;
+mod store;
+
+pub use manifest::{
+    resolve_model, Manifest, ManifestError, ModelEntry, ResolveModelError, ResolvedModel, Role,
+    Source, WeightsFormat, WheelPart, EMBEDDED_TOML,
+};
+pub use store::{
+    CompileCached, CompiledProgram, ExpectedModel, InstalledModel, ModelCheck, ModelMeta,
+    ModelWriter, Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES, MIN_ID_PREFIX_LEN,
+    PAW_HOME_ENV, STALE_TMP_AGE,
+};
