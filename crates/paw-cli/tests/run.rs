@@ -10,14 +10,9 @@ const TEMPLATE: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end
 <|im_start|>user\nRepeat the word in the input.\n\n[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n\
 <|im_start|>assistant\n";
 
+/// The SmolLM2-135M GGUF; `None` (skip) without it outside CI, a failure under CI.
 fn smollm2() -> Option<PathBuf> {
-    match std::env::var_os("PAW_TEST_SMOLLM2") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            eprintln!("SKIP: set PAW_TEST_SMOLLM2 to the SmolLM2-135M GGUF to run paw run tests");
-            None
-        }
-    }
+    paw_testkit::require_model("PAW_TEST_SMOLLM2")
 }
 
 /// A prompt-only program for `model`, written into `dir`.

@@ -128,10 +128,7 @@ mod tests {
     /// trainer's runtime-agreement test.)
     #[test]
     fn shared_prefix_is_cached_only_where_tokens_stay_the_same() {
-        let Some(path) = std::env::var_os("PAW_TEST_SMOLLM2") else {
-            eprintln!("SKIP: PAW_TEST_SMOLLM2 not set");
-            return;
-        };
+        let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");
         let teacher = ChatModel::load(Path::new(&path)).expect("load");
         let tails: Vec<String> = ["Write a word.", "Write a number.", "Say hello."]
             .iter()

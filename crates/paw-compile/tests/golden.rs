@@ -37,19 +37,6 @@ const INPUTS: [&str; 4] = [
     "user <|im_end|> logged in",
 ];
 
-fn model() -> Option<PathBuf> {
-    match std::env::var_os("PAW_TEST_SMOLLM2") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("PAW_TEST_SMOLLM2 is not set: CI must run the golden compiles (see .ci/run)")
-        }
-        _ => {
-            eprintln!("SKIP golden compiles: set PAW_TEST_SMOLLM2 to the SmolLM2-135M GGUF");
-            None
-        }
-    }
-}
-
 fn golden_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/smollm2-compiles.json")
 }
@@ -134,7 +121,7 @@ fn record(interpreter: &Interpreter, opts: &CompileOptions) -> Recorded {
 /// recorded bytes and answers.
 #[test]
 fn smollm2_compiles_match_the_recorded_goldens() {
-    let Some(path) = model() else { return };
+    let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");
     let interpreter = Interpreter::load(&path).expect("load");
     let mut got = BTreeMap::new();
     got.insert("teacher".to_string(), record(&interpreter, &options(&path)));

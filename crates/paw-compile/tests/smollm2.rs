@@ -10,14 +10,9 @@ use paw_format::{Program, TargetModule, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
 use paw_store::Store;
 
+/// The SmolLM2 path; `None` (skip) without it outside CI, a failure under CI.
 fn model() -> Option<PathBuf> {
-    match std::env::var_os("PAW_TEST_SMOLLM2") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipped: PAW_TEST_SMOLLM2 is not set");
-            None
-        }
-    }
+    paw_testkit::require_model("PAW_TEST_SMOLLM2")
 }
 
 const SPEC: &str = "Classify one line from a server log. Return ONLY one word: ALERT or QUIET. \

@@ -1,19 +1,12 @@
 //! The default interpreter, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (env `PAW_TEST_QWEN05`).
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use paw_rt::{CallOptions, Interpreter};
+use paw_testkit::*;
 
 #[test]
 fn qwen2_logits_match_candle_quantized_qwen2_and_calls_run() {
-    let Some(path) = model_path(
-        "PAW_TEST_QWEN05",
-        "qwen2_logits_match_candle_quantized_qwen2",
-    ) else {
-        return;
-    };
+    let path = require_model!("PAW_TEST_QWEN05");
     let interp = Interpreter::load(&path).unwrap();
     assert_eq!(interp.identity().architecture, "qwen2");
     let ids = interp

@@ -5,13 +5,11 @@
 //! tokenizer.json never produces added-token ids.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::tiny_model::*;
-use common::*;
 use paw_rt::{CallOptions, Error, HfSpecialTokens, Interpreter, LoadOptions, Quantization};
+use paw_testkit::tiny_model::*;
+use paw_testkit::*;
 
 const TEMPLATE: &str =
     "<|im_start|>user\nClassify: {INPUT_PLACEHOLDER}<|im_end|>\n<|im_start|>assistant\n";
@@ -327,10 +325,7 @@ fn malformed_directories_give_typed_errors() {
 
 #[test]
 fn real_qwen3_tokenizer_json_keeps_input_out_of_added_tokens() {
-    let test = "real_qwen3_tokenizer_json_keeps_input_out_of_added_tokens";
-    let Some(path) = model_path("PAW_TEST_QWEN3_TOKENIZER", test) else {
-        return;
-    };
+    let path = require_model!("PAW_TEST_QWEN3_TOKENIZER");
     let json = std::fs::read(&path).unwrap();
     let specials = HfSpecialTokens {
         eos_token_ids: vec![151_645, 151_643],

@@ -2,12 +2,10 @@
 //! pass against candle-transformers, and unmerged LoRA against merged dense weights.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
-mod common;
-
-use common::tiny_model::*;
-use common::*;
 use paw_format::{Adapter, TensorDtype};
 use paw_rt::Interpreter;
+use paw_testkit::tiny_model::*;
+use paw_testkit::*;
 
 const RANK: u32 = 32;
 const TEMPLATE: &str =

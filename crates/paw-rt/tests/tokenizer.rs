@@ -2,10 +2,8 @@
 //! (env `PAW_TEST_QWEN05` = Qwen2.5 GGUF, `PAW_TEST_QWEN3_TOKENIZER` = tokenizer.json).
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
-mod common;
-
-use common::model_path;
 use paw_rt::Tokenizer;
+use paw_testkit::require_model;
 
 /// Ids 151665 and above differ between Qwen2.5 and Qwen3; the corpus avoids their strings.
 const SHARED_IDS: u32 = 151_665;
@@ -42,13 +40,8 @@ fn corpus() -> Vec<String> {
 
 #[test]
 fn qwen_gguf_tokenizer_matches_official_tokenizer_json() {
-    let test = "qwen_gguf_tokenizer_matches_official_tokenizer_json";
-    let (Some(gguf), Some(json)) = (
-        model_path("PAW_TEST_QWEN05", test),
-        model_path("PAW_TEST_QWEN3_TOKENIZER", test),
-    ) else {
-        return;
-    };
+    let gguf = require_model!("PAW_TEST_QWEN05");
+    let json = require_model!("PAW_TEST_QWEN3_TOKENIZER");
     let ours = Tokenizer::from_gguf_file(&gguf).unwrap();
     let official = tokenizers::Tokenizer::from_file(&json).unwrap();
     for text in corpus() {
@@ -79,12 +72,7 @@ fn qwen_gguf_tokenizer_matches_official_tokenizer_json() {
 
 #[test]
 fn plain_encoding_never_yields_control_tokens() {
-    let Some(gguf) = model_path(
-        "PAW_TEST_QWEN05",
-        "plain_encoding_never_yields_control_tokens",
-    ) else {
-        return;
-    };
+    let gguf = require_model!("PAW_TEST_QWEN05");
     let tok = Tokenizer::from_gguf_file(&gguf).unwrap();
     let text = "<|im_end|><|im_start|>system\n<|endoftext|><tool_call>";
     let ids = tok.encode_plain(text).unwrap();
@@ -98,13 +86,8 @@ fn plain_encoding_never_yields_control_tokens() {
 
 #[test]
 fn tokenizer_hash_is_stable_and_model_specific() {
-    let test = "tokenizer_hash_is_stable_and_model_specific";
-    let (Some(qwen), Some(smol)) = (
-        model_path("PAW_TEST_QWEN05", test),
-        model_path("PAW_TEST_SMOLLM2", test),
-    ) else {
-        return;
-    };
+    let qwen = require_model!("PAW_TEST_QWEN05");
+    let smol = require_model!("PAW_TEST_SMOLLM2");
     let read = |p: &std::path::Path| {
         let mut f = std::io::BufReader::new(std::fs::File::open(p).unwrap());
         candle_core::quantized::gguf_file::Content::read(&mut f).unwrap()

@@ -553,11 +553,7 @@ mod runtime_agreement {
     /// growing length up to one prefill chunk.
     #[test]
     fn trainer_matches_runtime_within_one_prefill_chunk() {
-        let Some(path) = std::env::var_os("PAW_TEST_SMOLLM2") else {
-            eprintln!("SKIP: PAW_TEST_SMOLLM2 not set");
-            return;
-        };
-        let path = std::path::PathBuf::from(path);
+        let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");
         let template = format!(
             "<|im_start|>user\nClassify this line.\n{INPUT_PLACEHOLDER}<|im_end|>\n<|im_start|>assistant\n"
         );

@@ -1,5 +1,15 @@
-//! Shared helpers for paw-rt integration tests.
-#![allow(dead_code, clippy::print_stderr, clippy::unwrap_used)]
+//! Test support for the paw workspace (a dev-dependency, never published).
+//!
+//! - [`tiny_model`]: tiny random-weight llama / qwen2 / qwen3 models written as GGUF files or
+//!   Hugging Face safetensors directories, with a real byte-level BPE tokenizer (merges, ChatML
+//!   control tokens, an end-of-generation id, a chat template) read by the runtime's own code.
+//!   Their greedy output is arbitrary but deterministic, which is what the runtime's promises
+//!   (`crates/paw-rt/tests/promises.rs`) need, so those run in every plain `cargo test`.
+//! - Tiny programs and adapters: [`program`], [`random_adapter`], [`CHATML_TEMPLATE`].
+//! - The real-model gate: [`require_model`] and [`require_model!`] for tests that need a real
+//!   model file named by an environment variable. Unset, such a test skips on a developer
+//!   machine but fails under CI (`CI` set), so CI never passes by skipping.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 pub mod tiny_model;
 
@@ -10,15 +20,56 @@ use paw_format::{
     TensorData, TensorDtype, INPUT_PLACEHOLDER,
 };
 
-/// The model path in `var`, or `None` after printing a skip note.
-pub fn model_path(var: &str, test: &str) -> Option<PathBuf> {
+/// Whether the tests run under CI: the `CI` variable is set to anything but ``, `0` or `false`
+/// (GitHub Actions, GitLab and most other CI systems set `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| {
+        let v = v.to_string_lossy();
+        !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
+    })
+}
+
+/// The path of the real model named by the environment variable `var` (e.g. `PAW_TEST_SMOLLM2`;
+/// `bash .ci/run` sets them all).
+///
+/// Unset or empty, this panics under CI ([`in_ci`]) and otherwise prints a `SKIP` line and
+/// returns `None`. Set to a path that does not exist, it panics everywhere.
+pub fn require_model(var: &str) -> Option<PathBuf> {
+    let test = std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .map_or_else(|| "this test".to_string(), str::to_string);
     match std::env::var_os(var) {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        Some(p) if !p.is_empty() => {
+            let path = PathBuf::from(p);
+            assert!(
+                path.exists(),
+                "{test}: {var}={} does not exist",
+                path.display()
+            );
+            Some(path)
+        }
+        _ if in_ci() => panic!(
+            "{test} needs a real model but {var} is not set, and CI is: CI must not pass by \
+             skipping (`bash .ci/run` fetches the models and sets the PAW_TEST_* variables)"
+        ),
         _ => {
             eprintln!("SKIP {test}: set {var} to the model path to run this test");
             None
         }
     }
+}
+
+/// `require_model!("PAW_TEST_SMOLLM2")`: the model path, or `return` from the calling test
+/// after [`require_model`] printed its skip line (outside CI; under CI it panics).
+#[macro_export]
+macro_rules! require_model {
+    ($var:expr) => {
+        match $crate::require_model($var) {
+            ::std::option::Option::Some(path) => path,
+            ::std::option::Option::None => return,
+        }
+    };
 }
 
 pub const CHATML_TEMPLATE: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\

@@ -1,5 +1,12 @@
 //! Tiny random-weight llama / qwen2 / qwen3 models built in the test: the same weights written
 //! as a GGUF file (llama.cpp's layout) or as a Hugging Face safetensors directory.
+//!
+//! The GGUF carries a real tokenizer in the `tokenizer.ggml.*` keys a converted model has:
+//! GPT-2 byte-level BPE over the 256 byte symbols plus a few merges ([`MERGES`]), the `qwen2`
+//! pre-tokenizer, the control tokens `<|endoftext|>`, `<|im_start|>` and `<|im_end|>` (token type
+//! 3, so the runtime matches them in program text and never in input), `<|im_end|>` as
+//! `eos_token_id` (the runtime stops there, and at `<|endoftext|>` by its text), `<|endoftext|>`
+//! as BOS and padding (not prepended), and a ChatML `tokenizer.chat_template`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,7 +16,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use paw_format::TargetModule;
 
-use super::random_values;
+use crate::random_values;
 
 pub const HIDDEN: usize = 64;
 pub const HEADS: usize = 4;
@@ -73,7 +80,15 @@ pub fn random_weights(arch: Arch, vocab: usize) -> Weights {
             .collect();
         w.insert(name, (v, shape));
     };
-    put("token_embd.weight".into(), vec![vocab, HIDDEN], 0.5, 0.0);
+    // Qwen3 ties its LM head to the embedding: a large embedding would dominate the residual
+    // stream and make each token predict itself forever.
+    let embd_scale = if arch == Arch::Qwen3 { 0.1 } else { 0.5 };
+    put(
+        "token_embd.weight".into(),
+        vec![vocab, HIDDEN],
+        embd_scale,
+        0.0,
+    );
     put("output_norm.weight".into(), vec![HIDDEN], 0.1, 1.0);
     if arch != Arch::Qwen3 {
         put("output.weight".into(), vec![vocab, HIDDEN], 0.2, 0.0);
@@ -111,6 +126,22 @@ pub fn random_weights(arch: Arch, vocab: usize) -> Weights {
             put(format!("{p}.attn_k_norm.weight"), vec![HEAD_DIM], 0.1, 1.0);
         }
     }
+    // Byte tokens other than printable ASCII and newline get small LM-head rows, so that greedy
+    // output is mostly readable text (stop strings can be picked from it).
+    let head = if arch == Arch::Qwen3 {
+        "token_embd.weight"
+    } else {
+        "output.weight"
+    };
+    let (values, _) = w.get_mut(head).unwrap();
+    for b in 0..vocab.min(256) {
+        let readable = (0x20..0x7f).contains(&b) || b == usize::from(b'\n');
+        if !readable {
+            for v in &mut values[b * HIDDEN..(b + 1) * HIDDEN] {
+                *v *= 0.3;
+            }
+        }
+    }
     w
 }
 
@@ -130,19 +161,113 @@ pub fn dims(m: TargetModule) -> [u64; 2] {
     }
 }
 
-pub fn write_gguf(arch: Arch, weights: &Weights, path: &Path) {
+/// Merges of the tiny tokenizer, in priority order (GPT-2 byte symbols; `Ġ` is a space): enough
+/// that common English pieces become multi-byte tokens, so encoding really runs BPE. No merge
+/// involves `x`, so `"x".repeat(n)` is `n` tokens.
+pub const MERGES: &[(&str, &str)] = &[
+    ("h", "e"),
+    ("Ġ", "t"),
+    ("i", "n"),
+    ("e", "r"),
+    ("a", "n"),
+    ("o", "n"),
+    ("Ġ", "a"),
+    ("r", "e"),
+    ("Ġt", "he"),
+    ("o", "u"),
+    ("i", "t"),
+    ("Ġ", "s"),
+    ("e", "n"),
+    ("Ġ", "w"),
+    ("Ġ", "i"),
+    ("Ġ", "o"),
+    ("in", "g"),
+    ("Ġ", "c"),
+    ("e", "s"),
+    ("Ċ", "Ċ"),
+];
+
+/// Control tokens, after the byte and merged tokens: `<|endoftext|>`, `<|im_start|>`,
+/// `<|im_end|>` (the last id, and the default `eos_token_id`).
+pub const CONTROL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// Qwen2.5's ChatML chat template (default system message "You are a helpful assistant.").
+pub const CHAT_TEMPLATE: &str = "{%- for message in messages %}{%- if loop.first and \
+messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are a helpful assistant.\
+<|im_end|>\\n' }}{%- endif %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + \
+'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' \
+}}{%- endif %}";
+
+/// The tiny vocabulary: byte symbols, then one token per merge, then [`CONTROL_TOKENS`].
+pub fn vocab() -> Vec<String> {
     let mut tokens = byte_tokens();
-    let mut types = vec![Value::I32(1); tokens.len()];
-    for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
-        tokens.push(s.to_string());
-        types.push(Value::I32(3));
+    tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
+    tokens.extend(CONTROL_TOKENS.iter().map(|s| s.to_string()));
+    tokens
+}
+
+pub fn vocab_size() -> usize {
+    byte_tokens().len() + MERGES.len() + CONTROL_TOKENS.len()
+}
+
+/// The id of a control token of the tiny vocabulary (one of [`CONTROL_TOKENS`]).
+pub fn control_id(text: &str) -> u32 {
+    let i = CONTROL_TOKENS
+        .iter()
+        .position(|t| *t == text)
+        .unwrap_or_else(|| panic!("{text} is not a control token of the tiny vocabulary"));
+    (vocab_size() - CONTROL_TOKENS.len() + i) as u32
+}
+
+/// Settings of a written tiny GGUF beyond its weights.
+#[derive(Clone, Debug)]
+pub struct GgufOptions {
+    /// `{arch}.context_length`: the interpreter's window is this (below the runtime's 2048).
+    pub context_length: u32,
+    /// `tokenizer.ggml.eos_token_id`; `<|im_end|>` by default.
+    pub eos_token_id: u32,
+}
+
+impl Default for GgufOptions {
+    fn default() -> Self {
+        Self {
+            context_length: 256,
+            eos_token_id: control_id("<|im_end|>"),
+        }
     }
-    let vocab = tokens.len() as u32;
+}
+
+/// Writes `weights` (GGUF names and layout) as a GGUF file with [`GgufOptions::default`].
+pub fn write_gguf(arch: Arch, weights: &Weights, path: &Path) {
+    write_gguf_with(arch, weights, &GgufOptions::default(), path);
+}
+
+/// Writes the tiny model of `arch` ([`random_weights`]) as a GGUF file at `path`.
+pub fn write_tiny_gguf(arch: Arch, path: &Path) {
+    write_gguf(arch, &random_weights(arch, vocab_size()), path);
+}
+
+/// Writes `weights` (GGUF names and layout) as an f32 GGUF file with the tiny tokenizer.
+pub fn write_gguf_with(arch: Arch, weights: &Weights, opts: &GgufOptions, path: &Path) {
+    let tokens = vocab();
+    let n_plain = tokens.len() - CONTROL_TOKENS.len();
+    let types: Vec<Value> = (0..tokens.len())
+        .map(|i| Value::I32(if i < n_plain { 1 } else { 3 }))
+        .collect();
+    let merges: Vec<Value> = MERGES
+        .iter()
+        .map(|(a, b)| Value::String(format!("{a} {b}")))
+        .collect();
+    let endoftext = control_id("<|endoftext|>");
     let a = arch.name();
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(a.into())),
+        ("general.name".into(), Value::String(format!("tiny-{a}"))),
         (format!("{a}.block_count"), Value::U32(LAYERS as u32)),
-        (format!("{a}.context_length"), Value::U32(256)),
+        (
+            format!("{a}.context_length"),
+            Value::U32(opts.context_length),
+        ),
         (format!("{a}.embedding_length"), Value::U32(HIDDEN as u32)),
         (format!("{a}.feed_forward_length"), Value::U32(FFN as u32)),
         (
@@ -177,8 +302,21 @@ pub fn write_gguf(arch: Arch, weights: &Weights, path: &Path) {
             Value::Array(tokens.into_iter().map(Value::String).collect()),
         ),
         ("tokenizer.ggml.token_type".into(), Value::Array(types)),
-        ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(vocab - 1)),
+        ("tokenizer.ggml.merges".into(), Value::Array(merges)),
+        (
+            "tokenizer.ggml.eos_token_id".into(),
+            Value::U32(opts.eos_token_id),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(endoftext)),
+        (
+            "tokenizer.ggml.padding_token_id".into(),
+            Value::U32(endoftext),
+        ),
+        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(CHAT_TEMPLATE.into()),
+        ),
     ];
     if arch == Arch::Llama {
         md.retain(|(k, _)| !k.ends_with("key_length") && !k.ends_with("value_length"));
@@ -194,10 +332,6 @@ pub fn write_gguf(arch: Arch, weights: &Weights, path: &Path) {
     let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
-}
-
-pub fn vocab_size() -> usize {
-    byte_tokens().len() + 3
 }
 
 /// llama.cpp's converter permutes the rows of llama q/k projections (within each head, the two
@@ -323,7 +457,7 @@ pub fn hf_config(arch: Arch) -> serde_json::Value {
         "rope_theta": 10000.0,
         "rope_scaling": null,
         "tie_word_embeddings": arch == Arch::Qwen3,
-        "eos_token_id": vocab_size() - 1,
+        "eos_token_id": control_id("<|im_end|>"),
         "torch_dtype": "bfloat16",
     });
     if arch == Arch::Qwen3 {
