@@ -12,22 +12,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use paw_compile::{compile, CompileOptions, TrainOptions};
-use paw_format::{Program, TargetModule, TensorDtype};
+mod common;
+
+use common::{examples, options};
+use paw_compile::{compile, CompileOptions};
+use paw_format::{Program, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
 use serde::{Deserialize, Serialize};
-
-const SPEC: &str = "Classify one line from a server log. Return ONLY one word: ALERT or QUIET. \
-ALERT means an error, crash or out-of-memory. QUIET means routine progress or info.";
-
-const EXAMPLES: [(&str, &str); 6] = [
-    ("ERROR worker 3 crashed: segmentation fault", "ALERT"),
-    ("INFO step 100 loss=2.31", "QUIET"),
-    ("CUDA out of memory while allocating 2.0 GiB", "ALERT"),
-    ("info: saved 12 rows in 0.4s", "QUIET"),
-    ("FATAL database connection lost", "ALERT"),
-    ("debug: heartbeat ok", "QUIET"),
-];
 
 /// Inputs every golden program is run on.
 const INPUTS: [&str; 4] = [
@@ -77,30 +68,6 @@ fn cpu() -> String {
     format!("{} [{}]", field("model name"), simd.join(" "))
 }
 
-fn options(model: &Path) -> CompileOptions {
-    let mut o = CompileOptions::new(SPEC, model);
-    o.teacher = Some(model.to_path_buf());
-    o.examples = EXAMPLES[..2]
-        .iter()
-        .map(|(i, o)| (i.to_string(), o.to_string()))
-        .collect();
-    o.seed = 7;
-    o.requests = Some(2);
-    o.pseudo_program_budget = 120;
-    o.train = TrainOptions {
-        rank: 32,
-        alpha: 32.0,
-        layers: 2,
-        modules: TargetModule::ALL.to_vec(),
-        steps: 4,
-        learning_rate: 3e-3,
-        batch: 4,
-        eval_every: 2,
-        patience: 5,
-    };
-    o
-}
-
 fn record(interpreter: &Interpreter, opts: &CompileOptions) -> Recorded {
     let out = compile(opts, &mut |_| {}).expect("compile");
     let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
@@ -127,10 +94,7 @@ fn smollm2_compiles_match_the_recorded_goldens() {
     got.insert("teacher".to_string(), record(&interpreter, &options(&path)));
     let mut examples_only = options(&path);
     examples_only.teacher = None;
-    examples_only.examples = EXAMPLES
-        .iter()
-        .map(|(i, o)| (i.to_string(), o.to_string()))
-        .collect();
+    examples_only.examples = examples();
     examples_only.adapter_dtype = Some(TensorDtype::Q8_0);
     got.insert(
         "examples_only".to_string(),

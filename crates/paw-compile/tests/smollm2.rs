@@ -5,53 +5,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use paw_compile::{compile, CompileError, CompileOptions, CompileOutput, Stage, TrainOptions};
-use paw_format::{Program, TargetModule, TensorDtype};
+mod common;
+
+use common::{examples, options, SPEC};
+use paw_compile::{compile, CompileError, CompileOptions, CompileOutput, Stage};
+use paw_format::{Program, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
 use paw_store::Store;
 
 /// The SmolLM2 path; `None` (skip) without it outside CI, a failure under CI.
 fn model() -> Option<PathBuf> {
     paw_testkit::require_model("PAW_TEST_SMOLLM2")
-}
-
-const SPEC: &str = "Classify one line from a server log. Return ONLY one word: ALERT or QUIET. \
-ALERT means an error, crash or out-of-memory. QUIET means routine progress or info.";
-
-fn examples() -> Vec<(String, String)> {
-    [
-        ("ERROR worker 3 crashed: segmentation fault", "ALERT"),
-        ("INFO step 100 loss=2.31", "QUIET"),
-        ("CUDA out of memory while allocating 2.0 GiB", "ALERT"),
-        ("info: saved 12 rows in 0.4s", "QUIET"),
-        ("FATAL database connection lost", "ALERT"),
-        ("debug: heartbeat ok", "QUIET"),
-    ]
-    .iter()
-    .map(|(i, o)| (i.to_string(), o.to_string()))
-    .collect()
-}
-
-fn options(path: &PathBuf) -> CompileOptions {
-    let mut o = CompileOptions::new(SPEC, path);
-    o.teacher = Some(path.clone());
-    o.examples = examples()[..2].to_vec();
-    o.seed = 7;
-    o.requests = Some(2);
-    // Small budget: fewer teacher tokens keep the test fast.
-    o.pseudo_program_budget = 120;
-    o.train = TrainOptions {
-        rank: 32,
-        alpha: 32.0,
-        layers: 2,
-        modules: TargetModule::ALL.to_vec(),
-        steps: 4,
-        learning_rate: 3e-3,
-        batch: 4,
-        eval_every: 2,
-        patience: 5,
-    };
-    o
 }
 
 /// Teacher-driven compile: training lowers the loss, the packed program run through paw-rt
