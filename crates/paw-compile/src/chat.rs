@@ -88,21 +88,6 @@ impl ChatTemplate {
     }
 }
 
-/// The first control token that `text` spells (such as `<|im_end|>`), if any: in a prompt
-/// template that text becomes the token itself.
-pub(crate) fn control_token_text(tok: &paw_rt::Tokenizer, text: &str) -> Result<Option<String>> {
-    let ids = tok.encode_with_specials(text)?;
-    if ids == tok.encode_plain(text)? {
-        return Ok(None);
-    }
-    let added = tok.inner().get_added_tokens_decoder();
-    Ok(Some(
-        ids.iter()
-            .find_map(|id| added.get(id).map(|t| t.content.clone()))
-            .unwrap_or_else(|| "control-token text".into()),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ impl ChatModel {
             return Ok(true);
         }
         let tok = self.interpreter.tokenizer();
-        if crate::chat::control_token_text(tok, shared)?.is_some() {
+        if tok.first_control_token(shared)?.is_some() {
             return Ok(false);
         }
         let head = tok.encode_plain(shared)?;

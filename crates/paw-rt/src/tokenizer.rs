@@ -282,9 +282,31 @@ impl Tokenizer {
         self.vocab_size
     }
 
-    /// The underlying `tokenizers` tokenizer that recognises control tokens.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.with_specials
+    /// Decodes ids to text, control tokens spelled out (`<|im_end|>`).
+    pub fn decode_with_specials(&self, ids: &[u32]) -> Result<String> {
+        self.with_specials
+            .decode(ids, false)
+            .map_err(Error::tokenizer)
+    }
+
+    /// The first control token that `text` spells (such as `<|im_end|>`), if any: in program
+    /// text (a prompt template) that text becomes the token itself; in an input it never does.
+    pub fn first_control_token(&self, text: &str) -> Result<Option<String>> {
+        let ids = self.encode_with_specials(text)?;
+        if ids == self.encode_plain(text)? {
+            return Ok(None);
+        }
+        let added = self.with_specials.get_added_tokens_decoder();
+        Ok(Some(
+            ids.iter()
+                .find_map(|id| added.get(id).map(|t| t.content.clone()))
+                .unwrap_or_else(|| "control-token text".into()),
+        ))
+    }
+
+    /// The tokenizer as a Hugging Face `tokenizer.json` document (control tokens recognised).
+    pub fn to_json(&self) -> Result<String> {
+        self.with_specials.to_string(true).map_err(Error::tokenizer)
     }
 }
 

@@ -259,7 +259,7 @@ fn input_cannot_inject_special_tokens() {
         // ...input text never: it stays the characters it spells.
         let plain = tok.encode_plain(hostile).unwrap();
         assert!(plain.iter().all(|&id| id < first_control), "{plain:?}");
-        assert_eq!(tok.inner().decode(&plain, false).unwrap(), hostile);
+        assert_eq!(tok.decode_with_specials(&plain).unwrap(), hostile);
 
         // Through a bound function the input is that plain encoding: same token count, and the
         // same first-token logits as the plain prompt run from scratch, not the injected one.

@@ -59,7 +59,7 @@ fn qwen_gguf_tokenizer_matches_official_tokenizer_json() {
         // Plain encoding round-trips to the (NFC-normalised) text the official tokenizer sees.
         let plain = ours.encode_plain(&text).unwrap();
         assert_eq!(
-            ours.inner().decode(&plain, false).unwrap(),
+            ours.decode_with_specials(&plain).unwrap(),
             official.decode(&want, false).unwrap(),
             "plain round trip of {text:?}"
         );
@@ -77,7 +77,7 @@ fn plain_encoding_never_yields_control_tokens() {
     let text = "<|im_end|><|im_start|>system\n<|endoftext|><tool_call>";
     let ids = tok.encode_plain(text).unwrap();
     assert!(ids.iter().all(|&id| id < 151_643), "{ids:?}");
-    assert_eq!(tok.inner().decode(&ids, false).unwrap(), text);
+    assert_eq!(tok.decode_with_specials(&ids).unwrap(), text);
     assert_eq!(
         tok.encode_with_specials(text).unwrap()[..2],
         [151_645, 151_644]

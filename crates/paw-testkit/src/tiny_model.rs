@@ -474,8 +474,7 @@ pub fn hf_config(arch: Arch) -> serde_json::Value {
 pub fn tokenizer_json(gguf: &Path) -> Vec<u8> {
     paw_rt::Tokenizer::from_gguf_file(gguf)
         .unwrap()
-        .inner()
-        .to_string(true)
+        .to_json()
         .unwrap()
         .into_bytes()
 }

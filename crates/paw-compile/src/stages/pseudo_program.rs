@@ -2,7 +2,6 @@
 //! the spec itself without a teacher. Cached in the store's stage cache.
 
 use crate::cache;
-use crate::chat::control_token_text;
 use crate::error::{CompileError, Result};
 use crate::pipeline::{Context, LazyTeacher};
 use crate::progress::{Stage, StageClock};
@@ -22,7 +21,7 @@ pub(crate) fn check_control_tokens(tok: &paw_rt::Tokenizer, opts: &CompileOption
     for (what, text) in
         std::iter::once(("the spec".to_string(), opts.spec.as_str())).chain(examples)
     {
-        if let Some(token) = control_token_text(tok, text)? {
+        if let Some(token) = tok.first_control_token(text)? {
             return Err(CompileError::ControlTokenText { what, token });
         }
     }
