@@ -69,7 +69,11 @@ impl ModelConfig {
 
     /// Rotary embedding tables `(cos, sin)`, each `[positions, head_dim / 2]`, in f32. Public so
     /// that the compiler's training forward pass rotates with the runtime's exact values.
-    pub(crate) fn rope_tables(&self, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn rope_tables(
+        &self,
+        positions: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let (head_dim, half) = (self.head_dim, self.head_dim / 2);
         // f32 arithmetic as in candle-transformers' llama/qwen2 and llama.cpp: quantized models
         // amplify last-bit differences (8-bit activation rounding), so bit-compatible tables
