@@ -37,7 +37,6 @@ mod pipeline;
 mod progress;
 pub mod pseudo_program;
 pub mod report;
-mod rng;
 pub mod spec;
 mod stages;
 pub mod synth;

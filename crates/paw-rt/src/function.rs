@@ -13,7 +13,8 @@ use crate::gguf::{self, ModelConfig};
 use crate::hf;
 use crate::lora::LoraWeights;
 use crate::model::{self, GgufSource, KvCache, Model, Step, WeightSource};
-use crate::sampling::{Sampler, SplitMix64};
+use crate::rng::SplitMix64;
+use crate::sampling::Sampler;
 use crate::tokenizer::Tokenizer;
 
 /// The window the published runtime shares between program, input and output.

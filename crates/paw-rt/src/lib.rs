@@ -48,6 +48,7 @@ pub mod hf;
 mod lora;
 mod matmul;
 mod model;
+pub mod rng;
 mod sampling;
 pub mod tokenizer;
 #[cfg(feature = "train")]
@@ -59,6 +60,7 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{Architecture, ModelConfig};
+pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
 /// The identity of the interpreter at `path` without loading its weights: a GGUF file

@@ -11,10 +11,9 @@ pub(crate) mod lora;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use paw_format::{TargetModule, INPUT_PLACEHOLDER};
-use paw_rt::Tokenizer;
+use paw_rt::{SplitMix64, Tokenizer};
 
 use crate::error::{CompileError, Result};
-use crate::rng::SplitMix64;
 use lora::{LayerLora, Lora};
 use paw_rt::train::{Lower, TrainModel};
 
@@ -423,7 +422,6 @@ pub(crate) fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
 
     fn rows(m: &TrainModel) -> (Lower, Vec<Row>) {
         let prefix = m.lower(&[1, 2, 3, 4, 5], None).expect("prefix");
