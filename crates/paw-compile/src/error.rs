@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 
 /// Everything that can make a compile fail. Nothing is written anywhere when one is returned.
+///
+/// A variant that adds context to an underlying error prints that error in its own message and
+/// keeps it in a field named `error`, not as its `source`, so a printed error chain shows it
+/// once; a wrapper that adds nothing is `transparent`.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     #[error("the spec is empty")]
@@ -34,27 +38,96 @@ pub enum CompileError {
     )]
     UnsupportedChatTemplate { model: String },
 
-    #[error("invalid option: {0}")]
-    Options(String),
+    #[error("training option `{name}` is 0; it must be at least 1")]
+    ZeroTrainOption { name: &'static str },
 
-    #[error("runtime: {0}")]
+    #[error("no LoRA target modules given; train at least one module")]
+    NoTrainModules,
+
+    #[error("training option `{name}` is {value}; it must be a positive number")]
+    NonPositive { name: &'static str, value: f64 },
+
+    #[error(
+        "the prompt template has no `{}` placeholder for the input",
+        paw_format::INPUT_PLACEHOLDER
+    )]
+    NoPlaceholder,
+
+    #[error(
+        "a training example has an empty input and the prompt template has nothing after the \
+         input placeholder, so there is no token to predict its output from"
+    )]
+    NothingBeforeOutput,
+
+    #[error("{}:{line}: not an {{\"input\", \"output\"}} example: {error}", path.display())]
+    ExamplesLine {
+        path: PathBuf,
+        line: usize,
+        error: serde_json::Error,
+    },
+
+    #[error(transparent)]
     Runtime(#[from] paw_rt::Error),
 
-    #[error("tensor: {0}")]
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    #[error("format: {0}")]
+    #[error(transparent)]
     Format(#[from] paw_format::FormatError),
 
+    /// The prefix says which encoder failed; the message is not also exposed as `source`.
     #[error("tensor encoding: {0}")]
-    Tensor(#[from] paw_format::TensorError),
+    Tensor(paw_format::TensorError),
 
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 pub type Result<T, E = CompileError> = std::result::Result<T, E>;
+
+impl From<paw_format::TensorError> for CompileError {
+    fn from(e: paw_format::TensorError) -> Self {
+        Self::Tensor(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// Every message of `e`'s source chain, as `{:#}` of anyhow prints them.
+    fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push(s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn wrapped_errors_print_their_message_once() {
+        let rt = paw_rt::Error::ZeroMaxTokens;
+        let e = CompileError::from(paw_rt::Error::ZeroMaxTokens);
+        assert_eq!(chain(&e), vec![rt.to_string()]);
+
+        let tensor = paw_format::TensorError::TooLarge { shape: [1, 2] };
+        let e = CompileError::from(paw_format::TensorError::TooLarge { shape: [1, 2] });
+        assert_eq!(chain(&e), vec![format!("tensor encoding: {tensor}")]);
+
+        let json = serde_json::from_str::<u32>("x").expect_err("not a number");
+        let e = CompileError::ExamplesLine {
+            path: "ex.jsonl".into(),
+            line: 3,
+            error: json,
+        };
+        assert!(e.source().is_none());
+        assert!(e.to_string().starts_with("ex.jsonl:3: "), "{e}");
+    }
+}

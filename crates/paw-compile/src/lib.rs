@@ -157,9 +157,9 @@ pub fn read_examples(path: &Path) -> Result<Vec<(String, String)>> {
         input: String,
         output: String,
     }
-    let text = std::fs::read_to_string(path).map_err(|source| CompileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| CompileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     text.lines()
         .enumerate()
@@ -167,7 +167,11 @@ pub fn read_examples(path: &Path) -> Result<Vec<(String, String)>> {
         .map(|(n, l)| {
             serde_json::from_str::<Line>(l)
                 .map(|x| (x.input, x.output))
-                .map_err(|e| CompileError::Options(format!("{}:{}: {e}", path.display(), n + 1)))
+                .map_err(|error| CompileError::ExamplesLine {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    error,
+                })
         })
         .collect()
 }

@@ -198,9 +198,9 @@ fn md_usize(ct: &Content, key: &str) -> Result<usize> {
 /// The identity of the GGUF model at `path` without loading its weights: architecture, `name`
 /// (the file name when `None`), weights hash and tokenizer hash.
 pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let file = File::open(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let ct = Content::read(&mut BufReader::new(file))?;
     Ok(paw_format::InterpreterId {

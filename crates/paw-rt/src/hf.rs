@@ -86,13 +86,13 @@ pub(crate) struct HfConfig {
 
 /// Reads `path` as JSON ([`Error::Io`], [`Error::ConfigJson`]).
 fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::ConfigJson {
+    serde_json::from_slice(&bytes).map_err(|error| Error::ConfigJson {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -325,9 +325,9 @@ impl HfDir {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         let config = HfConfig::read(&require(dir, CONFIG_JSON)?)?;
         let tokenizer_path = require(dir, TOKENIZER_JSON)?;
-        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|source| Error::Io {
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|error| Error::Io {
             path: tokenizer_path,
-            source,
+            error,
         })?;
         if safetensors_files(dir)?.is_empty() {
             return Err(Error::MissingModelFile {
@@ -404,13 +404,13 @@ impl HfDir {
         let mut tensors = HashMap::new();
         let mut converted = 0usize;
         for path in &files {
-            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            let bytes = std::fs::read(path).map_err(|error| Error::Io {
                 path: path.clone(),
-                source,
+                error,
             })?;
-            let bad = |source| Error::Safetensors {
+            let bad = |error| Error::Safetensors {
                 path: path.clone(),
-                source,
+                error,
             };
             let file = SliceSafetensors::new(&bytes).map_err(bad)?;
             for (name, view) in file.tensors() {
@@ -527,9 +527,9 @@ impl WeightSource for SafetensorsSource {
 
 /// The `.safetensors` files directly in `dir`, in byte-wise file-name order.
 pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| Error::Io {
+    let io = |error| Error::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -557,12 +557,12 @@ pub fn weights_hash(dir: &Path) -> Result<String> {
     }
     let mut h = blake3::Hasher::new();
     for path in files {
-        let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+        let file = std::fs::File::open(&path).map_err(|error| Error::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         h.update_reader(file)
-            .map_err(|source| Error::Io { path, source })?;
+            .map_err(|error| Error::Io { path, error })?;
     }
     Ok(format!("b3:{}", h.finalize().to_hex()))
 }

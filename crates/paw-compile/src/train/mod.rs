@@ -76,7 +76,7 @@ pub(crate) struct Prepared {
 pub(crate) fn template_ids(tok: &Tokenizer, template: &str) -> Result<(Vec<u32>, Vec<u32>)> {
     let (before, after) = template
         .split_once(INPUT_PLACEHOLDER)
-        .ok_or_else(|| CompileError::Options("prompt template has no input placeholder".into()))?;
+        .ok_or(CompileError::NoPlaceholder)?;
     let mut prefix = Vec::new();
     if let Some(bos) = tok.bos_to_prepend() {
         prefix.push(bos);
@@ -108,7 +108,7 @@ pub(crate) fn prepare(
                 ids.extend(tok.encode_plain(output)?);
                 ids.push(end_of_turn);
                 if start == 0 {
-                    return Err(CompileError::Options("empty input and suffix".into()));
+                    return Err(CompileError::NothingBeforeOutput);
                 }
                 let targets = (start - 1..ids.len() - 1)
                     .map(|p| (p, ids[p + 1]))
