@@ -215,9 +215,10 @@ pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::Interpret
     })
 }
 
-/// `b3:<hex>` BLAKE3 of a file's bytes (paw-format's streaming hash).
+/// `b3:<hex>` BLAKE3 of a file's bytes (paw-format's streaming hash), computed once per process
+/// while the file stays the same on disk (same path, length and modification time).
 pub fn weights_hash(path: &Path) -> Result<String> {
-    Ok(paw_format::hash_file(path)?)
+    crate::hash_cache::cached(&[path.to_path_buf()], || Ok(paw_format::hash_file(path)?))
 }
 
 /// Domain separator that starts the canonical tokenizer encoding.

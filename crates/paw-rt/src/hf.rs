@@ -546,7 +546,7 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `b3:<hex>` BLAKE3 over the `.safetensors` files of `dir` concatenated in byte-wise
-/// file-name order, streamed.
+/// file-name order, streamed; computed once per process while the files stay the same on disk.
 pub fn weights_hash(dir: &Path) -> Result<String> {
     let files = safetensors_files(dir)?;
     if files.is_empty() {
@@ -555,16 +555,20 @@ pub fn weights_hash(dir: &Path) -> Result<String> {
             file: "*.safetensors",
         });
     }
-    let mut h = blake3::Hasher::new();
-    for path in files {
-        let file = std::fs::File::open(&path).map_err(|error| Error::Io {
-            path: path.clone(),
-            error,
-        })?;
-        h.update_reader(file)
-            .map_err(|error| Error::Io { path, error })?;
-    }
-    Ok(format!("b3:{}", h.finalize().to_hex()))
+    crate::hash_cache::cached(&files, || {
+        let mut h = blake3::Hasher::new();
+        for path in &files {
+            let file = std::fs::File::open(path).map_err(|error| Error::Io {
+                path: path.clone(),
+                error,
+            })?;
+            h.update_reader(file).map_err(|error| Error::Io {
+                path: path.clone(),
+                error,
+            })?;
+        }
+        Ok(format!("b3:{}", h.finalize().to_hex()))
+    })
 }
 
 /// `b3:<hex>` BLAKE3 over `"paw-tokenizer-json-v1\0"` followed by the bytes of a
