@@ -59,11 +59,10 @@ pub enum CompileError {
     )]
     NothingBeforeOutput,
 
-    #[error("{}:{line}: not an {{\"input\", \"output\"}} example: {error}", path.display())]
-    ExamplesLine {
+    #[error("examples file {}: {error}", path.display())]
+    Examples {
         path: PathBuf,
-        line: usize,
-        error: serde_json::Error,
+        error: paw_eval::CasesError,
     },
 
     #[error(transparent)]
@@ -97,6 +96,7 @@ impl From<paw_format::TensorError> for CompileError {
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
+    use std::path::Path;
 
     use super::*;
 
@@ -121,13 +121,49 @@ mod tests {
         let e = CompileError::from(paw_format::TensorError::TooLarge { shape: [1, 2] });
         assert_eq!(chain(&e), vec![format!("tensor encoding: {tensor}")]);
 
-        let json = serde_json::from_str::<u32>("x").expect_err("not a number");
-        let e = CompileError::ExamplesLine {
-            path: "ex.jsonl".into(),
-            line: 3,
-            error: json,
-        };
+        let e = crate::read_examples(Path::new("/nonexistent/paw/examples.jsonl"))
+            .expect_err("missing file");
+        assert!(matches!(e, CompileError::Io { .. }), "{e:?}");
         assert!(e.source().is_none());
-        assert!(e.to_string().starts_with("ex.jsonl:3: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("cannot read /nonexistent/paw/examples.jsonl: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn examples_are_read_by_the_case_reader() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("examples.jsonl");
+        std::fs::write(
+            &path,
+            "{\"input\":\"a\",\"output\":\"b\",\"id\":1}\r\n\n{\"input\":\"c\",\"output\":\"d\"}",
+        )
+        .expect("write");
+        let pairs = crate::read_examples(&path).expect("valid");
+        assert_eq!(
+            pairs,
+            vec![("a".into(), "b".into()), ("c".into(), "d".into())]
+        );
+
+        std::fs::write(
+            &path,
+            "{\"input\":\"a\",\"output\":\"b\"}\n\n{\"input\":1}\n",
+        )
+        .expect("write");
+        let e = crate::read_examples(&path).expect_err("line 3");
+        assert!(
+            matches!(
+                &e,
+                CompileError::Examples {
+                    error: paw_eval::CasesError::NotAString { line: 3, .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(chain(&e).len(), 1);
+        assert!(e.to_string().contains("examples.jsonl: line 3:"), "{e}");
     }
 }
