@@ -30,7 +30,7 @@ use paw_format::export::write_gguf_lora;
 use paw_format::{
     Adapter, GenerationConfig, LoraPair, Program, Provenance, TargetModule, TensorData, TensorDtype,
 };
-use paw_rt::{CallOptions, Interpreter};
+use paw_rt::{CallOptions, Interpreter, SplitMix64};
 use paw_store::{Manifest, Store};
 use serde_json::{json, Value};
 
@@ -259,20 +259,6 @@ fn short_inputs() -> Vec<String> {
         .collect()
 }
 
-/// Deterministic uniform values in [-scale, scale] (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self, scale: f32) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-    }
-}
-
 /// Rank-64 adapter on every projection of every layer, shapes read from the model file.
 fn build_adapter(model: &Path) -> Result<Adapter> {
     let mut file = fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
@@ -284,7 +270,7 @@ fn build_adapter(model: &Path) -> Result<Adapter> {
                 .contains_key(&format!("blk.{l}.attn_q.weight"))
         })
         .count() as u32;
-    let mut rng = Rng(0x5eed);
+    let mut rng = SplitMix64::new(0x5eed);
     let mut pairs = Vec::new();
     for layer in 0..layers {
         for module in TargetModule::ALL {
@@ -299,8 +285,12 @@ fn build_adapter(model: &Path) -> Result<Adapter> {
             };
             let r = u64::from(RANK);
             // Small enough to keep the model coherent, large enough to move its logits visibly.
-            let a: Vec<f32> = (0..r * inp as u64).map(|_| rng.uniform(0.05)).collect();
-            let b: Vec<f32> = (0..out as u64 * r).map(|_| rng.uniform(0.05)).collect();
+            let a: Vec<f32> = (0..r * inp as u64)
+                .map(|_| rng.next_f32_symmetric(0.05))
+                .collect();
+            let b: Vec<f32> = (0..out as u64 * r)
+                .map(|_| rng.next_f32_symmetric(0.05))
+                .collect();
             pairs.push(LoraPair {
                 layer,
                 module,

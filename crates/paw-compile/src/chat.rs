@@ -26,9 +26,9 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     /// Reads `tokenizer.chat_template` from a GGUF file.
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|source| CompileError::Io {
+        let file = std::fs::File::open(path).map_err(|error| CompileError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let ct = Content::read(&mut std::io::BufReader::new(file))?;
         Self::from_gguf(&ct, &path.display().to_string())

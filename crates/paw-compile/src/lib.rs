@@ -37,7 +37,6 @@ mod pipeline;
 mod progress;
 pub mod pseudo_program;
 pub mod report;
-mod rng;
 pub mod spec;
 mod stages;
 pub mod synth;
@@ -151,24 +150,18 @@ pub(crate) fn key_from_hashes(
         .finish()
 }
 
-/// Reads `{"input","output"}` JSONL examples (the CLI's `--examples` file).
+/// Reads `{"input","output"}` JSONL examples (the CLI's `--examples` file) with paw-eval's case
+/// reader, so examples and test cases share one format, one set of limits and one set of errors.
 pub fn read_examples(path: &Path) -> Result<Vec<(String, String)>> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        input: String,
-        output: String,
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| CompileError::Io {
-        path: path.to_path_buf(),
-        source,
+    let cases = paw_eval::load_cases(path).map_err(|error| match error {
+        paw_eval::CasesError::Open { path, source } => CompileError::Io {
+            path,
+            error: source,
+        },
+        error => CompileError::Examples {
+            path: path.to_path_buf(),
+            error,
+        },
     })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str::<Line>(l)
-                .map(|x| (x.input, x.output))
-                .map_err(|e| CompileError::Options(format!("{}:{}: {e}", path.display(), n + 1)))
-        })
-        .collect()
+    Ok(cases.into_iter().map(|c| (c.input, c.output)).collect())
 }

@@ -87,15 +87,22 @@ impl CompileOptions {
             return Err(CompileError::NothingToTrainOn);
         }
         let t = &self.train;
-        if t.rank == 0 || t.layers == 0 || t.steps == 0 || t.batch == 0 || t.modules.is_empty() {
-            return Err(CompileError::Options(
-                "rank, layers, steps, batch and modules must be non-zero".into(),
-            ));
+        let counts = [
+            ("rank", t.rank),
+            ("layers", t.layers),
+            ("steps", t.steps),
+            ("batch", t.batch),
+        ];
+        if let Some(&(name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(CompileError::ZeroTrainOption { name });
         }
-        if !(t.learning_rate > 0.0 && t.alpha > 0.0) {
-            return Err(CompileError::Options(
-                "learning rate and alpha must be positive".into(),
-            ));
+        if t.modules.is_empty() {
+            return Err(CompileError::NoTrainModules);
+        }
+        for (name, value) in [("learning_rate", t.learning_rate), ("alpha", t.alpha)] {
+            if value.is_nan() || value <= 0.0 {
+                return Err(CompileError::NonPositive { name, value });
+            }
         }
         Ok(())
     }
@@ -116,5 +123,46 @@ impl CompileOptions {
             Some(l) => (48 / l.len().max(1)).max(8),
             None => 48,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_training_option_is_named() {
+        let model = tempfile::NamedTempFile::new().expect("temp file");
+        let base = || {
+            let mut o = CompileOptions::new("Say hi.", model.path());
+            o.examples = vec![("a".into(), "b".into())];
+            o
+        };
+        assert!(base().check().is_ok());
+        let with = |f: &dyn Fn(&mut TrainOptions)| {
+            let mut o = base();
+            f(&mut o.train);
+            o.check().expect_err("invalid")
+        };
+        assert!(matches!(
+            with(&|t| t.layers = 0),
+            CompileError::ZeroTrainOption { name: "layers" }
+        ));
+        assert!(matches!(
+            with(&|t| t.modules.clear()),
+            CompileError::NoTrainModules
+        ));
+        let err = with(&|t| t.alpha = -1.0);
+        assert!(
+            matches!(err, CompileError::NonPositive { name: "alpha", value } if value == -1.0),
+            "{err}"
+        );
+        assert!(matches!(
+            with(&|t| t.learning_rate = f64::NAN),
+            CompileError::NonPositive {
+                name: "learning_rate",
+                ..
+            }
+        ));
     }
 }

@@ -32,9 +32,9 @@ impl<'a> Context<'a> {
     /// refuses spec or example text that spells a control token, and hashes the teacher.
     fn open(opts: &'a CompileOptions) -> Result<Self> {
         let path = &opts.interpreter;
-        let file = std::fs::File::open(path).map_err(|source| CompileError::Io {
+        let file = std::fs::File::open(path).map_err(|error| CompileError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let ct = Content::read(&mut std::io::BufReader::new(file))?;
         let tok = paw_rt::Tokenizer::from_gguf(&ct)?;

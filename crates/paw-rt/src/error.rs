@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong while loading an interpreter, binding a program or calling it.
+///
+/// A variant that adds context to an underlying error prints that error in its own message and
+/// keeps it in a field named `error`, not as its `source`, so a printed error chain shows it
+/// once; a wrapper that adds nothing is `transparent`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("GGUF metadata key `{key}` is missing")]
@@ -45,11 +48,10 @@ pub enum Error {
     )]
     MissingModelFile { dir: PathBuf, file: &'static str },
 
-    #[error("{path} is not valid JSON: {source}")]
+    #[error("{path} is not valid JSON: {error}")]
     ConfigJson {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 
     #[error("{path}: key `{key}` is missing")]
@@ -79,11 +81,10 @@ pub enum Error {
     #[error("{path}: {reason}")]
     SafetensorsIndex { path: PathBuf, reason: String },
 
-    #[error("cannot read safetensors file {path}: {source}")]
+    #[error("cannot read safetensors file {path}: {error}")]
     Safetensors {
         path: PathBuf,
-        #[source]
-        source: candle_core::Error,
+        error: candle_core::Error,
     },
 
     #[error("unsupported architecture `{0}` (supported: llama, qwen2, qwen3)")]
@@ -152,8 +153,42 @@ pub enum Error {
         max_tokens: usize,
     },
 
-    #[error("invalid call options: {0}")]
-    Options(String),
+    #[error("max_tokens is 0: a call must be allowed to generate at least 1 token")]
+    ZeroMaxTokens,
+
+    #[error("temperature {value} is invalid: it must be a finite number >= 0 (0 = greedy)")]
+    Temperature { value: f32 },
+
+    #[error("top_p {value} is invalid: it must be in (0, 1]")]
+    TopP { value: f32 },
+
+    #[error(
+        "the input is empty and the prompt template has nothing after the input placeholder: \
+         there is no token to continue from (give a non-empty input)"
+    )]
+    NothingToContinue,
+
+    #[error("internal error: a prompt row has no tokens, so there is no next-token distribution")]
+    EmptyPrompt,
+
+    #[error("internal error: the call produced no output")]
+    NoOutput,
+
+    #[error(
+        "internal error: a decoding step of {rows} rows carries {lengths} row lengths for a KV \
+         cache of {cache_rows} rows"
+    )]
+    StepShape {
+        rows: usize,
+        lengths: usize,
+        cache_rows: usize,
+    },
+
+    #[error("internal error: a step row claims {valid} real tokens but is only {width} wide")]
+    StepRowLength { valid: usize, width: usize },
+
+    #[error("internal error: KV cache capacity {capacity} exceeded by a step reaching {needed}")]
+    CacheCapacity { capacity: usize, needed: usize },
 
     #[error(transparent)]
     Format(#[from] paw_format::FormatError),

@@ -13,7 +13,8 @@ use crate::gguf::{self, ModelConfig};
 use crate::hf;
 use crate::lora::LoraWeights;
 use crate::model::{self, GgufSource, KvCache, Model, Step, WeightSource};
-use crate::sampling::{Sampler, SplitMix64};
+use crate::rng::SplitMix64;
+use crate::sampling::Sampler;
 use crate::tokenizer::Tokenizer;
 
 /// The window the published runtime shares between program, input and output.
@@ -408,8 +409,7 @@ impl Function {
     /// Runs the program on one input.
     pub fn call(&self, input: &str, opts: &CallOptions) -> Result<Output> {
         let mut outs = self.run(&[input], opts)?;
-        outs.pop()
-            .ok_or_else(|| Error::Options("no output produced".to_string()))
+        outs.pop().ok_or(Error::NoOutput)
     }
 
     /// Runs the program on several inputs together (one padded, masked batch sharing the prefix
@@ -429,15 +429,13 @@ impl Function {
         let max_tokens = opts.max_tokens.unwrap_or(gen.max_tokens) as usize;
         let temperature = opts.temperature.unwrap_or(gen.temperature);
         if max_tokens == 0 {
-            return Err(Error::Options("max_tokens must be at least 1".to_string()));
+            return Err(Error::ZeroMaxTokens);
         }
-        let valid =
-            temperature >= 0.0 && temperature.is_finite() && opts.top_p > 0.0 && opts.top_p <= 1.0;
-        if !valid {
-            return Err(Error::Options(format!(
-                "temperature {temperature} must be >= 0 and top_p {} in (0, 1]",
-                opts.top_p
-            )));
+        if !(temperature >= 0.0 && temperature.is_finite()) {
+            return Err(Error::Temperature { value: temperature });
+        }
+        if !(opts.top_p > 0.0 && opts.top_p <= 1.0) {
+            return Err(Error::TopP { value: opts.top_p });
         }
         let stops: Vec<&str> = gen
             .stop
@@ -465,10 +463,7 @@ impl Function {
                 });
             }
             if ids.is_empty() && f.suffix_ids.is_empty() {
-                return Err(Error::Options(
-                    "empty input and nothing after the placeholder: no token to continue from"
-                        .to_string(),
-                ));
+                return Err(Error::NothingToContinue);
             }
             input_lens.push(ids.len());
             let mut row = ids;
@@ -607,7 +602,7 @@ fn prefill_single(
     match last {
         Some(h) => m.logits(&h),
         // An empty prompt has no next-token distribution.
-        None => Err(Error::Options("empty prompt".to_string())),
+        None => Err(Error::EmptyPrompt),
     }
 }
 
@@ -654,7 +649,7 @@ fn prefill_padded(
     let last = last
         .into_iter()
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Error::Options("empty prompt row".to_string()))?;
+        .ok_or(Error::EmptyPrompt)?;
     m.logits(&Tensor::stack(&last, 0)?)
 }
 

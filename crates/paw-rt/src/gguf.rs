@@ -202,9 +202,9 @@ fn md_usize(ct: &Content, key: &str) -> Result<usize> {
 /// The identity of the GGUF model at `path` without loading its weights: architecture, `name`
 /// (the file name when `None`), weights hash and tokenizer hash.
 pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let file = File::open(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let ct = Content::read(&mut BufReader::new(file))?;
     Ok(paw_format::InterpreterId {
@@ -219,9 +219,10 @@ pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::Interpret
     })
 }
 
-/// `b3:<hex>` BLAKE3 of a file's bytes (paw-format's streaming hash).
+/// `b3:<hex>` BLAKE3 of a file's bytes (paw-format's streaming hash), computed once per process
+/// while the file stays the same on disk (same path, length and modification time).
 pub fn weights_hash(path: &Path) -> Result<String> {
-    Ok(paw_format::hash_file(path)?)
+    crate::hash_cache::cached(&[path.to_path_buf()], || Ok(paw_format::hash_file(path)?))
 }
 
 /// Domain separator that starts the canonical tokenizer encoding.

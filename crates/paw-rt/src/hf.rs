@@ -86,13 +86,13 @@ pub(crate) struct HfConfig {
 
 /// Reads `path` as JSON ([`Error::Io`], [`Error::ConfigJson`]).
 fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::ConfigJson {
+    serde_json::from_slice(&bytes).map_err(|error| Error::ConfigJson {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -325,9 +325,9 @@ impl HfDir {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         let config = HfConfig::read(&require(dir, CONFIG_JSON)?)?;
         let tokenizer_path = require(dir, TOKENIZER_JSON)?;
-        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|source| Error::Io {
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|error| Error::Io {
             path: tokenizer_path,
-            source,
+            error,
         })?;
         if safetensors_files(dir)?.is_empty() {
             return Err(Error::MissingModelFile {
@@ -404,13 +404,13 @@ impl HfDir {
         let mut tensors = HashMap::new();
         let mut converted = 0usize;
         for path in &files {
-            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            let bytes = std::fs::read(path).map_err(|error| Error::Io {
                 path: path.clone(),
-                source,
+                error,
             })?;
-            let bad = |source| Error::Safetensors {
+            let bad = |error| Error::Safetensors {
                 path: path.clone(),
-                source,
+                error,
             };
             let file = SliceSafetensors::new(&bytes).map_err(bad)?;
             for (name, view) in file.tensors() {
@@ -527,9 +527,9 @@ impl WeightSource for SafetensorsSource {
 
 /// The `.safetensors` files directly in `dir`, in byte-wise file-name order.
 pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| Error::Io {
+    let io = |error| Error::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -546,7 +546,7 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `b3:<hex>` BLAKE3 over the `.safetensors` files of `dir` concatenated in byte-wise
-/// file-name order, streamed.
+/// file-name order, streamed; computed once per process while the files stay the same on disk.
 pub fn weights_hash(dir: &Path) -> Result<String> {
     let files = safetensors_files(dir)?;
     if files.is_empty() {
@@ -555,16 +555,20 @@ pub fn weights_hash(dir: &Path) -> Result<String> {
             file: "*.safetensors",
         });
     }
-    let mut h = blake3::Hasher::new();
-    for path in files {
-        let file = std::fs::File::open(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        h.update_reader(file)
-            .map_err(|source| Error::Io { path, source })?;
-    }
-    Ok(format!("b3:{}", h.finalize().to_hex()))
+    crate::hash_cache::cached(&files, || {
+        let mut h = blake3::Hasher::new();
+        for path in &files {
+            let file = std::fs::File::open(path).map_err(|error| Error::Io {
+                path: path.clone(),
+                error,
+            })?;
+            h.update_reader(file).map_err(|error| Error::Io {
+                path: path.clone(),
+                error,
+            })?;
+        }
+        Ok(format!("b3:{}", h.finalize().to_hex()))
+    })
 }
 
 /// `b3:<hex>` BLAKE3 over `"paw-tokenizer-json-v1\0"` followed by the bytes of a

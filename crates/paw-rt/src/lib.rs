@@ -44,10 +44,12 @@ pub mod error;
 mod function;
 mod ggml;
 pub mod gguf;
+mod hash_cache;
 pub mod hf;
 mod lora;
 mod matmul;
 mod model;
+pub mod rng;
 mod sampling;
 pub mod tokenizer;
 #[cfg(feature = "train")]
@@ -59,6 +61,7 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{Architecture, ModelConfig};
+pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
 /// The identity of the interpreter at `path` without loading its weights: a GGUF file
@@ -73,7 +76,8 @@ pub fn identity(path: &std::path::Path, name: Option<&str>) -> Result<paw_format
 }
 
 /// `b3:<hex>` weights hash of the interpreter at `path` (GGUF file or safetensors directory),
-/// as `spec/interpreter-identity.md` defines it.
+/// as `spec/interpreter-identity.md` defines it. Memoized per process: a model file is read
+/// again only when its path, length or modification time changes.
 pub fn weights_hash(path: &std::path::Path) -> Result<String> {
     if path.is_dir() {
         hf::weights_hash(path)

@@ -371,19 +371,21 @@ impl Model {
     ) -> Result<Tensor> {
         let (b, t) = step.ids.dims2()?;
         if step.valid.len() != b || cache.rows.len() != b {
-            return Err(Error::Options(format!(
-                "step of {b} rows with {} lengths for a cache of {} rows",
-                step.valid.len(),
-                cache.rows.len()
-            )));
+            return Err(Error::StepShape {
+                rows: b,
+                lengths: step.valid.len(),
+                cache_rows: cache.rows.len(),
+            });
         }
         for (row, &n) in cache.rows.iter().zip(&step.valid) {
-            if n > t || row.len + n > cache.capacity {
-                return Err(Error::Options(format!(
-                    "KV cache capacity {} exceeded by a step reaching {}",
-                    cache.capacity,
-                    row.len + n
-                )));
+            if n > t {
+                return Err(Error::StepRowLength { valid: n, width: t });
+            }
+            if row.len + n > cache.capacity {
+                return Err(Error::CacheCapacity {
+                    capacity: cache.capacity,
+                    needed: row.len + n,
+                });
             }
         }
         let mut x = self.embed(&step.ids)?;
@@ -653,9 +655,9 @@ pub(crate) fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) 
 
 /// Opens a GGUF file for reading tensors.
 pub(crate) fn open(path: &std::path::Path) -> Result<(Content, BufReader<File>)> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let file = File::open(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut reader = BufReader::new(file);
     let ct = Content::read(&mut reader)?;

@@ -178,9 +178,9 @@ impl Tokenizer {
 
     /// Reads only the metadata of a GGUF file and builds its tokenizer.
     pub fn from_gguf_file(path: &std::path::Path) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|source| Error::Io {
+        let f = std::fs::File::open(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let ct = Content::read(&mut std::io::BufReader::new(f))?;
         Self::from_gguf(&ct)

@@ -443,6 +443,39 @@ fn too_long_input_is_a_typed_error() {
 }
 
 #[test]
+fn invalid_call_options_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, interp) = tiny(dir.path(), Arch::Qwen2);
+    let f = prompt_only(&interp);
+    let err = |o: &CallOptions| f.call("ok", o).unwrap_err();
+    assert!(matches!(err(&opts(0)), Error::ZeroMaxTokens));
+    for t in [-0.5, f32::NAN, f32::INFINITY] {
+        let o = CallOptions {
+            temperature: Some(t),
+            ..opts(4)
+        };
+        assert!(matches!(err(&o), Error::Temperature { .. }), "{t}");
+    }
+    for top_p in [0.0, 1.5, f32::NAN] {
+        let o = CallOptions { top_p, ..opts(4) };
+        assert!(matches!(err(&o), Error::TopP { .. }), "{top_p}");
+    }
+    // A template ending at the placeholder leaves an empty input nothing to continue from.
+    let open = interp
+        .bind(&program(
+            interp.identity(),
+            &format!("<|im_start|>user\n{INPUT_PLACEHOLDER}"),
+            None,
+        ))
+        .unwrap();
+    assert!(matches!(
+        open.call("", &opts(4)).unwrap_err(),
+        Error::NothingToContinue
+    ));
+    assert!(open.call("ok", &opts(4)).is_ok());
+}
+
+#[test]
 fn program_for_other_interpreter_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -32,9 +32,7 @@ pub(crate) mod tiny {
 
     use candle_core::{DType, Device, Tensor};
     use paw_rt::train::TrainModel;
-    use paw_rt::{Architecture, ModelConfig};
-
-    use crate::rng::SplitMix64;
+    use paw_rt::{Architecture, ModelConfig, SplitMix64};
 
     /// Two layers (the top one trained), hidden 16, 4 heads over 2 KV heads, vocabulary 11,
     /// tied embeddings; llama's interleaved rotary layout or Qwen2's half split with q/k/v bias.

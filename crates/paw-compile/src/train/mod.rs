@@ -11,10 +11,9 @@ pub(crate) mod lora;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use paw_format::{TargetModule, INPUT_PLACEHOLDER};
-use paw_rt::Tokenizer;
+use paw_rt::{SplitMix64, Tokenizer};
 
 use crate::error::{CompileError, Result};
-use crate::rng::SplitMix64;
 use lora::{LayerLora, Lora};
 use paw_rt::train::{Lower, TrainModel};
 
@@ -77,7 +76,7 @@ pub(crate) struct Prepared {
 pub(crate) fn template_ids(tok: &Tokenizer, template: &str) -> Result<(Vec<u32>, Vec<u32>)> {
     let (before, after) = template
         .split_once(INPUT_PLACEHOLDER)
-        .ok_or_else(|| CompileError::Options("prompt template has no input placeholder".into()))?;
+        .ok_or(CompileError::NoPlaceholder)?;
     let mut prefix = Vec::new();
     if let Some(bos) = tok.bos_to_prepend() {
         prefix.push(bos);
@@ -109,7 +108,7 @@ pub(crate) fn prepare(
                 ids.extend(tok.encode_plain(output)?);
                 ids.push(end_of_turn);
                 if start == 0 {
-                    return Err(CompileError::Options("empty input and suffix".into()));
+                    return Err(CompileError::NothingBeforeOutput);
                 }
                 let targets = (start - 1..ids.len() - 1)
                     .map(|p| (p, ids[p + 1]))
@@ -423,7 +422,6 @@ pub(crate) fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
 
     fn rows(m: &TrainModel) -> (Lower, Vec<Row>) {
         let prefix = m.lower(&[1, 2, 3, 4, 5], None).expect("prefix");

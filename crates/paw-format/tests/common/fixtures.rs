@@ -8,7 +8,9 @@ use paw_format::{
     TensorData, TensorDtype, INPUT_PLACEHOLDER,
 };
 
-/// SplitMix64: a fixed-seed generator so fixture bytes never change.
+/// SplitMix64: a fixed-seed generator so fixture bytes never change. The same generator as
+/// `paw_rt::SplitMix64` (`next_f32` is its `next_f32_symmetric`), copied because paw-rt depends
+/// on paw-format.
 struct SplitMix64(u64);
 
 impl SplitMix64 {
