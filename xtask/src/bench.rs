@@ -309,7 +309,7 @@ fn build_adapter(model: &Path) -> Result<Adapter> {
 /// Writes the two programs, the exported GGUF LoRA and the workers' shared config.
 fn prepare(model: &Path, dir: &Path) -> Result<PathBuf> {
     eprintln!("hashing {} and building the adapter", model.display());
-    let interpreter = paw_rt::gguf::identity(model, None)?;
+    let interpreter = paw_rt::identity(model, None)?;
     let adapter = build_adapter(model)?;
     let program = |pseudo: &str, max_tokens: u32| Program {
         spec: "paw-rt vs llama.cpp benchmark".into(),

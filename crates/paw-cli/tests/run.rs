@@ -22,7 +22,7 @@ fn write_program(model: &Path, dir: &Path) -> PathBuf {
         ..Program::prompt_only(
             "Repeat the word.",
             TEMPLATE,
-            paw_rt::gguf::identity(model, Some("smollm2")).unwrap(),
+            paw_rt::identity(model, Some("smollm2")).unwrap(),
             GenerationConfig {
                 max_tokens: 6,
                 stop: vec![],

@@ -118,9 +118,9 @@ pub fn compile(opts: &CompileOptions, progress: &mut dyn FnMut(Progress)) -> Res
 /// hashes of interpreter and teacher, all options). A stored program under this key is what
 /// the same compile would produce.
 pub fn compile_key(opts: &CompileOptions) -> Result<String> {
-    let interp = paw_rt::gguf::weights_hash(&opts.interpreter)?;
+    let interp = paw_rt::weights_hash(&opts.interpreter)?;
     let teacher = match &opts.teacher {
-        Some(t) => Some(paw_rt::gguf::weights_hash(t)?),
+        Some(t) => Some(paw_rt::weights_hash(t)?),
         None => None,
     };
     Ok(key_from_hashes(opts, &interp, teacher.as_deref()))

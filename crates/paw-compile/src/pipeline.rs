@@ -40,13 +40,13 @@ impl<'a> Context<'a> {
         let tok = paw_rt::Tokenizer::from_gguf(&ct)?;
         stages::pseudo_program::check_control_tokens(&tok, opts)?;
         let teacher_hash = match &opts.teacher {
-            Some(p) => Some(paw_rt::gguf::weights_hash(p)?),
+            Some(p) => Some(paw_rt::weights_hash(p)?),
             None => None,
         };
         Ok(Self {
             opts,
             labels: spec::label_set(&opts.spec),
-            tokenizer_hash: paw_rt::gguf::tokenizer_hash(&ct),
+            tokenizer_hash: paw_rt::tokenizer_hash(&ct),
             chat: ChatTemplate::from_gguf(&ct, &path.display().to_string())?,
             tok,
             teacher_hash,

@@ -43,15 +43,15 @@
 pub mod error;
 mod function;
 mod ggml;
-pub mod gguf;
+mod gguf;
 mod hash_cache;
-pub mod hf;
+mod hf;
 mod lora;
 mod matmul;
 mod model;
-pub mod rng;
+mod rng;
 mod sampling;
-pub mod tokenizer;
+mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
 
@@ -60,13 +60,13 @@ pub use function::{
     CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,
     DEFAULT_CONTEXT_WINDOW,
 };
-pub use gguf::{Architecture, ModelConfig};
+pub use gguf::{tokenizer_hash, Architecture, ModelConfig};
 pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
-/// The identity of the interpreter at `path` without loading its weights: a GGUF file
-/// ([`gguf::identity`]) or a Hugging Face safetensors directory ([`hf::identity`]). `name`
-/// defaults to the file or directory name.
+/// The identity of the interpreter at `path` without loading its weights: a GGUF file or a
+/// Hugging Face safetensors directory (`spec/interpreter-identity.md`). `name` defaults to the
+/// file or directory name. A loaded interpreter gives the same from [`Interpreter::identity`].
 pub fn identity(path: &std::path::Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
     if path.is_dir() {
         hf::identity(path, name)

@@ -6,7 +6,7 @@
 //! Where no gradient is needed the block runs the runtime's fused kernels and quantized
 //! matmuls, so a trained adapter sees the numbers it will run with. Where gradients flow,
 //! RMSNorm, softmax and rotary embedding are composed from differentiable ops, and each frozen
-//! projection attaches [`FrozenLinear`], whose backward gives only the input gradient, from a
+//! projection attaches `FrozenLinear`, whose backward gives only the input gradient, from a
 //! dequantized copy of the weight (quantized matmul has no backward pass).
 
 use std::collections::BTreeMap;

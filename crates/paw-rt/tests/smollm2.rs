@@ -237,7 +237,7 @@ fn program_for_other_interpreter_is_rejected() {
     let msg = err.to_string();
     assert!(matches!(err, Error::InterpreterMismatch { .. }));
     assert!(msg.contains("other-model") && msg.contains(&interp.identity().weights_hash));
-    let same = paw_rt::gguf::identity(interp.path(), None).unwrap();
+    let same = paw_rt::identity(interp.path(), None).unwrap();
     assert_eq!(&same, interp.identity());
 }
 

@@ -93,10 +93,10 @@ fn tokenizer_hash_is_stable_and_model_specific() {
         candle_core::quantized::gguf_file::Content::read(&mut f).unwrap()
     };
     let q = read(&qwen);
-    let h1 = paw_rt::gguf::tokenizer_hash(&q);
-    assert_eq!(h1, paw_rt::gguf::tokenizer_hash(&read(&qwen)));
+    let h1 = paw_rt::tokenizer_hash(&q);
+    assert_eq!(h1, paw_rt::tokenizer_hash(&read(&qwen)));
     assert!(h1.starts_with("b3:") && h1.len() == 3 + 64);
-    assert_ne!(h1, paw_rt::gguf::tokenizer_hash(&read(&smol)));
+    assert_ne!(h1, paw_rt::tokenizer_hash(&read(&smol)));
     // Changing one token changes the hash; the chat template does not take part.
     let mut changed = read(&qwen);
     if let Some(candle_core::quantized::gguf_file::Value::Array(toks)) =
@@ -104,11 +104,11 @@ fn tokenizer_hash_is_stable_and_model_specific() {
     {
         toks[1000] = candle_core::quantized::gguf_file::Value::String("zzz".into());
     }
-    assert_ne!(h1, paw_rt::gguf::tokenizer_hash(&changed));
+    assert_ne!(h1, paw_rt::tokenizer_hash(&changed));
     let mut templ = read(&qwen);
     templ.metadata.insert(
         "tokenizer.chat_template".into(),
         candle_core::quantized::gguf_file::Value::String("x".into()),
     );
-    assert_eq!(h1, paw_rt::gguf::tokenizer_hash(&templ));
+    assert_eq!(h1, paw_rt::tokenizer_hash(&templ));
 }
