@@ -2,7 +2,7 @@
 //! score a program's answers against them, and summarise the results.
 //!
 //! - [`cases`]: JSONL test-case files, with line-numbered errors.
-//! - [`score`]: exact match and a normalised match (surrounding whitespace,
+//! - [`mod@score`]: exact match and a normalised match (surrounding whitespace,
 //!   JSON key order and number spelling), reported side by side.
 //! - [`report`]: per-case results, summary rates, throughput and latency
 //!   percentiles; everything is `Serialize` for `--json` output.

@@ -7,7 +7,7 @@
 //! 32; the tensor data, each tensor padded to 32 bytes.
 //!
 //! Tensors are `blk.{layer}.{stem}.weight.lora_a` / `.lora_b` (stems from
-//! [`TargetModule::gguf_stem`]). GGUF lists dimensions innermost first, so A, stored row-major as
+//! [`crate::TargetModule::gguf_stem`]). GGUF lists dimensions innermost first, so A, stored row-major as
 //! `[rank, in]`, has `ne = [in, rank]` and B (`[out, rank]`) has `ne = [rank, out]`: exactly what
 //! llama.cpp checks against the base weight (`ne = [in, out]`). Row-major bytes with blocks along
 //! the columns are ggml's layout, so Q8_0/Q4_0/F16/F32 bytes are copied unchanged.

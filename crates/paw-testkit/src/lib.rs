@@ -6,7 +6,7 @@
 //!   Their greedy output is arbitrary but deterministic, which is what the runtime's promises
 //!   (`crates/paw-rt/tests/promises.rs`) need, so those run in every plain `cargo test`.
 //! - Tiny programs and adapters: [`program`], [`random_adapter`], [`CHATML_TEMPLATE`].
-//! - The real-model gate: [`require_model`] and [`require_model!`] for tests that need a real
+//! - The real-model gate: [`require_model()`] and [`require_model!`] for tests that need a real
 //!   model file named by an environment variable. Unset, such a test skips on a developer
 //!   machine but fails under CI (`CI` set), so CI never passes by skipping.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
@@ -61,7 +61,7 @@ pub fn require_model(var: &str) -> Option<PathBuf> {
 }
 
 /// `require_model!("PAW_TEST_SMOLLM2")`: the model path, or `return` from the calling test
-/// after [`require_model`] printed its skip line (outside CI; under CI it panics).
+/// after [`require_model()`] printed its skip line (outside CI; under CI it panics).
 #[macro_export]
 macro_rules! require_model {
     ($var:expr) => {
