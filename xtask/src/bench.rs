@@ -31,6 +31,7 @@ use paw_format::{
     Adapter, GenerationConfig, LoraPair, Program, Provenance, TargetModule, TensorData, TensorDtype,
 };
 use paw_rt::{CallOptions, Interpreter, SplitMix64};
+use paw_store::fetch::installed_path;
 use paw_store::{Manifest, Store};
 use serde_json::{json, Value};
 
@@ -125,18 +126,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn installed_model() -> Result<PathBuf> {
-    let manifest = Manifest::embedded()?;
-    let entry = manifest
-        .get(MODEL_ID)
-        .ok_or_else(|| anyhow!("{MODEL_ID} not in the manifest"))?;
-    let expected = entry
-        .expected()
-        .ok_or_else(|| anyhow!("{MODEL_ID} pins no checksum"))?;
     let store = Store::open_default()?;
-    match store.installed_model(&expected.sha256)? {
-        Some(m) => Ok(m.path),
-        None => bail!("{MODEL_ID} is not installed: run `cargo xtask models fetch {MODEL_ID}` or pass --model"),
-    }
+    installed_path(Manifest::embedded()?, &store, MODEL_ID)
+        .context("the benchmark's model (or pass --model)")
 }
 
 /// The venv's python, with llama-cpp-python installed (built from source on first use).

@@ -6,7 +6,6 @@
 mod bench;
 mod demo;
 mod eval;
-mod fuzzybench;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -83,7 +82,7 @@ fn main() -> Result<()> {
         }
         Cmd::Fuzzybench { out } => {
             let out = out.unwrap_or_else(|| repo_root().join("fixtures/fuzzybench"));
-            fuzzybench::generate(&out)?;
+            paw_fuzzybench::generate(&out)?;
             println!("wrote {}", out.display());
             Ok(())
         }

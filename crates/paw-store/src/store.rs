@@ -106,7 +106,7 @@ pub enum StoreError {
     },
     #[error(
         "the program was compiled for interpreter {name} ({weights_hash}), which is not in the \
-         store {store_root}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+         store {store_root}; install it (`paw models fetch ID`, see `paw models`) or pass \
          --model PATH"
     )]
     InterpreterNotInstalled {
@@ -1056,7 +1056,7 @@ mod tests {
             missing.to_string(),
             format!(
                 "the program was compiled for interpreter test ({}), which is not in the store \
-                 {}; install it (`cargo xtask models fetch ID`, see `paw models`) or pass \
+                 {}; install it (`paw models fetch ID`, see `paw models`) or pass \
                  --model PATH",
                 wanting.interpreter.weights_hash,
                 store.root().display()

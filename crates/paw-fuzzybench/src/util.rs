@@ -1,21 +1,17 @@
 //! Deterministic randomness and input-noise helpers shared by the task generators.
 
-/// splitmix64: tiny, well-mixed and fully reproducible; no external crate so the
-/// suite never changes because a dependency changed its algorithm.
+/// paw's one seeded PRNG (SplitMix64, `paw_rt::SplitMix64`, no external crate, so the suite
+/// never changes because a dependency changed its algorithm) with the draws generators need.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(paw_rt::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(paw_rt::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform-enough integer in `0..n` (modulo bias is irrelevant at these sizes).

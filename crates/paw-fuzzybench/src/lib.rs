@@ -1,10 +1,14 @@
-//! FuzzyBench-style evaluation suite generator.
+//! FuzzyBench-style evaluation suite generator: writes `fixtures/fuzzybench/` (`cargo xtask
+//! fuzzybench` calls [`generate`]).
 //!
 //! Every expected output is known by construction: a generator first picks the
 //! answer (a label, a value, a JSON document) and then renders an input that
 //! says it, with human noise on the parts the answer does not depend on. No model
 //! labels anything, and a fixed-seed PRNG makes the suite byte-for-byte
 //! reproducible.
+//!
+//! Cases are [`paw_eval::Case`], the type the evaluation harness reads back, so the JSONL files
+//! are written and read by one definition.
 
 mod classify;
 mod extract;
@@ -14,17 +18,17 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use serde::Serialize;
+pub use paw_eval::Case;
 
 use util::{seed_of, Rng};
 
 /// Trusted demonstrations per task (go into the spec author's hands).
-const EXAMPLES: usize = 4;
+pub const EXAMPLES: usize = 4;
 /// Held-out cases per task.
-const TESTS: usize = 50;
+pub const TESTS: usize = 50;
 /// Give up on a generator that cannot produce enough distinct inputs.
 const MAX_ATTEMPTS: usize = 20_000;
 
@@ -37,7 +41,7 @@ pub enum Category {
 }
 
 impl Category {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Category::Classification => "classification",
             Category::Extraction => "extraction",
@@ -47,30 +51,75 @@ impl Category {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Case {
-    pub input: String,
-    pub output: String,
+/// Why the suite could not be generated: a generator bug, or the output directory.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("duplicate task name {0}")]
+    DuplicateTask(&'static str),
+    #[error("task {task}: no declared label set")]
+    NoLabelSet { task: &'static str },
+    #[error("task {task}: only {found} distinct inputs after {attempts} attempts")]
+    TooFewInputs {
+        task: &'static str,
+        found: usize,
+        attempts: usize,
+    },
+    #[error("task {task}: label {label:?} outside its declared set")]
+    LabelOutsideSet { task: &'static str, label: String },
+    #[error("task {task}: input {input:?} generated with two outputs {first:?} and {second:?}")]
+    ConflictingOutputs {
+        task: &'static str,
+        input: String,
+        first: String,
+        second: String,
+    },
+    #[error("encoding a case as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-impl Case {
-    pub fn new(input: impl Into<String>, output: impl Into<String>) -> Self {
-        Case {
-            input: input.into(),
-            output: output.into(),
-        }
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> GenerateError {
+    let path = path.to_path_buf();
+    move |source| GenerateError::Io {
+        action,
+        path,
+        source,
     }
 }
 
+/// The constructor the generators use (`paw_eval::Case` has only its two fields).
+fn case(input: impl Into<String>, output: impl Into<String>) -> Case {
+    Case {
+        input: input.into(),
+        output: output.into(),
+    }
+}
+
+/// One task of the suite: its directory name, its spec and its case generator.
 #[derive(Debug)]
 pub struct Task {
     pub name: &'static str,
     pub category: Category,
+    /// The task as a user would write it (`spec.txt`).
     pub spec: &'static str,
-    pub gen: fn(&mut Rng) -> Case,
+    gen: fn(&mut Rng) -> Case,
 }
 
-fn all_tasks() -> Vec<Task> {
+impl Task {
+    /// The task's cases, exactly as [`generate`] writes them.
+    pub fn split(&self) -> Result<Split, GenerateError> {
+        build_split(self)
+    }
+}
+
+/// Every task of the suite, in the order the README lists them.
+pub fn tasks() -> Vec<Task> {
     let mut tasks = Vec::new();
     tasks.extend(classify::tasks());
     tasks.extend(extract::tasks());
@@ -82,17 +131,16 @@ fn all_tasks() -> Vec<Task> {
 /// The cases of one task: examples first, then held-out tests; inputs are unique
 /// across both, so the sets are disjoint.
 #[derive(Debug)]
-struct Split {
-    examples: Vec<Case>,
-    tests: Vec<Case>,
+pub struct Split {
+    pub examples: Vec<Case>,
+    pub tests: Vec<Case>,
 }
 
-fn build_split(task: &Task) -> Result<Split> {
+fn build_split(task: &Task) -> Result<Split, GenerateError> {
     let labels = match task.category {
-        Category::Classification => Some(
-            classify::labels(task.name)
-                .with_context(|| format!("task {}: no declared label set", task.name))?,
-        ),
+        Category::Classification => {
+            Some(classify::labels(task.name).ok_or(GenerateError::NoLabelSet { task: task.name })?)
+        }
         _ => None,
     };
     let mut rng = Rng::new(seed_of(task.name));
@@ -103,11 +151,11 @@ fn build_split(task: &Task) -> Result<Split> {
     while pool.len() < want {
         attempts += 1;
         if attempts > MAX_ATTEMPTS {
-            bail!(
-                "task {}: only {} distinct inputs after {MAX_ATTEMPTS} attempts",
-                task.name,
-                pool.len()
-            );
+            return Err(GenerateError::TooFewInputs {
+                task: task.name,
+                found: pool.len(),
+                attempts: MAX_ATTEMPTS,
+            });
         }
         let case = (task.gen)(&mut rng);
         if case.input.trim().is_empty() {
@@ -115,22 +163,22 @@ fn build_split(task: &Task) -> Result<Split> {
         }
         if let Some(labels) = labels {
             if !labels.contains(&case.output.as_str()) {
-                bail!(
-                    "task {}: label {:?} outside its declared set",
-                    task.name,
-                    case.output
-                );
+                return Err(GenerateError::LabelOutsideSet {
+                    task: task.name,
+                    label: case.output,
+                });
             }
         }
         match seen.get(&case.input) {
             // The same input must always mean the same answer, else the generator is wrong.
-            Some(prev) if *prev != case.output => bail!(
-                "task {}: input {:?} generated with two outputs {:?} and {:?}",
-                task.name,
-                case.input,
-                prev,
-                case.output
-            ),
+            Some(prev) if *prev != case.output => {
+                return Err(GenerateError::ConflictingOutputs {
+                    task: task.name,
+                    first: prev.clone(),
+                    input: case.input,
+                    second: case.output,
+                })
+            }
             Some(_) => continue,
             None => {
                 seen.insert(case.input.clone(), case.output.clone());
@@ -171,7 +219,7 @@ fn build_split(task: &Task) -> Result<Split> {
     Ok(Split { examples, tests })
 }
 
-fn jsonl(cases: &[Case]) -> Result<String> {
+fn jsonl(cases: &[Case]) -> Result<String, GenerateError> {
     let mut s = String::new();
     for c in cases {
         s.push_str(&serde_json::to_string(c)?);
@@ -182,23 +230,23 @@ fn jsonl(cases: &[Case]) -> Result<String> {
 
 /// Write the whole suite under `out`: one directory per task with `spec.txt`,
 /// `examples.jsonl` and `tests.jsonl`, plus a `README.md` index.
-pub fn generate(out: &Path) -> Result<()> {
-    let tasks = all_tasks();
+pub fn generate(out: &Path) -> Result<(), GenerateError> {
+    let tasks = tasks();
     let mut names = BTreeSet::new();
     for t in &tasks {
         if !names.insert(t.name) {
-            bail!("duplicate task name {}", t.name);
+            return Err(GenerateError::DuplicateTask(t.name));
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(io_error("creating", out))?;
     let mut rows = Vec::new();
     for task in &tasks {
         let split = build_split(task)?;
         let dir = out.join(task.name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let write = |file: &str, body: String| -> Result<()> {
+        std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
+        let write = |file: &str, body: String| -> Result<(), GenerateError> {
             let p = dir.join(file);
-            std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))
+            std::fs::write(&p, body).map_err(io_error("writing", &p))
         };
         write("spec.txt", format!("{}\n", task.spec.trim()))?;
         write("examples.jsonl", jsonl(&split.examples)?)?;
@@ -206,7 +254,7 @@ pub fn generate(out: &Path) -> Result<()> {
         rows.push((task, split.examples.len(), split.tests.len()));
     }
     let p = out.join("README.md");
-    std::fs::write(&p, readme(&rows)).with_context(|| format!("writing {}", p.display()))?;
+    std::fs::write(&p, readme(&rows)).map_err(io_error("writing", &p))?;
     Ok(())
 }
 
@@ -214,12 +262,12 @@ fn readme(rows: &[(&Task, usize, usize)]) -> String {
     let mut s = String::new();
     s.push_str(
         "# FuzzyBench (paw edition)\n\n\
-         Generated by `cargo xtask fuzzybench --out fixtures/fuzzybench` (source:\n\
-         `xtask/src/fuzzybench.rs` and `xtask/src/fuzzybench/`), or equivalently\n\
-         `cargo test -p xtask fuzzybench_write_committed_suite -- --ignored`. Do not edit by hand;\n\
-         change the generators and regenerate. Generation is deterministic (splitmix64\n\
-         seeded from each task name), so regenerating without code changes yields\n\
-         identical files.\n\n\
+         Generated by `cargo xtask fuzzybench --out fixtures/fuzzybench` (source: the\n\
+         unpublished crate `crates/paw-fuzzybench`), or equivalently\n\
+         `cargo test -p paw-fuzzybench fuzzybench_write_committed_suite -- --ignored`. Do not edit\n\
+         by hand; change the generators and regenerate. Generation is deterministic\n\
+         (splitmix64 seeded from each task name), so regenerating without code changes\n\
+         yields identical files.\n\n\
          Each task directory holds:\n\n\
          - `spec.txt`: the task as a user would write it, with the output set/format stated;\n\
          - `examples.jsonl`: trusted `{\"input\",\"output\"}` demonstrations;\n\
@@ -257,6 +305,7 @@ fn readme(rows: &[(&Task, usize, usize)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::{Context, Result};
 
     fn read_cases(path: &Path) -> Result<Vec<Case>> {
         let text = std::fs::read_to_string(path)?;
@@ -265,13 +314,13 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line)?;
             let input = v["input"].as_str().context("input")?.to_string();
             let output = v["output"].as_str().context("output")?.to_string();
-            out.push(Case { input, output });
+            out.push(case(input, output));
         }
         Ok(out)
     }
 
     fn cases_of(name: &str) -> Result<Vec<Case>> {
-        let task = all_tasks()
+        let task = tasks()
             .into_iter()
             .find(|t| t.name == name)
             .context("no such task")?;
@@ -313,7 +362,7 @@ mod tests {
     fn fuzzybench_every_task_has_enough_disjoint_cases_and_a_stated_output_format() -> Result<()> {
         let dir = tempfile::tempdir()?;
         generate(dir.path())?;
-        let tasks = all_tasks();
+        let tasks = super::tasks();
         assert!(tasks.len() >= 30, "only {} tasks", tasks.len());
         for cat in [
             Category::Classification,
@@ -352,7 +401,7 @@ mod tests {
 
     #[test]
     fn fuzzybench_classification_outputs_stay_in_the_declared_label_set() -> Result<()> {
-        for t in all_tasks()
+        for t in tasks()
             .iter()
             .filter(|t| t.category == Category::Classification)
         {
@@ -533,11 +582,11 @@ mod tests {
     }
 
     /// Writes the committed suite. Run with
-    /// `cargo test -p xtask fuzzybench_write_committed_suite -- --ignored`.
+    /// `cargo test -p paw-fuzzybench fuzzybench_write_committed_suite -- --ignored`.
     #[test]
     #[ignore]
     fn fuzzybench_write_committed_suite() -> Result<()> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fuzzybench");
-        generate(&root)
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fuzzybench");
+        Ok(generate(&root)?)
     }
 }

@@ -2,7 +2,7 @@
 //! noise never touches the slot, so the expected output is exactly the value.
 
 use super::util::{fill, light_noise, noise, Rng};
-use super::{Case, Category, Task};
+use super::{case, Case, Category, Task};
 
 pub fn tasks() -> Vec<Task> {
     let t = |name, spec, gen| Task {
@@ -93,7 +93,7 @@ fn ticker(rng: &mut Rng) -> Case {
         "What's § trading at right now",
         "is § a buy?",
     ]);
-    Case::new(framed(rng, tpl, &[&shown]), t)
+    case(framed(rng, tpl, &[&shown]), t)
 }
 
 fn city(rng: &mut Rng) -> Case {
@@ -126,7 +126,7 @@ fn city(rng: &mut Rng) -> Case {
         "weather for § please",
         "how hot is it in § today",
     ]);
-    Case::new(framed(rng, tpl, &[c]), c)
+    case(framed(rng, tpl, &[c]), c)
 }
 
 fn person_name(rng: &mut Rng) -> Case {
@@ -152,7 +152,7 @@ fn person_name(rng: &mut Rng) -> Case {
         "ask § to review the slides",
         "message § about lunch",
     ]);
-    Case::new(framed(rng, tpl, &[&name]), name)
+    case(framed(rng, tpl, &[&name]), name)
 }
 
 fn email_addr(rng: &mut Rng) -> String {
@@ -205,7 +205,7 @@ fn emails(rng: &mut Rng) -> Case {
         ),
     };
     let out = json_list(&addrs);
-    Case::new(light_noise(rng, &text), out)
+    case(light_noise(rng, &text), out)
 }
 
 /// Up to `n` distinct values (a repeated address would make "all, in order" ambiguous).
@@ -270,7 +270,7 @@ fn error_lines(rng: &mut Rng) -> Case {
     } else {
         errors.join("\n")
     };
-    Case::new(lines.join("\n"), out)
+    case(lines.join("\n"), out)
 }
 
 fn with_thousands(n: i64, sep: char) -> String {
@@ -321,7 +321,7 @@ fn amount(rng: &mut Rng) -> Case {
         "Transfer of § received.",
         "can you reimburse § for the taxi",
     ]);
-    Case::new(framed(rng, tpl, &[&shown]), expect)
+    case(framed(rng, tpl, &[&shown]), expect)
 }
 
 fn order_id(rng: &mut Rng) -> Case {
@@ -344,7 +344,7 @@ fn order_id(rng: &mut Rng) -> Case {
         "tracking for § shows nothing since May 3",
         "can I change the address on §",
     ]);
-    Case::new(framed(rng, tpl, &[&shown]), format!("ORD-{n}"))
+    case(framed(rng, tpl, &[&shown]), format!("ORD-{n}"))
 }
 
 fn version(rng: &mut Rng) -> Case {
@@ -370,7 +370,7 @@ fn version(rng: &mut Rng) -> Case {
         "changelog for § is up",
         "rolled back from § because of crashes",
     ]);
-    Case::new(framed(rng, tpl, &[&shown]), v)
+    case(framed(rng, tpl, &[&shown]), v)
 }
 
 fn urls(rng: &mut Rng) -> Case {
@@ -424,5 +424,5 @@ fn urls(rng: &mut Rng) -> Case {
             &[&list[0], &list[1], &list[2]],
         ),
     };
-    Case::new(light_noise(rng, &text), json_list(&list))
+    case(light_noise(rng, &text), json_list(&list))
 }

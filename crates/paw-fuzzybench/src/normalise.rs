@@ -3,7 +3,7 @@
 //! output is the canonical rendering.
 
 use super::util::{date, iso, light_noise, ordinal, weekday, Rng, MONTHS, WEEKDAYS};
-use super::{Case, Category, Task};
+use super::{case, Case, Category, Task};
 
 pub fn tasks() -> Vec<Task> {
     let t = |name, spec, gen| Task {
@@ -282,7 +282,7 @@ fn json_repair(rng: &mut Rng) -> Case {
             .trim_end()
             .to_string();
     }
-    Case::new(input, expected)
+    case(input, expected)
 }
 
 fn has_string(j: &J) -> bool {
@@ -322,7 +322,7 @@ fn date_iso(rng: &mut Rng) -> Case {
         1 => text.to_lowercase(),
         _ => text,
     };
-    Case::new(light_noise(rng, &text), iso(y, m, d))
+    case(light_noise(rng, &text), iso(y, m, d))
 }
 
 fn phone_e164(rng: &mut Rng) -> Case {
@@ -385,7 +385,7 @@ fn phone_e164(rng: &mut Rng) -> Case {
         }
     };
     let prefix = rng.pick(&["", "", "", "Tel: ", "phone: ", "call ", "Mobile - "]);
-    Case::new(light_noise(rng, &format!("{prefix}{text}")), out)
+    case(light_noise(rng, &format!("{prefix}{text}")), out)
 }
 
 fn plural(n: i64, unit: &str) -> String {
@@ -405,7 +405,7 @@ fn duration_seconds(rng: &mut Rng) -> Case {
             1 => (format!("{x}.5 minutes"), x * 60 + 30),
             _ => (format!("{x} and a half hours"), x * 3600 + 1800),
         };
-        return Case::new(light_noise(rng, &text), secs.to_string());
+        return case(light_noise(rng, &text), secs.to_string());
     }
     if kind == 5 {
         let (text, secs) = rng.pick(&[
@@ -423,7 +423,7 @@ fn duration_seconds(rng: &mut Rng) -> Case {
             1 => format!("about {text}"),
             _ => text.to_uppercase(),
         };
-        return Case::new(text, secs.to_string());
+        return case(text, secs.to_string());
     }
     let d = if kind != 2 && rng.chance(20) {
         rng.range(1, 3)
@@ -481,7 +481,7 @@ fn duration_seconds(rng: &mut Rng) -> Case {
             }
         }
     };
-    Case::new(light_noise(rng, &text), total.to_string())
+    case(light_noise(rng, &text), total.to_string())
 }
 
 fn data_size_bytes(rng: &mut Rng) -> Case {
@@ -512,7 +512,7 @@ fn data_size_bytes(rng: &mut Rng) -> Case {
     };
     let bytes = (whole * 4 + q) * mult / 4;
     let sep = rng.pick(&[" ", "", " "]);
-    Case::new(
+    case(
         light_noise(rng, &format!("{value}{sep}{name}")),
         bytes.to_string(),
     )
@@ -542,7 +542,7 @@ fn snake_case(rng: &mut Rng) -> Case {
         7 => format!("  {}  ", words.join("   ")),
         _ => words.iter().map(|w| cap(w)).collect::<Vec<_>>().join("-"),
     };
-    Case::new(text, words.join("_"))
+    case(text, words.join("_"))
 }
 
 fn bool_normalise(rng: &mut Rng) -> Case {
@@ -597,7 +597,7 @@ fn bool_normalise(rng: &mut Rng) -> Case {
         _ => w.to_string(),
     };
     let text = format!("{w}{}", rng.pick(&["", "", ".", "!", " "]));
-    Case::new(light_noise(rng, &text), if yes { "true" } else { "false" })
+    case(light_noise(rng, &text), if yes { "true" } else { "false" })
 }
 
 const ONES: [&str; 20] = [
@@ -708,7 +708,7 @@ fn number_words(rng: &mut Rng) -> Case {
         }
         _ => text,
     };
-    Case::new(light_noise(rng, &text), n.to_string())
+    case(light_noise(rng, &text), n.to_string())
 }
 
 fn country_iso(rng: &mut Rng) -> Case {
@@ -763,7 +763,7 @@ fn country_iso(rng: &mut Rng) -> Case {
         1 => name.to_uppercase(),
         _ => name.to_string(),
     };
-    Case::new(light_noise(rng, &name), code)
+    case(light_noise(rng, &name), code)
 }
 
 const HOUR_WORDS: [&str; 13] = [
@@ -814,5 +814,5 @@ fn time_24h(rng: &mut Rng) -> Case {
         (6, _) => format!("{h}h{m:02}"),
         _ => format!("{h12}:{m:02} {am}"),
     };
-    Case::new(light_noise(rng, &text), format!("{h:02}:{m:02}"))
+    case(light_noise(rng, &text), format!("{h:02}:{m:02}"))
 }

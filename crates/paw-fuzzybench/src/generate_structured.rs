@@ -3,7 +3,7 @@
 //! canonical output are rendered from it.
 
 use super::util::{date, fill, iso, noise, ordinal, Rng, MONTHS, WEEKDAYS};
-use super::{Case, Category, Task};
+use super::{case, Case, Category, Task};
 
 pub fn tasks() -> Vec<Task> {
     let t = |name, spec, gen| Task {
@@ -133,7 +133,7 @@ fn filter_json(rng: &mut Rng) -> Case {
         text.push_str(sort_text);
     }
     text.push_str(rng.pick(&["", ".", ""]));
-    Case::new(
+    case(
         text,
         format!("{{\"filters\":[{}],\"sort\":{sort}}}", filters.join(",")),
     )
@@ -263,7 +263,7 @@ fn schedule_cron(rng: &mut Rng) -> Case {
             )
         }
     };
-    Case::new(noise(rng, &capitalise(&text)), cron)
+    case(noise(rng, &capitalise(&text)), cron)
 }
 
 fn event_json(rng: &mut Rng) -> Case {
@@ -314,7 +314,7 @@ fn event_json(rng: &mut Rng) -> Case {
         iso(y, mo, d)
     );
     // No space noise: it could land inside the title, which must be copied verbatim.
-    Case::new(text, out)
+    case(text, out)
 }
 
 fn kv_json(rng: &mut Rng) -> Case {
@@ -373,7 +373,7 @@ fn kv_json(rng: &mut Rng) -> Case {
         text_parts.push(format!("{key_shown}{assign}{shown}"));
         json_parts.push(format!("\"{k}\":{json}"));
     }
-    Case::new(
+    case(
         text_parts.join(sep),
         format!("{{{}}}", json_parts.join(",")),
     )
@@ -504,5 +504,5 @@ fn git_command(rng: &mut Rng) -> Case {
         branch.to_string()
     };
     let tpl = format!("{tpl}{}", rng.pick(&["", "", " please", "?", "."]));
-    Case::new(fill(&noise(rng, &tpl), &[&slot]), cmd)
+    case(fill(&noise(rng, &tpl), &[&slot]), cmd)
 }

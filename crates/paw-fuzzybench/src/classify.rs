@@ -2,7 +2,7 @@
 //! from that label's phrase bank plus label-neutral framing and noise.
 
 use super::util::{fill, light_noise, noise, Rng};
-use super::{Case, Category, Task};
+use super::{case, Case, Category, Task};
 
 /// Declared label set per task (the spec lists exactly these).
 pub fn labels(name: &str) -> Option<&'static [&'static str]> {
@@ -203,7 +203,7 @@ fn log_alert(rng: &mut Rng) -> Case {
     } else {
         light_noise(rng, &line)
     };
-    Case::new(input, if alert { "ALERT" } else { "QUIET" })
+    case(input, if alert { "ALERT" } else { "QUIET" })
 }
 
 const LOG_MESSAGES: &[&str] = &[
@@ -262,7 +262,7 @@ fn log_level(rng: &mut Rng) -> Case {
         5 => format!("[{ts} {:<5} api::handler] {msg}", lvl.to_uppercase()),
         _ => format!("{lvl}: {msg}"),
     };
-    Case::new(light_noise(rng, &line), label)
+    case(light_noise(rng, &line), label)
 }
 
 fn ticket_routing(rng: &mut Rng) -> Case {
@@ -356,7 +356,7 @@ fn ticket_routing(rng: &mut Rng) -> Case {
             "...",
         ],
     );
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn intent(rng: &mut Rng) -> Case {
@@ -434,7 +434,7 @@ fn intent(rng: &mut Rng) -> Case {
             .to_string(),
     };
     let text = format!("{text}{}", rng.pick(&["", "", "?", ".", " please", " now"]));
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn sentiment(rng: &mut Rng) -> Case {
@@ -492,7 +492,7 @@ fn sentiment(rng: &mut Rng) -> Case {
     let product = rng.pick(PRODUCTS);
     let text = fill(core, &[product]);
     let text = format!("{text}{}", rng.pick(&["", ".", "!", " .", "..."]));
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn urgency(rng: &mut Rng) -> Case {
@@ -548,7 +548,7 @@ fn urgency(rng: &mut Rng) -> Case {
         "{prefix}{core}{}",
         rng.pick(&["", "!", ".", "!!", " - please read"])
     );
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn tool_routing(rng: &mut Rng) -> Case {
@@ -632,7 +632,7 @@ fn tool_routing(rng: &mut Rng) -> Case {
             .to_string(),
     };
     let text = format!("{text}{}", rng.pick(&["", "?", ".", " please"]));
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn spam(rng: &mut Rng) -> Case {
@@ -665,7 +665,7 @@ fn spam(rng: &mut Rng) -> Case {
     ];
     let (label, core) = pick_label(rng, banks);
     let text = fill(core, &[&n]);
-    Case::new(noise(rng, &text), label)
+    case(noise(rng, &text), label)
 }
 
 fn commit_type(rng: &mut Rng) -> Case {
@@ -747,7 +747,7 @@ fn commit_type(rng: &mut Rng) -> Case {
     } else {
         text
     };
-    Case::new(light_noise(rng, &text), label)
+    case(light_noise(rng, &text), label)
 }
 
 fn shell_risk(rng: &mut Rng) -> Case {
@@ -802,7 +802,7 @@ fn shell_risk(rng: &mut Rng) -> Case {
             _ => format!("head -n {} {d}/app.log", rng.range(5, 200)),
         }
     };
-    Case::new(
+    case(
         light_noise(rng, &cmd),
         if dangerous { "dangerous" } else { "safe" },
     )
@@ -864,7 +864,7 @@ fn pii_detect(rng: &mut Rng) -> Case {
         ]);
         format!("{base}{extra}")
     };
-    Case::new(light_noise(rng, &text), if pii { "PII" } else { "CLEAN" })
+    case(light_noise(rng, &text), if pii { "PII" } else { "CLEAN" })
 }
 
 fn code_language(rng: &mut Rng) -> Case {
@@ -922,5 +922,5 @@ fn code_language(rng: &mut Rng) -> Case {
     ];
     let (label, core) = pick_label(rng, banks);
     let code = core.replace("{a}", a).replace("{b}", b).replace("{n}", &n);
-    Case::new(code, label)
+    case(code, label)
 }
