@@ -9,7 +9,7 @@ use crate::chat::ChatTemplate;
 use crate::error::{CompileError, Result};
 use crate::progress::{Progress, Stage, StageClock};
 use crate::report::CompileReport;
-use crate::stages::{self, pack::ProgramDraft};
+use crate::stages::{self, pack::ProgramDraft, validate::Validated};
 use crate::teacher::ChatModel;
 use crate::{spec, CompileOptions, CompileOutput};
 
@@ -90,39 +90,46 @@ pub(crate) fn run(
     clock.start(Stage::PseudoProgram);
     let ctx = Context::open(opts)?;
     let mut teacher = LazyTeacher::new(opts.teacher.as_deref());
-    let (pp, pp_report) = stages::pseudo_program::run(&ctx, &mut teacher, &mut clock)?;
+    let pp = stages::pseudo_program::run(&ctx, &mut teacher, &mut clock)?;
 
     clock.start(Stage::Data);
     // The teacher is dropped at the end of this stage: nothing later needs it.
-    let data = stages::data::run(&ctx, teacher, &pp, &mut clock)?;
+    let data = stages::data::run(&ctx, teacher, &pp.program, &mut clock)?;
 
     clock.start(Stage::Train);
-    let prompt_template = stages::train::prompt_template(&ctx, &pp.render());
+    let prompt_template = stages::train::prompt_template(&ctx, &pp.text);
     let trained = stages::train::run(&ctx, &prompt_template, &data.data, &mut clock)?;
 
     clock.start(Stage::Validate);
     let interpreter = stages::validate::load_interpreter(opts)?;
     let draft = ProgramDraft {
         opts,
-        pseudo_program: pp.render(),
+        pseudo_program: pp.text,
         prompt_template,
         interpreter: interpreter.identity().clone(),
         max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
         teacher_hash: ctx.teacher_hash.clone(),
     };
-    let validated = stages::validate::run(&interpreter, &draft, &data.data, trained, &mut clock)?;
+    let Validated {
+        lora,
+        training,
+        runtime_check,
+        held_out,
+        verdict,
+        dtype,
+    } = stages::validate::run(&interpreter, &draft, &data.data, trained, &mut clock)?;
 
     clock.start(Stage::Pack);
     let report = CompileReport {
         label_set: ctx.labels.clone(),
-        pseudo_program: pp_report,
+        pseudo_program: pp.report,
         data: data.report,
-        training: validated.training.clone(),
-        runtime_check: validated.runtime_check.clone(),
-        held_out: validated.held_out.clone(),
-        adapter: validated.verdict.clone(),
+        training,
+        runtime_check,
+        held_out,
+        adapter: verdict,
     };
-    let program = stages::pack::run(&draft, &validated, data.requests, &report)?;
+    let program = stages::pack::run(&draft, &lora, dtype, data.requests, &report)?;
     let bytes = program.to_bytes()?;
     let id = program.id()?;
     let key = crate::key_from_hashes(

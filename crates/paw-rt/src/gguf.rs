@@ -67,8 +67,8 @@ impl ModelConfig {
         }
     }
 
-    /// Rotary embedding tables `(cos, sin)`, each `[positions, head_dim / 2]`, in f32. Public so
-    /// that the compiler's training forward pass rotates with the runtime's exact values.
+    /// Rotary embedding tables `(cos, sin)`, each `[positions, head_dim / 2]`, in f32: the one
+    /// table the model uses, running and training alike.
     pub(crate) fn rope_tables(
         &self,
         positions: usize,

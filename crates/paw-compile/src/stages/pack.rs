@@ -10,7 +10,6 @@ use paw_format::{
 
 use crate::error::Result;
 use crate::report::CompileReport;
-use crate::stages::validate::Validated;
 use crate::train::{lora::LayerLora, TrainOptions};
 use crate::{CompileOptions, COMPILER_NAME, COMPILER_VERSION};
 
@@ -51,29 +50,32 @@ impl ProgramDraft<'_> {
     }
 }
 
-/// The final program: the adapter at the chosen precision (if it ships), the options that
-/// shaped it, and the report.
+/// The final program: the adapter at `dtype` if the report's verdict keeps it, the options
+/// that shaped it, and the report.
 pub(crate) fn run(
     draft: &ProgramDraft<'_>,
-    v: &Validated,
+    lora: &TrainedLora,
+    dtype: TensorDtype,
     requests: usize,
     report: &CompileReport,
 ) -> Result<Program> {
     let (opts, t) = (draft.opts, &draft.opts.train);
-    let keep = v.verdict.is_kept();
-    let adapter = keep
-        .then(|| adapter(&v.lora, v.first_layer, t, v.dtype))
-        .transpose()?;
+    let keep = report.adapter.is_kept();
+    let adapter = keep.then(|| lora.adapter(t, dtype)).transpose()?;
     let mut program = draft.program(adapter);
-    let layers = format!("{}..{}", v.first_layer, v.first_layer + v.lora.len());
+    let layers = format!(
+        "{}..{}",
+        lora.first_layer,
+        lora.first_layer + lora.factors.len()
+    );
     let modules: Vec<&str> = t.modules.iter().map(|m| m.as_str()).collect();
-    let dtype = if keep {
-        v.dtype.to_string()
+    let stored = if keep {
+        dtype.to_string()
     } else {
         "none".into()
     };
     program.provenance.hyperparameters = [
-        ("adapter_dtype", dtype),
+        ("adapter_dtype", stored),
         ("rank", t.rank.to_string()),
         ("alpha", t.alpha.to_string()),
         ("layers", layers),
@@ -122,28 +124,31 @@ fn encode(t: &candle_core::Tensor, want: TensorDtype) -> Result<TensorData> {
     )?)
 }
 
-/// The trained factors of layers `first_layer..` as an adapter stored at `dtype`.
-pub(crate) fn adapter(
-    lora: &[LayerLora],
-    first_layer: usize,
-    t: &TrainOptions,
-    dtype: TensorDtype,
-) -> Result<Adapter> {
-    let mut pairs = Vec::new();
-    for (i, slots) in lora.iter().enumerate() {
-        for (slot, module) in slots.iter().zip(TargetModule::ALL) {
-            let Some(l) = slot else { continue };
-            pairs.push(LoraPair {
-                layer: (first_layer + i) as u32,
-                module,
-                a: encode(l.a.as_tensor(), dtype)?,
-                b: encode(l.b.as_tensor(), dtype)?,
-            });
+/// The trained LoRA factors of layers `first_layer..`.
+pub(crate) struct TrainedLora {
+    pub factors: Vec<LayerLora>,
+    pub first_layer: usize,
+}
+
+impl TrainedLora {
+    /// The factors as an adapter stored at `dtype`.
+    pub fn adapter(&self, t: &TrainOptions, dtype: TensorDtype) -> Result<Adapter> {
+        let mut pairs = Vec::new();
+        for (i, slots) in self.factors.iter().enumerate() {
+            for (slot, module) in slots.iter().zip(TargetModule::ALL) {
+                let Some(l) = slot else { continue };
+                pairs.push(LoraPair {
+                    layer: (self.first_layer + i) as u32,
+                    module,
+                    a: encode(l.a.as_tensor(), dtype)?,
+                    b: encode(l.b.as_tensor(), dtype)?,
+                });
+            }
         }
+        Ok(Adapter {
+            rank: t.rank as u32,
+            alpha: t.alpha as f32,
+            pairs,
+        })
     }
-    Ok(Adapter {
-        rank: t.rank as u32,
-        alpha: t.alpha as f32,
-        pairs,
-    })
 }

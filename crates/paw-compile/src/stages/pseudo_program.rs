@@ -28,11 +28,19 @@ pub(crate) fn check_control_tokens(tok: &paw_rt::Tokenizer, opts: &CompileOption
     Ok(())
 }
 
+/// The stage's output: the pseudo-program, its rendered text (the program stores it and its
+/// prompt template wraps it), and the report.
+pub(crate) struct PseudoProgramOutput {
+    pub program: PseudoProgram,
+    pub text: String,
+    pub report: PseudoProgramReport,
+}
+
 pub(crate) fn run(
     ctx: &Context<'_>,
     teacher: &mut LazyTeacher<'_>,
     clock: &mut StageClock<'_>,
-) -> Result<(PseudoProgram, PseudoProgramReport)> {
+) -> Result<PseudoProgramOutput> {
     let opts = ctx.opts;
     let count = |s: &str| ctx.count_tokens(s);
     let key = cache::pseudo_program_key(opts, ctx.teacher_hash.as_deref(), &ctx.tokenizer_hash);
@@ -49,10 +57,15 @@ pub(crate) fn run(
                 },
             )
         })?;
+    let text = pp.render();
     let report = PseudoProgramReport {
         source: pp.source,
-        tokens: ctx.count_tokens(&pp.render())?,
+        tokens: ctx.count_tokens(&text)?,
         examples: pp.examples.len(),
     };
-    Ok((pp, report))
+    Ok(PseudoProgramOutput {
+        program: pp,
+        text,
+        report,
+    })
 }

@@ -8,22 +8,15 @@ use crate::pseudo_program;
 use crate::synth::{Example, TrainingData};
 use paw_rt::train::TrainModel;
 
-use crate::train::{self, lora::LayerLora, Prepared, TrainReport};
+use crate::stages::pack::TrainedLora;
+use crate::train::{self, Prepared, TrainReport};
 
-/// The stage's output. The model is kept for the runtime check of the next stage.
+/// The stage's output. The model and rows are kept for the runtime check of the next stage.
 pub(crate) struct Trained {
     pub model: TrainModel,
     pub prepared: Prepared,
-    /// Trained factors of the top layers, from [`Trained::first_layer`] on.
-    pub lora: Vec<LayerLora>,
+    pub lora: TrainedLora,
     pub report: TrainReport,
-}
-
-impl Trained {
-    /// The first layer the adapter covers.
-    pub fn first_layer(&self) -> usize {
-        self.model.config().n_layers - self.lora.len()
-    }
 }
 
 /// The program's prompt template: the pseudo-program as one user turn of the interpreter's
@@ -68,6 +61,10 @@ pub(crate) fn run(
     let report = train::train(&model, &prepared, &lora, t, opts.seed, |s, n, l| {
         clock.report(s, n, Some(format!("loss {l:.3}")))
     })?;
+    let lora = TrainedLora {
+        factors: lora,
+        first_layer: model.first_trained(),
+    };
     Ok(Trained {
         model,
         prepared,

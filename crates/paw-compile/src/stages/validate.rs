@@ -4,14 +4,15 @@
 //! its own pseudo-program is dropped.
 
 use paw_format::TensorDtype;
+use paw_rt::train::TrainModel;
 use paw_rt::{CallOptions, Function, Interpreter};
 
 use crate::error::Result;
 use crate::report::{AdapterVerdict, HeldOutReport, RuntimeCheck};
-use crate::stages::pack::{self, ProgramDraft};
+use crate::stages::pack::{ProgramDraft, TrainedLora};
 use crate::stages::train::Trained;
 use crate::synth::{Example, TrainingData};
-use crate::train::{self, lora::LayerLora, TrainReport};
+use crate::train::{self, lora::LayerLora, Prepared, TrainReport};
 use crate::CompileOptions;
 
 /// Held-out items by which the pseudo-program alone must beat the trained adapter for the
@@ -20,8 +21,7 @@ const ADAPTER_GATE_MARGIN: usize = 2;
 
 /// The stage's output: the trained factors (the trainer's model is dropped) and the verdict.
 pub(crate) struct Validated {
-    pub lora: Vec<LayerLora>,
-    pub first_layer: usize,
+    pub lora: TrainedLora,
     pub training: TrainReport,
     pub runtime_check: RuntimeCheck,
     pub held_out: Option<HeldOutReport>,
@@ -48,19 +48,18 @@ pub(crate) fn run(
     trained: Trained,
     clock: &mut crate::progress::StageClock<'_>,
 ) -> Result<Validated> {
-    let first_layer = trained.first_layer();
-    let at = |d| pack::adapter(&trained.lora, first_layer, &draft.opts.train, d);
-    let f32_fn = interpreter.bind(&draft.program(Some(at(TensorDtype::F32)?)))?;
-    let runtime_check = runtime_check(&trained, data, &f32_fn)?;
     let Trained {
         model,
+        prepared,
         lora,
         report: training,
-        ..
     } = trained;
-    // The trainer's copy of the model is not needed any more: free it before the ladder.
-    drop(model);
-    let at = |d| pack::adapter(&lora, first_layer, &draft.opts.train, d);
+    let t = &draft.opts.train;
+    let f32_fn = interpreter.bind(&draft.program(Some(lora.adapter(t, TensorDtype::F32)?)))?;
+    let runtime_check = runtime_check(&model, &prepared, &lora.factors, data, &f32_fn)?;
+    // The trainer's model and rows are not needed any more: free them before the ladder.
+    drop((model, prepared));
+    let at = |d| lora.adapter(t, d);
     let val = &data.validation;
     let (held_out, verdict, dtype) = if val.is_empty() {
         let dtype = draft.opts.adapter_dtype.unwrap_or(TensorDtype::Q8_0);
@@ -100,7 +99,6 @@ pub(crate) fn run(
     };
     Ok(Validated {
         lora,
-        first_layer,
         training,
         runtime_check,
         held_out,
@@ -130,11 +128,12 @@ fn gate(training: &TrainReport, h: &HeldOutReport) -> AdapterVerdict {
 /// The packed f32 adapter through paw-rt must reproduce the trained model: compare the first
 /// output token's logits on (up to 8) held-out or training rows.
 fn runtime_check(
-    trained: &Trained,
+    model: &TrainModel,
+    p: &Prepared,
+    lora: &[LayerLora],
     data: &TrainingData,
     f32_fn: &Function,
 ) -> Result<RuntimeCheck> {
-    let p = &trained.prepared;
     let check_rows = if p.validation.is_empty() {
         &p.train
     } else {
@@ -146,7 +145,7 @@ fn runtime_check(
         &data.validation
     };
     let rows = check_rows.len().min(8);
-    let ours = train::first_token_logits(&trained.model, p, &check_rows[..rows], &trained.lora)?;
+    let ours = train::first_token_logits(model, p, &check_rows[..rows], lora)?;
     let (mut agreeing, mut max_logit_diff) = (0usize, 0f32);
     let argmax = |v: &[f32]| {
         v.iter()
