@@ -314,6 +314,7 @@ fn prepare(model: &Path, dir: &Path) -> Result<PathBuf> {
             stop: Vec::new(),
             temperature: 0.0,
         },
+        contract: None,
         provenance: Provenance {
             compiler: "xtask-bench".into(),
             compiler_version: env!("CARGO_PKG_VERSION").into(),

@@ -465,6 +465,7 @@ fn direct_program(
             stop: Vec::new(),
             temperature: 0.0,
         },
+        contract: None,
         provenance: Provenance {
             compiler: "xtask-eval/direct-prompt".into(),
             compiler_version: env!("CARGO_PKG_VERSION").into(),

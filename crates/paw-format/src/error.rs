@@ -315,6 +315,12 @@ pub enum FormatError {
         found: u64,
         max: u64,
     },
+    #[error("the output contract's {what} is empty, so no answer could satisfy it")]
+    EmptyContract { what: &'static str },
+    #[error("label {index} of the output contract is empty; labels must be non-empty strings")]
+    EmptyLabel { index: usize },
+    #[error("the output contract lists the label {label:?} twice; labels must be distinct")]
+    DuplicateLabel { label: String },
     #[error("stop string {index} is empty, which would stop generation immediately; remove it")]
     EmptyStopString { index: usize },
     #[error(

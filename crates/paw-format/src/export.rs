@@ -193,6 +193,7 @@ mod tests {
                 stop: Vec::new(),
                 temperature: 0.0,
             },
+            contract: None,
             provenance: Provenance::unrecorded(),
         }
     }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::contract::OutputContract;
 use crate::error::Result;
 use crate::layout::{Compression, FLAG_MUST_UNDERSTAND};
 use crate::program::{GenerationConfig, InterpreterId, Provenance};
@@ -22,6 +23,8 @@ pub struct Inspection {
     pub prompt_template: String,
     pub interpreter: InterpreterId,
     pub generation: GenerationConfig,
+    /// The output contract; `null` for free text bounded only by `max_tokens`.
+    pub contract: Option<OutputContract>,
     pub provenance: Provenance,
     pub adapter: Option<AdapterInfo>,
 }
@@ -123,6 +126,7 @@ impl Inspection {
             prompt_template: v.prompt_template.clone(),
             interpreter: v.interpreter.clone(),
             generation: v.generation.clone(),
+            contract: v.contract.clone(),
             provenance: v.provenance.clone(),
             adapter,
         }
@@ -150,6 +154,10 @@ impl fmt::Display for Inspection {
             "generation:   max_tokens {} temperature {} stop {:?}",
             g.max_tokens, g.temperature, g.stop
         )?;
+        match &self.contract {
+            Some(c) => writeln!(f, "contract:     {c}")?,
+            None => writeln!(f, "contract:     none (free text up to max_tokens)")?,
+        }
         let p = &self.provenance;
         writeln!(
             f,

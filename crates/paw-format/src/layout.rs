@@ -6,7 +6,11 @@ use crate::error::{FormatError, Result};
 /// newline-translating transfers, as in PNG.
 pub const MAGIC: [u8; 8] = *b"\x89PAW\r\n\x1a\n";
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+/// Minor version written for a program with an output contract (the section 1.1 added).
+pub const FORMAT_MINOR: u16 = 1;
+/// Minor version written for a program without one: its bytes are exactly what 1.0 wrote, so
+/// programs without a contract keep their ids across the 1.1 change.
+pub const FORMAT_MINOR_WITHOUT_CONTRACT: u16 = 0;
 
 /// Size of the fixed header written by this version.
 pub const HEADER_LEN: u32 = 32;
@@ -32,6 +36,12 @@ pub const MAX_UNKNOWN_SECTION_LEN: usize = 16 << 20;
 pub const MAX_STRING_LEN: usize = 64 << 10;
 pub const MAX_STOP_STRINGS: usize = 64;
 pub const MAX_MAP_ENTRIES: usize = 1024;
+/// Limit on the contract section (one schema, pattern or grammar, or a label set).
+pub const MAX_CONTRACT_LEN: usize = 1 << 20;
+/// Limit on a contract's schema, pattern or grammar text (the section less its tag and length).
+pub const MAX_CONTRACT_TEXT_LEN: usize = MAX_CONTRACT_LEN - 12;
+/// Limit on the labels of a label-set contract.
+pub const MAX_LABELS: usize = 1024;
 /// zstd level for the texts section; fixed because the level changes the bytes, and so the id.
 pub const ZSTD_LEVEL: i32 = 19;
 
@@ -47,6 +57,7 @@ impl SectionKind {
     pub const TEXTS: Self = Self(2);
     pub const TENSOR_INDEX: Self = Self(3);
     pub const TENSOR_DATA: Self = Self(4);
+    pub const CONTRACT: Self = Self(5);
 
     pub const fn name(self) -> Option<&'static str> {
         match self.0 {
@@ -54,6 +65,7 @@ impl SectionKind {
             2 => Some("texts"),
             3 => Some("tensor-index"),
             4 => Some("tensor-data"),
+            5 => Some("contract"),
             _ => None,
         }
     }
@@ -70,6 +82,7 @@ impl SectionKind {
             2 => Some(MAX_TEXTS_LEN),
             3 => Some(MAX_TENSORS * TENSOR_ENTRY_LEN as usize),
             4 => None,
+            5 => Some(MAX_CONTRACT_LEN),
             _ => Some(MAX_UNKNOWN_SECTION_LEN),
         }
     }

@@ -2,6 +2,7 @@
 //! encoding, reading and verifying, content ids, inspection and export. Only the container: the
 //! local store of programs and base models, and the base-model manifest, are in `paw-store`.
 
+pub mod contract;
 pub mod error;
 pub mod export;
 pub mod id;
@@ -13,6 +14,7 @@ pub mod quant;
 pub mod reader;
 mod writer;
 
+pub use contract::OutputContract;
 pub use error::{FormatError, TensorError, TensorName, TensorRole};
 pub use id::{hash_file, ParseIdError, ProgramId, B3_PREFIX};
 pub use inspect::{inspect, Inspection};

@@ -7,7 +7,10 @@ use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::error::DecodeError;
 
 use crate::error::{FormatError, Result, TensorRole};
-use crate::layout::{FieldReader, SectionKind, MAX_METADATA_LEN, MAX_TEXTS_LEN, TENSOR_ENTRY_LEN};
+use crate::contract::OutputContract;
+use crate::layout::{
+    FieldReader, SectionKind, MAX_CONTRACT_LEN, MAX_METADATA_LEN, MAX_TEXTS_LEN, TENSOR_ENTRY_LEN,
+};
 use crate::program::{
     GenerationConfig, InterpreterId, Program, Provenance, TargetModule, TensorDtype,
 };
@@ -68,6 +71,50 @@ pub(crate) struct TextsV1 {
     pub spec: String,
     pub pseudo_program: String,
     pub prompt_template: String,
+}
+
+/// The contract section (kind 5): a `u32` tag, then the variant's one field.
+#[derive(Debug, bincode::Encode, bincode::Decode)]
+pub(crate) enum ContractV1 {
+    Labels(Vec<String>),
+    JsonSchema(String),
+    Pattern(String),
+    Grammar(String),
+    Free(u32),
+}
+
+impl ContractV1 {
+    pub(crate) fn from_contract(c: &OutputContract) -> Self {
+        match c {
+            OutputContract::Labels { labels } => Self::Labels(labels.clone()),
+            OutputContract::JsonSchema { schema } => Self::JsonSchema(schema.clone()),
+            OutputContract::Pattern { regex } => Self::Pattern(regex.clone()),
+            OutputContract::Grammar { lark } => Self::Grammar(lark.clone()),
+            OutputContract::Free { max_chars } => Self::Free(*max_chars),
+        }
+    }
+
+    pub(crate) fn into_contract(self) -> OutputContract {
+        match self {
+            Self::Labels(labels) => OutputContract::Labels { labels },
+            Self::JsonSchema(schema) => OutputContract::JsonSchema { schema },
+            Self::Pattern(regex) => OutputContract::Pattern { regex },
+            Self::Grammar(lark) => OutputContract::Grammar { lark },
+            Self::Free(max_chars) => OutputContract::Free { max_chars },
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        bincode::encode_to_vec(self, config::<MAX_CONTRACT_LEN>()).map_err(|e| {
+            FormatError::Encode {
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        decode_exact(SectionKind::CONTRACT, bytes, config::<MAX_CONTRACT_LEN>())
+    }
 }
 
 impl MetadataV1 {
@@ -199,10 +246,10 @@ fn decode_exact<T: bincode::Decode<()>, const N: usize>(
     })?;
     if used != bytes.len() {
         return Err(FormatError::TrailingBytes {
-            what: if kind == SectionKind::METADATA {
-                "the metadata"
-            } else {
-                "the texts"
+            what: match kind {
+                SectionKind::METADATA => "the metadata",
+                SectionKind::CONTRACT => "the contract",
+                _ => "the texts",
             },
             found: (bytes.len() - used) as u64,
         });

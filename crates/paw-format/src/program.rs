@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::contract::OutputContract;
 use crate::error::{FormatError, Result, TensorError, TensorName, TensorRole};
 use crate::layout::{MAX_MAP_ENTRIES, MAX_STOP_STRINGS, MAX_STRING_LEN, MAX_TENSORS, MAX_TEXT_LEN};
 use crate::quant;
@@ -27,6 +28,9 @@ pub struct Program {
     pub adapter: Option<Adapter>,
     pub generation: GenerationConfig,
     pub provenance: Provenance,
+    /// The shape every answer must have; `None` for free text bounded only by
+    /// [`GenerationConfig::max_tokens`] (every program written before format 1.1).
+    pub contract: Option<OutputContract>,
 }
 
 /// Identity of the frozen base model a program runs on.
@@ -319,6 +323,7 @@ impl Program {
             adapter: None,
             generation,
             provenance: Provenance::unrecorded(),
+            contract: None,
         }
     }
 
@@ -331,6 +336,9 @@ impl Program {
         self.provenance.validate()?;
         if let Some(adapter) = &self.adapter {
             adapter.validate()?;
+        }
+        if let Some(contract) = &self.contract {
+            contract.validate()?;
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ use crate::layout::{
     align_up, Compression, Header, SectionEntry, SectionKind, FLAG_MUST_UNDERSTAND, MAX_FILE_LEN,
     SECTION_ENTRY_LEN,
 };
-use crate::metadata::{MetadataV1, TensorEntry, TextsV1};
+use crate::contract::OutputContract;
+use crate::metadata::{ContractV1, MetadataV1, TensorEntry, TextsV1};
 use crate::program::{
     check_pair_order, validate_adapter_header, validate_tensor, validate_texts, Adapter,
     GenerationConfig, InterpreterId, LoraPair, Program, Provenance, TargetModule, TensorData,
@@ -52,6 +53,7 @@ pub struct ProgramView<'a> {
     pub generation: GenerationConfig,
     pub provenance: Provenance,
     pub adapter: Option<AdapterView<'a>>,
+    pub contract: Option<OutputContract>,
 }
 
 impl<'a> ProgramView<'a> {
@@ -63,6 +65,7 @@ impl<'a> ProgramView<'a> {
         let mut texts = None;
         let mut index = None;
         let mut data = None;
+        let mut contract = None;
         for entry in &sections {
             let content = section_bytes(bytes, entry)?;
             match entry.kind {
@@ -70,6 +73,11 @@ impl<'a> ProgramView<'a> {
                 SectionKind::TEXTS => texts = Some(TextsV1::decode(&content)?),
                 SectionKind::TENSOR_INDEX => index = Some(TensorEntry::decode_all(&content)?),
                 SectionKind::TENSOR_DATA => data = Some((entry.offset, content)),
+                SectionKind::CONTRACT => {
+                    let c = ContractV1::decode(&content)?.into_contract();
+                    c.validate()?;
+                    contract = Some(c);
+                }
                 other => {
                     tracing::debug!(kind = other.0, "skipping optional section of unknown kind")
                 }
@@ -120,6 +128,7 @@ impl<'a> ProgramView<'a> {
             generation,
             provenance,
             adapter,
+            contract,
         })
     }
 
@@ -154,6 +163,7 @@ impl<'a> ProgramView<'a> {
             adapter,
             generation: self.generation,
             provenance: self.provenance,
+            contract: self.contract,
         }
     }
 }

@@ -7,9 +7,9 @@ use crate::error::{FormatError, Result, TensorRole};
 use crate::id::ProgramId;
 use crate::layout::{
     align_up, Compression, Header, SectionEntry, SectionKind, ALIGNMENT, FLAG_MUST_UNDERSTAND,
-    FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
+    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_MINOR_WITHOUT_CONTRACT, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
 };
-use crate::metadata::{MetadataV1, TensorEntry, TextsV1};
+use crate::metadata::{ContractV1, MetadataV1, TensorEntry, TextsV1};
 use crate::program::Program;
 
 struct Section<'p> {
@@ -103,7 +103,15 @@ impl Program {
             sections.push(Section::bytes(SectionKind::TENSOR_INDEX, index));
             sections.push(data);
         }
-        assemble(&sections)
+        let minor = match &self.contract {
+            Some(contract) => {
+                let body = ContractV1::from_contract(contract).encode()?;
+                sections.push(Section::bytes(SectionKind::CONTRACT, body));
+                FORMAT_MINOR
+            }
+            None => FORMAT_MINOR_WITHOUT_CONTRACT,
+        };
+        assemble(&sections, minor)
     }
 
     /// The id [`Program::to_bytes`] would have.
@@ -230,7 +238,8 @@ fn padded_len(len: usize) -> Result<usize> {
         .ok_or_else(too_large)
 }
 
-fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
+/// Lays out `sections` (in kind order) after a header of format `1.minor`.
+fn assemble(sections: &[Section], minor: u16) -> Result<Vec<u8>> {
     let count = sections.len() as u64;
     let mut offset =
         align_up(u64::from(HEADER_LEN) + count * SECTION_ENTRY_LEN).unwrap_or(u64::MAX);
@@ -255,7 +264,7 @@ fn assemble(sections: &[Section]) -> Result<Vec<u8>> {
     let file_len = entries.last().map_or(offset, |e| e.offset + e.stored_len);
     let header = Header {
         major: FORMAT_MAJOR,
-        minor: FORMAT_MINOR,
+        minor,
         header_len: HEADER_LEN,
         section_count: count as u32,
         flags: 0,

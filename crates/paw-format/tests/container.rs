@@ -643,3 +643,144 @@ fn adapter_flag_must_agree_with_tensor_sections() {
         FormatError::AdapterSectionMismatch { has_adapter: false }
     ));
 }
+
+const LABELS_CONTRACT: &str = "labels-contract.paw";
+
+fn with_contract(contract: paw_format::OutputContract) -> Program {
+    let (program, _) = fixture(PROMPT_ONLY);
+    Program {
+        contract: Some(contract),
+        ..program
+    }
+}
+
+#[test]
+fn every_contract_kind_round_trips_and_changes_the_id() {
+    use paw_format::OutputContract as C;
+    let (plain, plain_bytes) = fixture(PROMPT_ONLY);
+    let kinds = [
+        C::Labels {
+            labels: vec!["yes".into(), "no".into(), "☃".into()],
+        },
+        C::JsonSchema {
+            schema: r#"{"type":"object","properties":{"a":{"type":"integer"}}}"#.into(),
+        },
+        C::Pattern {
+            regex: r"\+[0-9]{7,15}".into(),
+        },
+        C::Grammar {
+            lark: "start: \"a\" | \"b\"".into(),
+        },
+        C::Free { max_chars: 200 },
+    ];
+    for contract in kinds {
+        let program = with_contract(contract.clone());
+        let bytes = program.to_bytes().expect("valid");
+        let (read, id) = Program::from_bytes(&bytes).expect("reads back");
+        assert_eq!(read, program, "{}", contract.kind());
+        assert_ne!(id, ProgramId::of_bytes(&plain_bytes));
+        assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 1, "format 1.1");
+        assert_eq!(
+            sections_of(&bytes).last().map(|s| s.kind),
+            Some(SectionKind::CONTRACT.0)
+        );
+        assert_eq!(read.contract, Some(contract));
+    }
+    // A program without a contract is written as format 1.0, byte for byte as before.
+    assert_eq!(u16::from_le_bytes([plain_bytes[10], plain_bytes[11]]), 0);
+    assert_eq!(plain.contract, None);
+}
+
+#[test]
+fn contract_bytes_follow_the_spec_encoding_rules() {
+    let (program, bytes) = fixture(LABELS_CONTRACT);
+    let Some(paw_format::OutputContract::Labels { labels }) = &program.contract else {
+        panic!("the fixture has a label set");
+    };
+    // u32 tag 0 (labels), u64 count, then each label as u64 length + UTF-8.
+    let mut expected = 0u32.to_le_bytes().to_vec();
+    expected.extend_from_slice(&(labels.len() as u64).to_le_bytes());
+    for l in labels {
+        expected.extend_from_slice(&(l.len() as u64).to_le_bytes());
+        expected.extend_from_slice(l.as_bytes());
+    }
+    let section = sections_of(&bytes).pop().expect("has sections");
+    assert_eq!(section.kind, 5);
+    assert_eq!(section.flags, 1, "must-understand: an older reader refuses the file");
+    assert_eq!(section.content, expected);
+}
+
+/// The fixture with its contract section's content replaced (hashes recomputed).
+fn with_contract_bytes(content: Vec<u8>) -> Vec<u8> {
+    let (_, bytes) = fixture(LABELS_CONTRACT);
+    let mut sections = sections_of(&bytes);
+    let last = sections.len() - 1;
+    sections[last] = RawSection::plain(5, 1, content);
+    assemble(&sections)
+}
+
+fn encode_labels(labels: &[&str]) -> Vec<u8> {
+    let mut out = 0u32.to_le_bytes().to_vec();
+    out.extend_from_slice(&(labels.len() as u64).to_le_bytes());
+    for l in labels {
+        out.extend_from_slice(&(l.len() as u64).to_le_bytes());
+        out.extend_from_slice(l.as_bytes());
+    }
+    out
+}
+
+#[test]
+fn contracts_that_no_answer_could_satisfy_are_rejected_on_read() {
+    assert!(matches!(
+        read_err(&with_contract_bytes(encode_labels(&["a", "b", "a"]))),
+        FormatError::DuplicateLabel { .. }
+    ));
+    assert!(matches!(
+        read_err(&with_contract_bytes(encode_labels(&["a", ""]))),
+        FormatError::EmptyLabel { index: 1 }
+    ));
+    assert!(matches!(
+        read_err(&with_contract_bytes(encode_labels(&[]))),
+        FormatError::EmptyContract { .. }
+    ));
+    let mut zero_free = 4u32.to_le_bytes().to_vec();
+    zero_free.extend_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        read_err(&with_contract_bytes(zero_free)),
+        FormatError::EmptyContract { .. }
+    ));
+}
+
+#[test]
+fn unknown_contract_tags_and_trailing_bytes_are_rejected() {
+    let mut unknown = 9u32.to_le_bytes().to_vec();
+    unknown.extend_from_slice(&0u64.to_le_bytes());
+    assert!(matches!(
+        read_err(&with_contract_bytes(unknown)),
+        FormatError::Decode { .. }
+    ));
+    let mut trailing = encode_labels(&["a"]);
+    trailing.push(0);
+    assert!(matches!(
+        read_err(&with_contract_bytes(trailing)),
+        FormatError::TrailingBytes { .. }
+    ));
+    // A hostile label count fails before any allocation (the section's byte limit).
+    let mut huge = 0u32.to_le_bytes().to_vec();
+    huge.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        read_err(&with_contract_bytes(huge)),
+        FormatError::Decode { .. }
+    ));
+}
+
+#[test]
+fn writer_refuses_an_invalid_contract() {
+    let program = with_contract(paw_format::OutputContract::Labels {
+        labels: vec!["x".into(), "x".into()],
+    });
+    assert!(matches!(
+        program.to_bytes(),
+        Err(FormatError::DuplicateLabel { .. })
+    ));
+}

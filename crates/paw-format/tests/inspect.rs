@@ -43,3 +43,10 @@ fn inspection_id_matches_program_id() {
         id.to_string()
     );
 }
+
+#[test]
+fn inspection_shows_the_output_contract() {
+    let inspection = inspect_fixture("labels-contract.paw");
+    insta::assert_json_snapshot!("labels_contract_json", inspection);
+    insta::assert_snapshot!("labels_contract_human", inspection.to_string());
+}

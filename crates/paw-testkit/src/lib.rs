@@ -90,6 +90,7 @@ pub fn program(identity: &InterpreterId, template: &str, adapter: Option<Adapter
             stop: vec![],
             temperature: 0.0,
         },
+        contract: None,
         provenance: Provenance::unrecorded(),
     }
 }

@@ -38,6 +38,7 @@ impl ProgramDraft<'_> {
                 stop: Vec::new(),
                 temperature: 0.0,
             },
+            contract: None,
             provenance: Provenance {
                 compiler: COMPILER_NAME.into(),
                 compiler_version: COMPILER_VERSION.into(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use paw_format::{
-    Adapter, GenerationConfig, InterpreterId, LoraPair, Program, Provenance, TargetModule,
+    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance, TargetModule,
     TensorData, TensorDtype, INPUT_PLACEHOLDER,
 };
 
@@ -66,6 +66,7 @@ fn prompt_only() -> Program {
             stop: vec![],
             temperature: 0.0,
         },
+        contract: None,
         provenance: Provenance {
             compiler: "paw-compile/prompt-only".into(),
             compiler_version: "0.1.0".into(),
@@ -148,6 +149,7 @@ fn adapter_mixed() -> Program {
             stop: vec!["\n".into()],
             temperature: 0.0,
         },
+        contract: None,
         provenance: Provenance {
             compiler: "paw-compile/train".into(),
             compiler_version: "0.1.0".into(),
@@ -176,6 +178,7 @@ fn multilingual() -> Program {
             stop: vec!["\n\n".into(), "。".into(), "<|im_end|>".into()],
             temperature: 0.7,
         },
+        contract: None,
         provenance: Provenance {
             compiler: "paw-compile/prompt-only".into(),
             compiler_version: "0.1.0".into(),
@@ -187,10 +190,21 @@ fn multilingual() -> Program {
     }
 }
 
+/// The prompt-only program with a label-set contract (format 1.1).
+fn labels_contract() -> Program {
+    Program {
+        contract: Some(OutputContract::Labels {
+            labels: vec!["ERROR".into(), "WARN".into(), "INFO".into()],
+        }),
+        ..prompt_only()
+    }
+}
+
 /// File name (in `fixtures/programs/`) and program, in a fixed order.
 pub fn all() -> Vec<(&'static str, Program)> {
     vec![
         ("prompt-only.paw", prompt_only()),
+        ("labels-contract.paw", labels_contract()),
         ("adapter-mixed.paw", adapter_mixed()),
         ("multilingual.paw", multilingual()),
     ]

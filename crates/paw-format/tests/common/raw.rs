@@ -80,7 +80,9 @@ pub fn assemble(sections: &[RawSection]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"\x89PAW\r\n\x1a\n");
     out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
+    // Minor 1 marks the contract section (kind 5) that 1.1 added; without it a file is 1.0.
+    let minor: u16 = sections.iter().any(|s| s.kind == 5).into();
+    out.extend_from_slice(&minor.to_le_bytes());
     out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
     out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
