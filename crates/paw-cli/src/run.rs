@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use paw_format::Program;
-use paw_rt::{CallOptions, Function, Output};
+use paw_rt::{CallOptions, ContractOutcome, Function, Output};
 use paw_store::Store;
 use serde::Serialize;
 
@@ -33,7 +33,11 @@ pub struct RunArgs {
     max_tokens: Option<u32>,
     #[command(flatten)]
     bind: BindArgs,
-    /// Print one JSON object per input (input, output, tokens, timings).
+    /// Decode without the program's output contract (for debugging a program: answers may
+    /// then fall outside its label set, schema or pattern).
+    #[arg(long)]
+    no_contract: bool,
+    /// Print one JSON object per input (input, output, contract outcome, tokens, timings).
     #[arg(long)]
     json: bool,
 }
@@ -43,6 +47,9 @@ struct RunRecord<'a> {
     input: &'a str,
     output: &'a str,
     stop_reason: String,
+    /// `satisfied`, `unfinished` (cut at max_tokens) or `not-applied` (no contract, or
+    /// --no-contract).
+    contract: &'static str,
     prompt_tokens: usize,
     input_tokens: usize,
     generated_tokens: usize,
@@ -56,6 +63,7 @@ impl<'a> RunRecord<'a> {
             input,
             output: &out.text,
             stop_reason: format!("{:?}", out.stop_reason),
+            contract: out.contract.as_str(),
             prompt_tokens: out.prefix_tokens + out.input_tokens + out.suffix_tokens,
             input_tokens: out.input_tokens,
             generated_tokens: out.generated_tokens,
@@ -72,6 +80,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let function = args.bind.bind(&store, &program)?;
     let options = CallOptions {
         max_tokens: args.max_tokens,
+        use_contract: !args.no_contract,
         ..CallOptions::default()
     };
     run_inputs(
@@ -159,12 +168,16 @@ fn run_inputs(
     } else {
         ProgressBar::hidden()
     };
+    let mut unfinished = 0usize;
     for chunk in inputs.chunks(batch_size) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let outputs = function
             .call_batch(&refs, options)
             .context("running the program")?;
         for (input, out) in chunk.iter().zip(&outputs) {
+            if out.contract == ContractOutcome::Unfinished {
+                unfinished += 1;
+            }
             bar.suspend(|| -> Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(&RunRecord::new(input, out))?);
@@ -177,6 +190,13 @@ fn run_inputs(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    if unfinished > 0 {
+        bail!(
+            "{unfinished} of {} answers reached max_tokens before their output contract was \
+             satisfied (printed as far as they got); raise --max-tokens",
+            inputs.len()
+        );
+    }
     Ok(())
 }
 

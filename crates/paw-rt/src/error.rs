@@ -190,6 +190,20 @@ pub enum Error {
     #[error("internal error: KV cache capacity {capacity} exceeded by a step reaching {needed}")]
     CacheCapacity { capacity: usize, needed: usize },
 
+    #[error("the interpreter's tokenizer cannot drive an output contract: {reason}")]
+    ContractTokenizer { reason: String },
+
+    #[error("the program's {kind} contract cannot be enforced: {reason}")]
+    ContractGrammar { kind: &'static str, reason: String },
+
+    #[error("internal error: the output contract failed while decoding: {reason}")]
+    ContractDecode { reason: String },
+
+    #[error(
+        "internal error: the output contract allows no next token, yet the answer is not complete"
+    )]
+    ContractDeadEnd,
+
     #[error(transparent)]
     Format(#[from] paw_format::FormatError),
 

@@ -1,13 +1,14 @@
 //! Loading an interpreter, binding programs to it, and running them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, IndexOp, Tensor};
-use paw_format::{GenerationConfig, InterpreterId, Program, INPUT_PLACEHOLDER};
+use paw_format::{GenerationConfig, InterpreterId, OutputContract, Program, INPUT_PLACEHOLDER};
 
+use crate::contract::{CompiledContract, ContractOutcome, GrammarEnv, RowContract};
 use crate::error::{Error, Result};
 use crate::gguf::{self, ModelConfig};
 use crate::hf;
@@ -64,6 +65,8 @@ struct InterpreterInner {
     identity: InterpreterId,
     window: usize,
     path: PathBuf,
+    /// Built on the first program with a grammar contract.
+    grammar_env: OnceLock<Arc<GrammarEnv>>,
 }
 
 /// A frozen base model (GGUF file or safetensors directory) ready to run programs. Cheap to
@@ -144,6 +147,7 @@ impl Interpreter {
                 identity,
                 window,
                 path: path.to_path_buf(),
+                grammar_env: OnceLock::new(),
             }),
         })
     }
@@ -225,6 +229,10 @@ impl Interpreter {
             )?),
             _ => None,
         };
+        let contract = match &program.contract {
+            Some(c) => Some(CompiledContract::compile(c, || self.grammar_env())?),
+            None => None,
+        };
         let t0 = Instant::now();
         let prefix_kv = if prefix_ids.is_empty() {
             Vec::new()
@@ -257,8 +265,27 @@ impl Interpreter {
                 suffix_ids,
                 prefix_kv,
                 generation: program.generation.clone(),
+                declared: program.contract.clone(),
+                contract,
             }),
         })
+    }
+
+    /// The tokenizer as llguidance sees it, built once.
+    fn grammar_env(&self) -> Result<Arc<GrammarEnv>> {
+        if let Some(env) = self.inner.grammar_env.get() {
+            return Ok(Arc::clone(env));
+        }
+        let t0 = Instant::now();
+        let env = Arc::new(GrammarEnv::new(
+            &self.inner.tokenizer,
+            self.inner.model.vocab(),
+        )?);
+        tracing::debug!(
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "contract token trie built"
+        );
+        Ok(Arc::clone(self.inner.grammar_env.get_or_init(|| env)))
     }
 
     fn check_identity(&self, want: &InterpreterId) -> Result<()> {
@@ -284,6 +311,8 @@ struct FunctionInner {
     /// Per-layer `(k, v)` of the prefix, `[1, kv_heads, prefix_len, head_dim]`.
     prefix_kv: Vec<(Tensor, Tensor)>,
     generation: GenerationConfig,
+    declared: Option<OutputContract>,
+    contract: Option<CompiledContract>,
 }
 
 /// A program bound to an interpreter. Cheap to clone; `Send + Sync`.
@@ -316,6 +345,9 @@ pub struct CallOptions {
     /// Reuse the program's prefix KV cache (default). `false` recomputes the whole prompt for
     /// a single call, which only exists to verify the cache; batches always use the cache.
     pub use_prefix_cache: bool,
+    /// Enforce the program's output contract (default). `false` decodes unconstrained, for
+    /// debugging a program (`paw run --no-contract`).
+    pub use_contract: bool,
 }
 
 impl Default for CallOptions {
@@ -327,6 +359,7 @@ impl Default for CallOptions {
             seed: 0,
             extra_stop: Vec::new(),
             use_prefix_cache: true,
+            use_contract: true,
         }
     }
 }
@@ -340,6 +373,9 @@ pub enum StopReason {
     StopString,
     /// `max_tokens` were generated.
     MaxTokens,
+    /// The output contract allows nothing more (a label completed, a JSON value closed, free
+    /// text at its length limit).
+    Contract,
 }
 
 /// Wall-clock time spent in one call (for a batch, the whole batch's time).
@@ -365,6 +401,8 @@ pub struct Output {
     /// Tokens of the fixed text after the input.
     pub suffix_tokens: usize,
     pub generated_tokens: usize,
+    /// Whether the output contract was applied and the answer satisfies it.
+    pub contract: ContractOutcome,
     pub timings: Timings,
 }
 
@@ -372,6 +410,11 @@ impl Function {
     /// Number of tokens in the program's cached prefix.
     pub fn prefix_tokens(&self) -> usize {
         self.inner.prefix_ids.len()
+    }
+
+    /// The program's output contract, if it has one.
+    pub fn contract(&self) -> Option<&OutputContract> {
+        self.inner.declared.as_ref()
     }
 
     /// Whether the program's adapter is applied.
@@ -494,6 +537,7 @@ impl Function {
         let prefill = t_prefill.elapsed();
 
         let t_decode = Instant::now();
+        let contract = f.contract.as_ref().filter(|_| opts.use_contract);
         let mut states: Vec<RowState> = rows
             .iter()
             .map(|row| RowState {
@@ -501,6 +545,7 @@ impl Function {
                 text: String::new(),
                 done: None,
                 rng: SplitMix64::for_input(opts.seed, row),
+                contract: contract.map(CompiledContract::start),
             })
             .collect();
         let sampler = Sampler {
@@ -511,23 +556,9 @@ impl Function {
         // Rows still generating, in the order of the cache's batch dimension.
         let mut active: Vec<usize> = (0..b).collect();
         for step in 0..max_tokens {
-            let rows_logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
-            for (&row, lg) in active.iter().zip(&rows_logits) {
-                let st = &mut states[row];
-                let next = sampler.pick(lg, &mut st.rng);
-                st.ids.push(next);
-                if tok.eog_ids().contains(&next) {
-                    st.done = Some(StopReason::EndOfGeneration);
-                    st.text = tok.decode(&st.ids[..st.ids.len() - 1])?;
-                    continue;
-                }
-                st.text = tok.decode(&st.ids)?;
-                if let Some(cut) = stops.iter().filter_map(|s| st.text.find(s)).min() {
-                    st.text.truncate(cut);
-                    st.done = Some(StopReason::StopString);
-                } else if st.ids.len() >= max_tokens {
-                    st.done = Some(StopReason::MaxTokens);
-                }
+            let mut rows_logits: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+            for (&row, lg) in active.iter().zip(rows_logits.iter_mut()) {
+                states[row].pick_next(lg, &sampler, tok, &stops, max_tokens)?;
             }
             let keep: Vec<usize> = (0..active.len())
                 .filter(|&i| states[active[i]].done.is_none())
@@ -555,7 +586,8 @@ impl Function {
         Ok(states
             .into_iter()
             .zip(&input_lens)
-            .map(|(st, &input_tokens)| Output {
+            .map(|(mut st, &input_tokens)| Output {
+                contract: st.outcome(),
                 generated_tokens: st.ids.len(),
                 text: st.text,
                 token_ids: st.ids,
@@ -575,6 +607,65 @@ struct RowState {
     text: String,
     done: Option<StopReason>,
     rng: SplitMix64,
+    /// `None` when the program has no contract or the call turned it off.
+    contract: Option<RowContract>,
+}
+
+impl RowState {
+    /// Picks this row's next token from its logits (masked by the contract) and records why
+    /// the row ends, if it does.
+    fn pick_next(
+        &mut self,
+        logits: &mut [f32],
+        sampler: &Sampler,
+        tok: &Tokenizer,
+        stops: &[&str],
+        max_tokens: usize,
+    ) -> Result<()> {
+        if let Some(c) = &mut self.contract {
+            c.mask_logits(logits)?;
+        }
+        let next = sampler.pick(logits, &mut self.rng);
+        self.ids.push(next);
+        if tok.eog_ids().contains(&next) {
+            self.done = Some(StopReason::EndOfGeneration);
+            self.text = tok.decode(&self.ids[..self.ids.len() - 1])?;
+            return Ok(());
+        }
+        self.text = tok.decode(&self.ids)?;
+        let (contract_ended, honours_stops) = match &mut self.contract {
+            Some(c) => (c.advance(next, &mut self.text)?, c.honours_stop_strings()),
+            None => (false, true),
+        };
+        let stop_at = stops
+            .iter()
+            .filter(|_| honours_stops)
+            .filter_map(|s| self.text.find(s))
+            .min();
+        if contract_ended {
+            self.done = Some(StopReason::Contract);
+        } else if let Some(cut) = stop_at {
+            self.text.truncate(cut);
+            self.done = Some(StopReason::StopString);
+        } else if self.ids.len() >= max_tokens {
+            self.done = Some(StopReason::MaxTokens);
+        }
+        Ok(())
+    }
+
+    fn outcome(&mut self) -> ContractOutcome {
+        let cut_short = self.done == Some(StopReason::MaxTokens);
+        match &mut self.contract {
+            None => ContractOutcome::NotApplied,
+            Some(c) => {
+                if !cut_short || c.is_complete() {
+                    ContractOutcome::Satisfied
+                } else {
+                    ContractOutcome::Unfinished
+                }
+            }
+        }
+    }
 }
 
 /// Feeds `ids` (one row) after `start` cached positions, in chunks; returns the logits of the

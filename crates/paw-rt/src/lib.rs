@@ -40,6 +40,7 @@
 //! loaded by the same code and run by the same decoder block, with differentiable kernels where
 //! gradients flow; a service needs none of it.
 
+mod contract;
 pub mod error;
 mod function;
 mod ggml;
@@ -55,6 +56,7 @@ mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
 
+pub use contract::ContractOutcome;
 pub use error::{Error, Result};
 pub use function::{
     CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,

@@ -425,6 +425,14 @@ impl Model {
         )?)
     }
 
+    /// Width of the logits: the embedding table's rows (may exceed the tokenizer's vocabulary).
+    pub(crate) fn vocab(&self) -> usize {
+        match &self.embed {
+            Embedding::Quantized(q) => q.shape().dims()[0],
+            Embedding::Dense(t) => t.dims()[0],
+        }
+    }
+
     /// Vocabulary logits `[n, vocab]` of hidden rows `[n, hidden]`.
     pub(crate) fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.w.forward(hidden)
