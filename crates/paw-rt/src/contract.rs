@@ -76,6 +76,51 @@ impl GrammarEnv {
     }
 }
 
+/// Checks finished texts against a contract with the same grammar the runtime decodes with: the
+/// compiler uses it to drop training data that no constrained answer could be.
+pub struct ContractChecker {
+    contract: CompiledContract,
+    env: Option<Arc<GrammarEnv>>,
+}
+
+impl std::fmt::Debug for ContractChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractChecker")
+            .field("contract", &self.contract)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContractChecker {
+    /// Compiles `contract` over `tok` (typed error if it cannot be enforced).
+    pub fn new(tok: &Tokenizer, contract: &OutputContract) -> Result<Self> {
+        let mut env = None;
+        let compiled = CompiledContract::compile(contract, || {
+            let e = Arc::new(GrammarEnv::new(tok, tok.vocab_size())?);
+            env = Some(Arc::clone(&e));
+            Ok(e)
+        })?;
+        Ok(Self {
+            contract: compiled,
+            env,
+        })
+    }
+
+    /// Whether `text` is a complete answer the contract allows.
+    pub fn allows(&self, text: &str) -> bool {
+        match (self.contract.start(), &self.env) {
+            (RowContract::MaxChars(n), _) => text.chars().count() <= n,
+            (RowContract::Grammar(mut m), Some(env)) => {
+                let tokens = env.factory.tok_env().tokenize_bytes(text.as_bytes());
+                matches!(m.validate_tokens(&tokens), Ok(n) if n == tokens.len())
+                    && m.consume_tokens(&tokens).is_ok()
+                    && (m.is_stopped() || m.is_accepting().unwrap_or(false))
+            }
+            (RowContract::Grammar(_), None) => false,
+        }
+    }
+}
+
 /// A program's contract, compiled once at bind time.
 #[derive(Clone)]
 pub(crate) enum CompiledContract {

@@ -56,7 +56,7 @@ mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use contract::ContractOutcome;
+pub use contract::{ContractChecker, ContractOutcome};
 pub use error::{Error, Result};
 pub use function::{
     CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,

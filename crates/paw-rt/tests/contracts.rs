@@ -312,3 +312,48 @@ fn contracts_that_cannot_be_enforced_fail_at_bind_with_a_typed_error() {
         }
     }
 }
+
+#[test]
+fn the_checker_accepts_exactly_what_the_contract_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let interp = tiny(dir.path());
+    let tok = interp.tokenizer();
+    let check = |c: OutputContract, yes: &[&str], no: &[&str]| {
+        let checker = paw_rt::ContractChecker::new(tok, &c).unwrap();
+        for t in yes {
+            assert!(checker.allows(t), "{c}: {t:?} should be allowed");
+        }
+        for t in no {
+            assert!(!checker.allows(t), "{c}: {t:?} should be refused");
+        }
+    };
+    check(
+        OutputContract::Labels { labels: labels() },
+        &["pos", "positive", "n/a \"quoted\"", "{}"],
+        &["Positive", "posi", "positive ", "", "x"],
+    );
+    check(
+        OutputContract::JsonSchema {
+            schema: SCHEMA.into(),
+        },
+        &[r#"{"level":"low","count":3,"note":"hi"}"#],
+        &[
+            r#"{"level":"low","count":3}"#,
+            r#"{"level":"mid","count":3,"note":"hi"}"#,
+            r#"{"level":"low","count":3,"note":"hi"} x"#,
+            r#"{"level": "low","count":3,"note":"hi"}"#,
+        ],
+    );
+    check(
+        OutputContract::Pattern {
+            regex: PATTERN.into(),
+        },
+        &["+14155550132"],
+        &["14155550132", "+1415555013x", "+0123456789"],
+    );
+    check(
+        OutputContract::Free { max_chars: 3 },
+        &["", "abc", "äöü"],
+        &["abcd"],
+    );
+}
