@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use paw_compile::{compile_key, CompileOptions, CompileOutput, Progress, Stage};
+use paw_compile::{compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, Stage};
+use paw_format::OutputContract;
 use paw_eval::load_cases;
 use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
@@ -50,6 +51,8 @@ pub struct CompileArgs {
     /// different label (helps only when the teacher answers the task well).
     #[arg(long)]
     agreement_filter: bool,
+    #[command(flatten)]
+    contract: ContractArgs,
     /// Also write the program to this file.
     #[arg(short, long, value_name = "OUT.paw")]
     output: Option<PathBuf>,
@@ -67,6 +70,62 @@ pub struct CompileArgs {
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The output contract (default: inferred from the spec and examples; see `paw inspect`).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+struct ContractArgs {
+    /// Answers are exactly one of these comma-separated labels.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// Answers are JSON valid against the JSON Schema in FILE.
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
+    /// Answers match this regular expression as a whole.
+    #[arg(long, value_name = "REGEX")]
+    pattern: Option<String>,
+    /// Answers derive from the Lark grammar in FILE (llguidance's dialect).
+    #[arg(long, value_name = "FILE")]
+    grammar: Option<PathBuf>,
+    /// Free text of at most N characters.
+    #[arg(long, value_name = "N")]
+    free: Option<u32>,
+    /// No contract at all: free text up to the program's max_tokens.
+    #[arg(long)]
+    no_contract: bool,
+}
+
+impl ContractArgs {
+    fn request(&self) -> Result<ContractRequest> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let given = if let Some(labels) = &self.labels {
+            OutputContract::Labels {
+                labels: labels.iter().map(|l| l.trim().to_string()).collect(),
+            }
+        } else if let Some(path) = &self.json_schema {
+            let schema = read(path)?;
+            serde_json::from_str::<serde_json::Value>(&schema)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            OutputContract::JsonSchema { schema }
+        } else if let Some(regex) = &self.pattern {
+            OutputContract::Pattern {
+                regex: regex.clone(),
+            }
+        } else if let Some(path) = &self.grammar {
+            OutputContract::Grammar { lark: read(path)? }
+        } else if let Some(max_chars) = self.free {
+            OutputContract::Free { max_chars }
+        } else if self.no_contract {
+            return Ok(ContractRequest::Without);
+        } else {
+            return Ok(ContractRequest::Infer);
+        };
+        given.validate().context("the output contract")?;
+        Ok(ContractRequest::Given(given))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +186,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.requests = args.requests;
     opts.kinds = args.kinds;
     opts.agreement_filter = args.agreement_filter;
+    opts.contract = args.contract.request()?;
     if !args.no_cache {
         opts.cache = Some(store.clone());
     }

@@ -24,6 +24,19 @@ pub enum CompileError {
     )]
     ControlTokenText { what: String, token: String },
 
+    #[error(
+        "example {index}'s output {output:?} does not satisfy the given output contract \
+         ({contract}); fix the example or the contract"
+    )]
+    ExampleViolatesContract {
+        index: usize,
+        output: String,
+        contract: String,
+    },
+
+    #[error("the output contract cannot be used: {error}")]
+    Contract { error: paw_rt::Error },
+
     #[error("model file not found: {0}")]
     ModelNotFound(PathBuf),
 

@@ -30,6 +30,7 @@
 //! ```
 
 mod cache;
+pub mod contract;
 pub mod chat;
 pub mod error;
 mod options;
@@ -48,6 +49,7 @@ use std::time::Duration;
 
 use paw_format::{Program, ProgramId};
 
+pub use contract::{ContractRequest, ContractSource};
 pub use error::{CompileError, Result};
 pub use options::{CompileOptions, MAX_SPEC_LEN};
 pub use progress::{Progress, Stage};
@@ -138,14 +140,15 @@ pub(crate) fn key_from_hashes(
         .str(teacher.unwrap_or("none"))
         // Debug formatting of these plain values is stable and covers every field.
         .str(&format!(
-            "{}|{:?}|{:?}|{}|{}|{}|{:?}",
+            "{}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}",
             opts.seed,
             opts.train,
             opts.requests,
             opts.agreement_filter,
             opts.kinds,
             opts.pseudo_program_budget,
-            opts.adapter_dtype
+            opts.adapter_dtype,
+            opts.contract
         ))
         .finish()
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use paw_format::TensorDtype;
 use paw_store::Store;
 
+use crate::contract::ContractRequest;
 use crate::error::{CompileError, Result};
 use crate::train::TrainOptions;
 
@@ -37,6 +38,8 @@ pub struct CompileOptions {
     pub pseudo_program_budget: usize,
     /// Adapter storage precision; `None` = the smallest that loses nothing on validation.
     pub adapter_dtype: Option<TensorDtype>,
+    /// The program's output contract: inferred (default), given, or none.
+    pub contract: ContractRequest,
     /// Store whose stage cache holds finished stages (pseudo-program, training data), so that
     /// an interrupted or repeated compile resumes from them; `None` computes every stage and
     /// caches nothing. Not part of the compile key: it never changes the program.
@@ -58,6 +61,7 @@ impl CompileOptions {
             kinds: 8,
             pseudo_program_budget: 250,
             adapter_dtype: None,
+            contract: ContractRequest::Infer,
             cache: None,
         }
     }

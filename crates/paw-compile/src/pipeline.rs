@@ -11,13 +11,17 @@ use crate::progress::{Progress, Stage, StageClock};
 use crate::report::CompileReport;
 use crate::stages::{self, pack::ProgramDraft, validate::Validated};
 use crate::teacher::ChatModel;
+use crate::contract::{self, ContractRequest, Decided};
 use crate::{spec, CompileOptions, CompileOutput};
+use paw_format::OutputContract;
 
 /// What every stage reads: the options and what was derived from them once.
 pub(crate) struct Context<'a> {
     pub opts: &'a CompileOptions,
-    /// The label set the spec names (`None`: open outputs).
+    /// The label set the spec names, or the one given as the contract (`None`: open outputs).
     pub labels: Option<Vec<String>>,
+    /// The program's output contract and the checker of training data against it.
+    pub contract: Decided,
     /// The interpreter's tokenizer, and its hash (`spec/interpreter-identity.md`).
     pub tok: paw_rt::Tokenizer,
     pub tokenizer_hash: String,
@@ -43,9 +47,22 @@ impl<'a> Context<'a> {
             Some(p) => Some(paw_rt::weights_hash(p)?),
             None => None,
         };
+        let labels = match &opts.contract {
+            ContractRequest::Given(OutputContract::Labels { labels }) => Some(labels.clone()),
+            _ => spec::label_set(&opts.spec),
+        };
+        let contract = contract::decide(
+            &opts.contract,
+            &opts.spec,
+            labels.as_deref(),
+            &opts.examples,
+            &tok,
+        )?;
+        tracing::info!(contract = ?contract.contract.as_ref().map(OutputContract::summary), source = %contract.source, "output contract");
         Ok(Self {
             opts,
-            labels: spec::label_set(&opts.spec),
+            labels,
+            contract,
             tokenizer_hash: paw_rt::tokenizer_hash(&ct),
             chat: ChatTemplate::from_gguf(&ct, &path.display().to_string())?,
             tok,
@@ -109,6 +126,7 @@ pub(crate) fn run(
         interpreter: interpreter.identity().clone(),
         max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
         teacher_hash: ctx.teacher_hash.clone(),
+        contract: ctx.contract.contract.clone(),
     };
     let Validated {
         lora,
@@ -122,6 +140,7 @@ pub(crate) fn run(
     clock.start(Stage::Pack);
     let report = CompileReport {
         label_set: ctx.labels.clone(),
+        contract: ctx.contract.report(),
         pseudo_program: pp.report,
         data: data.report,
         training,

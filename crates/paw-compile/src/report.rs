@@ -16,6 +16,9 @@ use crate::train::TrainReport;
 pub struct CompileReport {
     /// The label set the spec names, or `None` for open outputs.
     pub label_set: Option<Vec<String>>,
+    /// The program's output contract (one line) and where it came from.
+    #[serde(default)]
+    pub contract: ContractReport,
     pub pseudo_program: PseudoProgramReport,
     pub data: DataReport,
     pub training: TrainReport,
@@ -24,6 +27,15 @@ pub struct CompileReport {
     pub held_out: Option<HeldOutReport>,
     /// Whether the trained adapter ships, or why not.
     pub adapter: AdapterVerdict,
+}
+
+/// The output contract the program carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContractReport {
+    /// `OutputContract::summary`, or `None` for no contract.
+    pub summary: Option<String>,
+    /// `ContractSource` as displayed: given, inferred from what, or why there is none.
+    pub source: String,
 }
 
 /// Stage 1.
@@ -41,6 +53,9 @@ pub struct DataReport {
     pub train: usize,
     pub validation: usize,
     pub rejected: usize,
+    /// Items (training and held-out) dropped because their output breaks the contract.
+    #[serde(default)]
+    pub contract_rejected: usize,
     /// Items (training and held-out) per label, in the label set's order; label sets only.
     pub per_label: Option<Vec<(String, usize)>>,
     pub teacher_direct: TeacherDirect,
@@ -137,6 +152,14 @@ impl CompileReport {
                 .as_ref()
                 .map_or("none (open output)".to_string(), |l| l.join(",")),
         );
+        put(
+            "contract",
+            self.contract
+                .summary
+                .clone()
+                .unwrap_or_else(|| "none".into()),
+        );
+        put("contract_source", self.contract.source.clone());
         let pp = &self.pseudo_program;
         put("pseudo_program_source", pp.source.to_string());
         put("pseudo_program_tokens", pp.tokens.to_string());
@@ -146,6 +169,7 @@ impl CompileReport {
         put("data_train", d.train.to_string());
         put("data_validation", d.validation.to_string());
         put("data_rejected", d.rejected.to_string());
+        put("data_contract_rejected", d.contract_rejected.to_string());
         if let Some(counts) = &d.per_label {
             let counts: Vec<String> = counts.iter().map(|(l, n)| format!("{l}={n}")).collect();
             put("data_per_label", counts.join(","));

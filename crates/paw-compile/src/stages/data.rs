@@ -46,7 +46,7 @@ pub(crate) fn run(
     // give 100%, so its answers are not asked again.
     let labels_are_answers = labels.is_none() || opts.agreement_filter;
     let Cached {
-        data,
+        mut data,
         teacher_answers,
     } = clock.cached_or(Stage::Data, opts.cache.as_ref(), &key, |clock| {
         let teacher = teacher.get()?;
@@ -75,6 +75,31 @@ pub(crate) fn run(
             teacher_answers,
         })
     })?;
+    // Outputs the program could never give under its contract teach it nothing it may use.
+    // The teacher's held-out answers (if any) stay aligned with the kept held-out items.
+    let before = data.train.len() + data.validation.len();
+    data.train.retain(|e| ctx.contract.allows(&e.output));
+    let keep: Vec<bool> = data
+        .validation
+        .iter()
+        .map(|e| ctx.contract.allows(&e.output))
+        .collect();
+    let mut k = keep.iter();
+    data.validation.retain(|_| *k.next().unwrap_or(&true));
+    let teacher_answers = teacher_answers.map(|answers| {
+        answers
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(a, &kept)| kept.then_some(a))
+            .collect::<Vec<_>>()
+    });
+    let contract_rejected = before - data.train.len() - data.validation.len();
+    if data.train.is_empty() {
+        return Err(crate::error::CompileError::NoValidData(format!(
+            "every training item breaks the output contract ({})",
+            ctx.contract.source
+        )));
+    }
     let val = &data.validation;
     let teacher_direct = match &teacher_answers {
         Some(answers) => TeacherDirect::Hits(validate::hits(val, answers)),
@@ -100,6 +125,7 @@ pub(crate) fn run(
         train: data.train.len(),
         validation: val.len(),
         rejected: data.rejected.len(),
+        contract_rejected,
         per_label,
         teacher_direct,
     };

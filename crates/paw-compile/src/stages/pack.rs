@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use paw_format::{
-    Adapter, GenerationConfig, InterpreterId, LoraPair, Program, Provenance, TargetModule,
+    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance, TargetModule,
     TensorData, TensorDtype,
 };
 
@@ -22,6 +22,8 @@ pub(crate) struct ProgramDraft<'a> {
     pub interpreter: InterpreterId,
     pub max_tokens: u32,
     pub teacher_hash: Option<String>,
+    /// Validation binds every candidate with it, as the program will run.
+    pub contract: Option<OutputContract>,
 }
 
 impl ProgramDraft<'_> {
@@ -38,7 +40,7 @@ impl ProgramDraft<'_> {
                 stop: Vec::new(),
                 temperature: 0.0,
             },
-            contract: None,
+            contract: self.contract.clone(),
             provenance: Provenance {
                 compiler: COMPILER_NAME.into(),
                 compiler_version: COMPILER_VERSION.into(),
