@@ -4,7 +4,8 @@
 //! - `interp-direct`: the interpreter prompted with the raw spec (no program);
 //! - `pseudo-only`: the compiled program without its adapter;
 //! - `teacher-direct`: the teacher prompted with the raw spec;
-//! - `paw`: the compiled program (interpreter + adapter).
+//! - `paw`: the compiled program (interpreter + adapter), its output contract enforced;
+//! - `paw-no-contract`: the same program decoded without its contract (`paw run --no-contract`).
 //!
 //! Direct prompts use the compiled programs' user-turn shape
 //! (`{spec}\n\n[INPUT]\n{input}\n[END_INPUT]` in the model's chat template), greedy decoding.
@@ -153,14 +154,16 @@ pub enum System {
     PseudoOnly,
     TeacherDirect,
     Paw,
+    PawNoContract,
 }
 
 impl System {
-    const ALL: [System; 4] = [
+    const ALL: [System; 5] = [
         System::InterpDirect,
         System::PseudoOnly,
         System::TeacherDirect,
         System::Paw,
+        System::PawNoContract,
     ];
 
     fn name(self) -> &'static str {
@@ -169,6 +172,7 @@ impl System {
             System::PseudoOnly => "pseudo-only",
             System::TeacherDirect => "teacher-direct",
             System::Paw => "paw",
+            System::PawNoContract => "paw-no-contract",
         }
     }
 }
@@ -662,7 +666,10 @@ fn measure(
     let function = bind().context("binding")?;
     let target = Counting {
         function: &function,
-        options: CallOptions::default(),
+        options: CallOptions {
+            use_contract: system != System::PawNoContract,
+            ..CallOptions::default()
+        },
         tokens: Cell::new(0),
     };
     bar.set_length(task.cases.len() as u64);
@@ -784,7 +791,9 @@ fn run_model(
                     let budget = direct_max_tokens(longest_output(task, interpreter.tokenizer())?);
                     direct_program(&task.spec, &chat, interpreter.identity(), budget)
                 }
-                System::PseudoOnly | System::Paw => match programs.get(&task.name) {
+                System::PseudoOnly | System::Paw | System::PawNoContract => match programs
+                    .get(&task.name)
+                {
                     Some(p) => p.clone(),
                     None => continue, // its compile failed; noted there
                 },
@@ -795,7 +804,7 @@ fn run_model(
                     .with_prefix(format!("{} {}", task.name, system.name())),
             );
             let bind = || match system {
-                System::Paw => interpreter.bind(&program),
+                System::Paw | System::PawNoContract => interpreter.bind(&program),
                 _ => interpreter.bind_without_adapter(&program),
             };
             match measure(system, task, bind, out.args.batch_size, &bar) {
@@ -902,7 +911,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             )?;
         }
     }
-    let compiled: Vec<System> = [System::PseudoOnly, System::Paw]
+    let compiled: Vec<System> = [System::PseudoOnly, System::Paw, System::PawNoContract]
         .into_iter()
         .filter(|&s| wanted(s))
         .collect();
