@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use paw_format::export::write_gguf_lora;
+use paw_format::export::{llama_cpp_contract, write_gguf_lora};
 
 use crate::output::{open_store, print_json};
 use crate::run::read_program;
@@ -50,16 +50,33 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .context("writing the export")?;
     tmp.persist(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    // The contract travels beside the adapter, in the form llama.cpp takes.
+    let contract_file = match program.contract.as_ref().and_then(llama_cpp_contract) {
+        Some((suffix, text)) => {
+            let path = args.output.with_extension(suffix);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
     if args.json {
-        print_json(
-            &serde_json::json!({ "id": id.to_string(), "format": "gguf-lora", "output": args.output, "bytes": bytes.len() }),
-        )
+        print_json(&serde_json::json!({
+            "id": id.to_string(),
+            "format": "gguf-lora",
+            "output": args.output,
+            "bytes": bytes.len(),
+            "contract": program.contract.as_ref().map(|c| c.summary()),
+            "contract_file": contract_file,
+        }))
     } else {
         println!(
             "wrote {} ({} bytes): adapter of {id} as a llama.cpp GGUF LoRA",
             args.output.display(),
             bytes.len()
         );
+        if let Some(path) = contract_file {
+            println!("wrote {}: its output contract for llama.cpp", path.display());
+        }
         Ok(())
     }
 }

@@ -132,6 +132,46 @@ fn put_kv_string(out: &mut Vec<u8>, key: &str, value: &str) {
     put_str(out, value);
 }
 
+/// The program's output contract in a form llama.cpp takes beside the exported adapter:
+/// `(file suffix, text)`. A label set becomes plain GBNF (`--grammar-file`); a JSON Schema is
+/// written as is (`--json-schema-file`); a pattern or Lark grammar becomes a grammar file for a
+/// llama.cpp built with llguidance (`%llguidance` header, `--grammar-file`). Free text has no
+/// grammar (bound the answer with `-n`), so `None`.
+pub fn llama_cpp_contract(contract: &crate::OutputContract) -> Option<(&'static str, String)> {
+    use crate::OutputContract as C;
+    match contract {
+        C::Labels { labels } => {
+            let alternatives: Vec<String> = labels.iter().map(|l| gbnf_literal(l)).collect();
+            Some(("gbnf", format!("root ::= {}\n", alternatives.join(" | "))))
+        }
+        C::JsonSchema { schema } => Some(("schema.json", schema.clone())),
+        C::Pattern { regex } => Some((
+            "llguidance.gbnf",
+            format!("%llguidance {{}}\nstart: /{}/\n", regex.replace('/', "\\/")),
+        )),
+        C::Grammar { lark } => Some(("llguidance.gbnf", format!("%llguidance {{}}\n{lark}"))),
+        C::Free { .. } => None,
+    }
+}
+
+/// A GBNF string literal: quotes, backslashes and control characters escaped.
+fn gbnf_literal(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -294,5 +334,28 @@ mod tests {
             write_gguf_lora(&p, &mut Vec::new()),
             Err(ExportError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn contracts_export_as_llama_cpp_grammars() {
+        use crate::OutputContract as C;
+        let labels = C::Labels {
+            labels: vec!["ERROR".into(), "say \"hi\"".into(), "a\\b".into()],
+        };
+        assert_eq!(
+            llama_cpp_contract(&labels),
+            Some((
+                "gbnf",
+                "root ::= \"ERROR\" | \"say \\\"hi\\\"\" | \"a\\\\b\"\n".to_string()
+            ))
+        );
+        let pattern = C::Pattern {
+            regex: "[0-9]+/[0-9]+".into(),
+        };
+        assert_eq!(
+            llama_cpp_contract(&pattern).map(|(_, t)| t),
+            Some("%llguidance {}\nstart: /[0-9]+\\/[0-9]+/\n".to_string())
+        );
+        assert_eq!(llama_cpp_contract(&C::Free { max_chars: 9 }), None);
     }
 }

@@ -311,3 +311,39 @@ fn batch_rows_finishing_early_equal_single_calls() {
         assert_eq!(f.call(input, &sampled).unwrap().token_ids, b.token_ids);
     }
 }
+
+#[test]
+fn contracts_hold_on_a_real_tokenizer_and_model() {
+    let Some(interp) = interpreter() else {
+        return;
+    };
+    let labels: Vec<String> = ["positive", "negative", "neutral"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let contracts = [
+        paw_format::OutputContract::Labels {
+            labels: labels.clone(),
+        },
+        paw_format::OutputContract::JsonSchema {
+            schema: r#"{"type":"object","properties":{"sentiment":{"enum":["positive","negative"]},"score":{"type":"integer","minimum":0,"maximum":10}},"required":["sentiment","score"],"additionalProperties":false,"x-guidance":{"whitespace_flexible":false}}"#.into(),
+        },
+        paw_format::OutputContract::Pattern {
+            regex: r"[0-9]{4}-[0-9]{2}-[0-9]{2}".into(),
+        },
+    ];
+    let inputs = ["I love it", "Terrible, broke after a day.", "It arrived on 3 May 2024."];
+    for contract in contracts {
+        let p = paw_format::Program {
+            contract: Some(contract.clone()),
+            ..program(interp.identity(), CHATML_TEMPLATE, None)
+        };
+        let f = interp.bind(&p).unwrap();
+        let checker = paw_rt::ContractChecker::new(interp.tokenizer(), &contract).unwrap();
+        for out in f.call_batch(&inputs, &opts(40)).unwrap() {
+            eprintln!("{}: {:?} ({:?})", contract.kind(), out.text, out.stop_reason);
+            assert_eq!(out.contract, paw_rt::ContractOutcome::Satisfied, "{:?}", out.text);
+            assert!(checker.allows(&out.text), "{contract}: {:?}", out.text);
+        }
+    }
+}
