@@ -90,6 +90,10 @@ pub struct BenchArgs {
     /// Base model GGUF [default: the installed qwen2.5-coder-0.5b-instruct-q4_k_m].
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Only measure what an output contract costs paw-rt per decoded token (the generation
+    /// program with a JSON-schema contract against the same program without; no llama.cpp).
+    #[arg(long)]
+    contract_cost: bool,
     /// Internal: run as the paw-rt worker with this config file.
     #[arg(long, hide = true)]
     worker: Option<PathBuf>,
@@ -108,6 +112,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => installed_model()?,
     };
+    if args.contract_cost {
+        let report = contract_cost(&model, &dir, args.rounds)?;
+        let path = dir.join("contract.md");
+        fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+        println!("{report}");
+        eprintln!("report saved to {}", path.display());
+        return Ok(());
+    }
     let python = ensure_venv(args.llama_build)?;
     let config_path = prepare(&model, &dir)?;
 
@@ -343,6 +355,72 @@ fn prepare(model: &Path, dir: &Path) -> Result<PathBuf> {
     let path = dir.join("config.json");
     fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
     Ok(path)
+}
+
+/// A JSON-schema contract whose answers can run to the token limit (open strings and arrays),
+/// so every decode step of both variants is a real step.
+const CONTRACT_SCHEMA: &str = r#"{"type":"object","properties":{"summary":{"type":"string"},"steps":{"type":"array","items":{"type":"string"}}},"required":["summary","steps"],"additionalProperties":false}"#;
+
+/// Decode tok/s of the generation program with and without [`CONTRACT_SCHEMA`], alternating
+/// the variants' order between rounds; medians and their ratio, as Markdown.
+fn contract_cost(model: &Path, dir: &Path, rounds: usize) -> Result<String> {
+    prepare(model, dir)?;
+    let (plain, _) = Program::read(&dir.join("generate.paw"))?;
+    let constrained = Program {
+        contract: Some(paw_format::OutputContract::JsonSchema {
+            schema: CONTRACT_SCHEMA.into(),
+        }),
+        ..plain.clone()
+    };
+    let interp = Interpreter::load(model)?;
+    let t = Instant::now();
+    let variants = [
+        ("none", interp.bind(&plain)?),
+        ("json-schema", interp.bind(&constrained)?),
+    ];
+    let bind_secs = t.elapsed().as_secs_f64();
+    let inputs = short_inputs();
+    let inputs = &inputs[..4];
+    let opts = CallOptions {
+        max_tokens: Some(DECODE_TOKENS),
+        ..CallOptions::default()
+    };
+    // Per variant: tok/s of each round, and tokens per answer.
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut per_answer: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for v in order {
+            let (mut tokens, mut secs) = (0usize, 0.0f64);
+            for input in inputs {
+                let o = variants[v].1.call(input, &opts)?;
+                tokens += o.generated_tokens.saturating_sub(1);
+                secs += o.timings.decode.as_secs_f64();
+                per_answer[v].push(o.generated_tokens as f64);
+            }
+            rates[v].push(tokens as f64 / secs.max(1e-9));
+            eprintln!("round {round} {}: {:.2} tok/s", variants[v].0, tokens as f64 / secs);
+        }
+    }
+    let (none, json) = (median(&rates[0]), median(&rates[1]));
+    let mut out = String::new();
+    writeln!(out, "## Output contract cost (`cargo xtask bench --contract-cost`)\n")?;
+    writeln!(
+        out,
+        "CPU: {}; threads: {}; model {}; the rank-{RANK} generation program, max {DECODE_TOKENS} tokens, {} inputs x {rounds} rounds, variants alternated; binding both (prefix caches, the contract's token trie and grammar) took {bind_secs:.2} s.\n",
+        cpu_model(),
+        candle_core::utils::get_num_threads(),
+        model.display(),
+        inputs.len(),
+    )?;
+    writeln!(out, "| contract | decode tok/s (median) | tokens per answer (mean) |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    for (v, rate) in [none, json].iter().enumerate() {
+        let mean = per_answer[v].iter().sum::<f64>() / per_answer[v].len().max(1) as f64;
+        writeln!(out, "| {} | {rate:.2} | {mean:.1} |", variants[v].0)?;
+    }
+    writeln!(out, "\njson-schema / none: {:.3}x decode tok/s", json / none)?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- workers
