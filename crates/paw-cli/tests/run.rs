@@ -269,3 +269,53 @@ fn verify_checks_the_interpreter_and_names_both_on_mismatch() {
         "only the weights differ: {err}"
     );
 }
+
+/// `write_program`'s program with a label-set contract, written into `dir`.
+fn write_labels_program(model: &Path, dir: &Path, labels: &[&str]) -> PathBuf {
+    let (base, _) = Program::read(&write_program(model, dir)).unwrap();
+    let program = Program {
+        contract: Some(paw_format::OutputContract::Labels {
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..base
+    };
+    let path = dir.join("labels.paw");
+    program.write_to(&path).unwrap();
+    path
+}
+
+#[test]
+fn run_enforces_the_contract_and_no_contract_turns_it_off() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let labels = ["red", "green", "blue"];
+    let program = write_labels_program(&model, dir.path(), &labels);
+    let (p, m) = (program.to_str().unwrap(), model.to_str().unwrap());
+    let record = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["run", p, "banana", "--model", m, "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(ok_stdout(&paw(dir.path(), &args, None)).trim()).unwrap()
+    };
+    let with = record(&[]);
+    assert!(labels.contains(&with["output"].as_str().unwrap()), "{with}");
+    assert_eq!(with["contract"], "satisfied");
+    let without = record(&["--no-contract"]);
+    assert_eq!(without["contract"], "not-applied");
+    // The model asked to repeat the word repeats it: the contract is what made it a label.
+    assert!(!labels.contains(&without["output"].as_str().unwrap()), "{without}");
+}
+
+#[test]
+fn an_answer_cut_before_its_contract_is_satisfied_fails_the_command() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_labels_program(&model, dir.path(), &["a very long label indeed", "another long one"]);
+    let out = paw(
+        dir.path(),
+        &["run", program.to_str().unwrap(), "x", "--model", model.to_str().unwrap(), "--max-tokens", "1"],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("raise --max-tokens"), "{stderr}");
+}
