@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::error::{FormatError, Result};
 use crate::layout::{MAX_CONTRACT_TEXT_LEN, MAX_LABELS, MAX_STRING_LEN};
+use crate::program::check_len;
 
 /// What every answer of a program must be. Covered by the program's id like every other field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,17 +108,6 @@ fn one_line(text: &str) -> String {
         Some((cut, _)) => format!("{}...", &flat[..cut]),
         None => flat,
     }
-}
-
-fn check_len(field: &'static str, text: &str, max: usize) -> Result<()> {
-    if text.len() > max {
-        return Err(FormatError::TextTooLong {
-            field,
-            len: text.len() as u64,
-            max: max as u64,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

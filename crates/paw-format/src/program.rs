@@ -523,7 +523,7 @@ pub(crate) fn validate_tensor(
     Ok(())
 }
 
-fn check_len(field: &'static str, text: &str, max: usize) -> Result<()> {
+pub(crate) fn check_len(field: &'static str, text: &str, max: usize) -> Result<()> {
     if text.len() > max {
         return Err(FormatError::TextTooLong {
             field,
