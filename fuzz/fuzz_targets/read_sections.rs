@@ -16,6 +16,7 @@ const FIXTURES: [&[u8]; 3] = [
     include_bytes!("../../fixtures/programs/prompt-only.paw"),
     include_bytes!("../../fixtures/programs/adapter-mixed.paw"),
     include_bytes!("../../fixtures/programs/multilingual.paw"),
+    include_bytes!("../../fixtures/programs/labels-contract.paw"),
 ];
 
 fuzz_target!(|data: &[u8]| {
