@@ -12,7 +12,7 @@ mod raw;
 use libfuzzer_sys::fuzz_target;
 use paw_format::{inspect, Program};
 
-const FIXTURES: [&[u8]; 3] = [
+const FIXTURES: [&[u8]; 4] = [
     include_bytes!("../../fixtures/programs/prompt-only.paw"),
     include_bytes!("../../fixtures/programs/adapter-mixed.paw"),
     include_bytes!("../../fixtures/programs/multilingual.paw"),
