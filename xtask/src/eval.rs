@@ -1002,6 +1002,7 @@ mod tests {
         vec!["a".into(), "b".into()]
     }
 
+    /// Every system but paw-no-contract, whose column stays blank.
     fn all_runs() -> Vec<SystemRun> {
         vec![
             run(System::InterpDirect, "a", 1, 10),
@@ -1024,11 +1025,11 @@ mod tests {
         );
         assert_eq!(
             t.rows[0].exact,
-            vec![Some(0.1), Some(0.4), Some(0.5), Some(0.9)]
+            vec![Some(0.1), Some(0.4), Some(0.5), Some(0.9), None]
         );
         assert_eq!(
             t.rows[1].normalised,
-            vec![Some(0.4), Some(0.7), Some(0.6), Some(0.8)]
+            vec![Some(0.4), Some(0.7), Some(0.6), Some(0.8), None]
         );
         let o = &t.overall;
         let want = [0.2, 0.5, 0.5, 0.8];
@@ -1072,7 +1073,7 @@ mod tests {
         assert_eq!(t.systems[3].tasks, 1);
         let md = t.markdown();
         let b_row = md.lines().find(|l| l.starts_with("| b |")).expect("row b");
-        assert_eq!(b_row, "| b | 30.0 | – | 50.0 | – | – | – | – |");
+        assert_eq!(b_row, "| b | 30.0 | – | 50.0 | – | – | – | – | – |");
         let overall = md
             .lines()
             .find(|l| l.contains("overall"))
@@ -1095,15 +1096,15 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(
             lines[0],
-            "| task | interp-direct | pseudo-only | teacher-direct | paw | paw compile s | paw gen tok/s | paw peak RSS MiB |"
+            "| task | interp-direct | pseudo-only | teacher-direct | paw | paw-no-contract | paw compile s | paw gen tok/s | paw peak RSS MiB |"
         );
         assert_eq!(
             lines[2],
-            "| a | 10.0 | 40.0 | 50.0 | 90.0 | 61 | 20.0 | 900 |"
+            "| a | 10.0 | 40.0 | 50.0 | 90.0 | – | 61 | 20.0 | 900 |"
         );
         assert_eq!(
             lines[4],
-            "| **overall (mean)** | 20.0 | 50.0 | 50.0 | 80.0 | 71 | 20.0 | 900 |"
+            "| **overall (mean)** | 20.0 | 50.0 | 50.0 | 80.0 | – | 71 | 20.0 | 900 |"
         );
         assert!(
             md.contains("| teacher-direct | 2 | 50.0 | 60.0 | 20 | 0 | 20.0 | 5.00 | 500 |"),
