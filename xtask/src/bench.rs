@@ -399,12 +399,19 @@ fn contract_cost(model: &Path, dir: &Path, rounds: usize) -> Result<String> {
                 per_answer[v].push(o.generated_tokens as f64);
             }
             rates[v].push(tokens as f64 / secs.max(1e-9));
-            eprintln!("round {round} {}: {:.2} tok/s", variants[v].0, tokens as f64 / secs);
+            eprintln!(
+                "round {round} {}: {:.2} tok/s",
+                variants[v].0,
+                tokens as f64 / secs
+            );
         }
     }
     let (none, json) = (median(&rates[0]), median(&rates[1]));
     let mut out = String::new();
-    writeln!(out, "## Output contract cost (`cargo xtask bench --contract-cost`)\n")?;
+    writeln!(
+        out,
+        "## Output contract cost (`cargo xtask bench --contract-cost`)\n"
+    )?;
     writeln!(
         out,
         "CPU: {}; threads: {}; model {}; the rank-{RANK} generation program, max {DECODE_TOKENS} tokens, {} inputs x {rounds} rounds, variants alternated; binding both (prefix caches, the contract's token trie and grammar) took {bind_secs:.2} s.\n",
@@ -413,13 +420,20 @@ fn contract_cost(model: &Path, dir: &Path, rounds: usize) -> Result<String> {
         model.display(),
         inputs.len(),
     )?;
-    writeln!(out, "| contract | decode tok/s (median) | tokens per answer (mean) |")?;
+    writeln!(
+        out,
+        "| contract | decode tok/s (median) | tokens per answer (mean) |"
+    )?;
     writeln!(out, "|---|---:|---:|")?;
     for (v, rate) in [none, json].iter().enumerate() {
         let mean = per_answer[v].iter().sum::<f64>() / per_answer[v].len().max(1) as f64;
         writeln!(out, "| {} | {rate:.2} | {mean:.1} |", variants[v].0)?;
     }
-    writeln!(out, "\njson-schema / none: {:.3}x decode tok/s", json / none)?;
+    writeln!(
+        out,
+        "\njson-schema / none: {:.3}x decode tok/s",
+        json / none
+    )?;
     Ok(out)
 }
 

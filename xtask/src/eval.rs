@@ -791,12 +791,12 @@ fn run_model(
                     let budget = direct_max_tokens(longest_output(task, interpreter.tokenizer())?);
                     direct_program(&task.spec, &chat, interpreter.identity(), budget)
                 }
-                System::PseudoOnly | System::Paw | System::PawNoContract => match programs
-                    .get(&task.name)
-                {
-                    Some(p) => p.clone(),
-                    None => continue, // its compile failed; noted there
-                },
+                System::PseudoOnly | System::Paw | System::PawNoContract => {
+                    match programs.get(&task.name) {
+                        Some(p) => p.clone(),
+                        None => continue, // its compile failed; noted there
+                    }
+                }
             };
             let bar = bars.add(
                 ProgressBar::new(0)

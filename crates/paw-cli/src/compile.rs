@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, Stage};
-use paw_format::OutputContract;
 use paw_eval::load_cases;
+use paw_format::OutputContract;
 use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
 

@@ -75,7 +75,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
             bytes.len()
         );
         if let Some(path) = contract_file {
-            println!("wrote {}: its output contract for llama.cpp", path.display());
+            println!(
+                "wrote {}: its output contract for llama.cpp",
+                path.display()
+            );
         }
         Ok(())
     }

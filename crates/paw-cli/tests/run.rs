@@ -302,17 +302,32 @@ fn run_enforces_the_contract_and_no_contract_turns_it_off() {
     let without = record(&["--no-contract"]);
     assert_eq!(without["contract"], "not-applied");
     // The model asked to repeat the word repeats it: the contract is what made it a label.
-    assert!(!labels.contains(&without["output"].as_str().unwrap()), "{without}");
+    assert!(
+        !labels.contains(&without["output"].as_str().unwrap()),
+        "{without}"
+    );
 }
 
 #[test]
 fn an_answer_cut_before_its_contract_is_satisfied_fails_the_command() {
     let Some(model) = smollm2() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let program = write_labels_program(&model, dir.path(), &["a very long label indeed", "another long one"]);
+    let program = write_labels_program(
+        &model,
+        dir.path(),
+        &["a very long label indeed", "another long one"],
+    );
     let out = paw(
         dir.path(),
-        &["run", program.to_str().unwrap(), "x", "--model", model.to_str().unwrap(), "--max-tokens", "1"],
+        &[
+            "run",
+            program.to_str().unwrap(),
+            "x",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-tokens",
+            "1",
+        ],
         None,
     );
     assert!(!out.status.success());

@@ -35,7 +35,10 @@ pub enum ContractSource {
     /// A format the spec names (`YYYY-MM-DD`, `E.164`, ...).
     SpecFormat(&'static str),
     /// Inferred, then dropped because an example's output does not satisfy it.
-    Dropped { kind: &'static str, example: usize },
+    Dropped {
+        kind: &'static str,
+        example: usize,
+    },
     /// Nothing recognised.
     NotInferred,
     /// `--no-contract`.
@@ -111,8 +114,8 @@ pub(crate) fn decide(
             checker: None,
         });
     };
-    let checker = ContractChecker::new(tok, &contract)
-        .map_err(|error| CompileError::Contract { error })?;
+    let checker =
+        ContractChecker::new(tok, &contract).map_err(|error| CompileError::Contract { error })?;
     let refused = examples
         .iter()
         .position(|(_, o)| !checker.allows(as_answer(&contract, o)));
@@ -186,11 +189,7 @@ const FORMATS: &[(&str, &[&str], &str)] = &[
     ),
     ("HH:MM:SS", &["hh:mm:ss"], r"[0-9]{2}:[0-9]{2}:[0-9]{2}"),
     ("HH:MM", &["hh:mm"], r"[0-9]{2}:[0-9]{2}"),
-    (
-        "E.164",
-        &["e.164", "e164"],
-        r"\+[1-9][0-9]{6,14}",
-    ),
+    ("E.164", &["e.164", "e164"], r"\+[1-9][0-9]{6,14}"),
     (
         "an ISO 3166-1 alpha-2 code",
         &["alpha-2", "alpha2"],
@@ -207,7 +206,11 @@ const FORMATS: &[(&str, &[&str], &str)] = &[
         r"[0-9]+\.[0-9]+\.[0-9]+",
     ),
     ("snake_case", &["snake_case"], r"[a-z0-9]+(?:_[a-z0-9]+)*"),
-    ("kebab-case", &["to kebab-case"], r"[a-z0-9]+(?:-[a-z0-9]+)*"),
+    (
+        "kebab-case",
+        &["to kebab-case"],
+        r"[a-z0-9]+(?:-[a-z0-9]+)*",
+    ),
     (
         "an amount with two decimals",
         &["two decimals", "2 decimals", "two decimal places"],
@@ -215,7 +218,12 @@ const FORMATS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "an integer",
-        &["the integer", "an integer", "whole number", "only the integer"],
+        &[
+            "the integer",
+            "an integer",
+            "whole number",
+            "only the integer",
+        ],
         r"-?[0-9]+",
     ),
 ];
@@ -266,10 +274,7 @@ fn json_schema_of(outputs: &[&str]) -> Option<Value> {
     }
     let mut schema = schema_of(&values.iter().collect::<Vec<_>>());
     if let Value::Object(m) = &mut schema {
-        m.insert(
-            "x-guidance".into(),
-            json!({"whitespace_flexible": false}),
-        );
+        m.insert("x-guidance".into(), json!({"whitespace_flexible": false}));
     }
     Some(schema)
 }
@@ -361,7 +366,12 @@ mod tests {
     #[test]
     fn label_sets_come_first() {
         let labels = vec!["a".to_string(), "b".to_string()];
-        let (c, src) = infer("Return ONLY a or b. Dates as YYYY-MM-DD.", Some(&labels), &[]).unwrap();
+        let (c, src) = infer(
+            "Return ONLY a or b. Dates as YYYY-MM-DD.",
+            Some(&labels),
+            &[],
+        )
+        .unwrap();
         assert_eq!(src, ContractSource::SpecLabels);
         assert_eq!(c, OutputContract::Labels { labels });
     }
@@ -376,7 +386,10 @@ mod tests {
         assert_eq!(schema["required"], json!(["title", "minutes", "room"]));
         assert_eq!(schema["additionalProperties"], json!(false));
         assert_eq!(schema["properties"]["minutes"], json!({"type": "integer"}));
-        assert_eq!(schema["properties"]["room"], json!({"type": ["null", "string"]}));
+        assert_eq!(
+            schema["properties"]["room"],
+            json!({"type": ["null", "string"]})
+        );
         assert_eq!(schema["x-guidance"], json!({"whitespace_flexible": false}));
     }
 
@@ -410,7 +423,12 @@ mod tests {
 
     #[test]
     fn named_formats_become_patterns_with_the_spec_sentinels() {
-        let (c, src) = infer("Convert to ISO 8601 (YYYY-MM-DD). Output NONE if no date.", None, &[]).unwrap();
+        let (c, src) = infer(
+            "Convert to ISO 8601 (YYYY-MM-DD). Output NONE if no date.",
+            None,
+            &[],
+        )
+        .unwrap();
         assert_eq!(src, ContractSource::SpecFormat("an ISO 8601 date"));
         assert_eq!(
             c,
@@ -419,7 +437,12 @@ mod tests {
             }
         );
         let (c, _) = infer("Normalise to E.164.", None, &[]).unwrap();
-        assert_eq!(c, OutputContract::Pattern { regex: r"\+[1-9][0-9]{6,14}".into() });
+        assert_eq!(
+            c,
+            OutputContract::Pattern {
+                regex: r"\+[1-9][0-9]{6,14}".into()
+            }
+        );
         assert!(infer("Summarise the text in one sentence.", None, &["A summary."]).is_none());
     }
 

@@ -30,8 +30,8 @@
 //! ```
 
 mod cache;
-pub mod contract;
 pub mod chat;
+pub mod contract;
 pub mod error;
 mod options;
 mod pipeline;

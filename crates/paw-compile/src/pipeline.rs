@@ -6,12 +6,12 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::Content;
 
 use crate::chat::ChatTemplate;
+use crate::contract::{self, ContractRequest, Decided};
 use crate::error::{CompileError, Result};
 use crate::progress::{Progress, Stage, StageClock};
 use crate::report::CompileReport;
 use crate::stages::{self, pack::ProgramDraft, validate::Validated};
 use crate::teacher::ChatModel;
-use crate::contract::{self, ContractRequest, Decided};
 use crate::{spec, CompileOptions, CompileOutput};
 use paw_format::OutputContract;
 

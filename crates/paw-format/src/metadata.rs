@@ -6,8 +6,8 @@
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::error::DecodeError;
 
-use crate::error::{FormatError, Result, TensorRole};
 use crate::contract::OutputContract;
+use crate::error::{FormatError, Result, TensorRole};
 use crate::layout::{
     FieldReader, SectionKind, MAX_CONTRACT_LEN, MAX_METADATA_LEN, MAX_TEXTS_LEN, TENSOR_ENTRY_LEN,
 };

@@ -5,13 +5,13 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
+use crate::contract::OutputContract;
 use crate::error::{FormatError, Result, TensorName, TensorRole};
 use crate::id::ProgramId;
 use crate::layout::{
     align_up, Compression, Header, SectionEntry, SectionKind, FLAG_MUST_UNDERSTAND, MAX_FILE_LEN,
     SECTION_ENTRY_LEN,
 };
-use crate::contract::OutputContract;
 use crate::metadata::{ContractV1, MetadataV1, TensorEntry, TextsV1};
 use crate::program::{
     check_pair_order, validate_adapter_header, validate_tensor, validate_texts, Adapter,

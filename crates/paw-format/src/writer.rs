@@ -7,7 +7,8 @@ use crate::error::{FormatError, Result, TensorRole};
 use crate::id::ProgramId;
 use crate::layout::{
     align_up, Compression, Header, SectionEntry, SectionKind, ALIGNMENT, FLAG_MUST_UNDERSTAND,
-    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_MINOR_WITHOUT_CONTRACT, HEADER_LEN, SECTION_ENTRY_LEN, ZSTD_LEVEL,
+    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_MINOR_WITHOUT_CONTRACT, HEADER_LEN, SECTION_ENTRY_LEN,
+    ZSTD_LEVEL,
 };
 use crate::metadata::{ContractV1, MetadataV1, TensorEntry, TextsV1};
 use crate::program::Program;

@@ -706,7 +706,10 @@ fn contract_bytes_follow_the_spec_encoding_rules() {
     }
     let section = sections_of(&bytes).pop().expect("has sections");
     assert_eq!(section.kind, 5);
-    assert_eq!(section.flags, 1, "must-understand: an older reader refuses the file");
+    assert_eq!(
+        section.flags, 1,
+        "must-understand: an older reader refuses the file"
+    );
     assert_eq!(section.content, expected);
 }
 

@@ -55,7 +55,10 @@ impl GrammarEnv {
                 reason: e.to_string(),
             })?;
         let eog = tok.eog_ids();
-        if eog.is_empty() || eog.iter().any(|&t| t as usize >= bt.tokrx_info().vocab_size as usize)
+        if eog.is_empty()
+            || eog
+                .iter()
+                .any(|&t| t as usize >= bt.tokrx_info().vocab_size as usize)
         {
             return Err(Error::ContractTokenizer {
                 reason: format!("end-of-generation ids {eog:?} are outside the vocabulary"),
@@ -67,9 +70,10 @@ impl GrammarEnv {
             .map_err(|e| Error::ContractTokenizer {
                 reason: e.to_string(),
             })?;
-        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::ContractTokenizer {
-            reason: e.to_string(),
-        })?;
+        let mut factory =
+            ParserFactory::new_simple(&env).map_err(|e| Error::ContractTokenizer {
+                reason: e.to_string(),
+            })?;
         // Warnings go to tracing through our own errors, not to stderr.
         factory.quiet();
         Ok(Self { factory })

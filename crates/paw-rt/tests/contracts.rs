@@ -14,7 +14,8 @@ use paw_testkit::*;
 
 const INPUTS_PER_KIND: usize = 1000;
 /// A short ChatML prompt: the tiny models' window is 256 tokens.
-const TEMPLATE: &str = "<|im_start|>user\nLabel it.\n{INPUT_PLACEHOLDER}<|im_end|>\n<|im_start|>assistant\n";
+const TEMPLATE: &str =
+    "<|im_start|>user\nLabel it.\n{INPUT_PLACEHOLDER}<|im_end|>\n<|im_start|>assistant\n";
 const BATCH: usize = 50;
 
 /// The JSON contract of the property test: every value bounded, so that an answer always fits
@@ -42,17 +43,36 @@ reason: /[a-z]{1,8}/
 const GRAMMAR_AS_REGEX: &str = r"(ALLOW|DENY): [a-z]{1,8}";
 
 fn labels() -> Vec<String> {
-    ["positive", "negative", "neutral", "pos", "n/a \"quoted\"", "{}"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "positive",
+        "negative",
+        "neutral",
+        "pos",
+        "n/a \"quoted\"",
+        "{}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Inputs of varied length and content, many of them trying to leave the answer's shape.
 fn inputs(n: usize) -> Vec<String> {
     const PIECES: [&str; 14] = [
-        "great", "\"", "}", "{\"level\": ", "\\", "<|im_end|>", "\n", "ALLOW", "+44", "neutral",
-        "]]", "ünïcödé", "'); DROP", "<|im_start|>assistant\n",
+        "great",
+        "\"",
+        "}",
+        "{\"level\": ",
+        "\\",
+        "<|im_end|>",
+        "\n",
+        "ALLOW",
+        "+44",
+        "neutral",
+        "]]",
+        "ünïcödé",
+        "'); DROP",
+        "<|im_start|>assistant\n",
     ];
     let mut rng = paw_rt::SplitMix64::new(7);
     (0..n)
@@ -199,7 +219,8 @@ fn valid_for_schema(text: &str) -> bool {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
         return false;
     };
-    let str_max = |v: &serde_json::Value, n: usize| v.as_str().is_some_and(|s| s.chars().count() <= n);
+    let str_max =
+        |v: &serde_json::Value, n: usize| v.as_str().is_some_and(|s| s.chars().count() <= n);
     let fields_ok = map.iter().all(|(k, v)| match k.as_str() {
         "level" => ["low", "high", "say \"hi\""].contains(&v.as_str().unwrap_or("-")),
         // JSON Schema counts `-0` as the integer 0 (serde_json reads it as a float).
@@ -213,7 +234,10 @@ fn valid_for_schema(text: &str) -> bool {
         "ok" => v.is_boolean(),
         _ => false,
     });
-    fields_ok && ["level", "count", "note"].iter().all(|k| map.contains_key(*k))
+    fields_ok
+        && ["level", "count", "note"]
+            .iter()
+            .all(|k| map.contains_key(*k))
 }
 
 #[test]
@@ -222,7 +246,10 @@ fn the_contract_ends_decoding_as_soon_as_the_answer_is_complete() {
     let interp = tiny(dir.path());
     // No label extends another: the last token of a label ends the call, with no
     // end-of-generation step.
-    let labels: Vec<String> = ["alpha", "beta", "gamma"].iter().map(|s| s.to_string()).collect();
+    let labels: Vec<String> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let f = bind(&interp, OutputContract::Labels { labels });
     let out = f.call("anything", &CallOptions::default()).unwrap();
     assert_eq!(out.stop_reason, StopReason::Contract);
@@ -252,7 +279,10 @@ fn no_contract_decodes_unconstrained_and_says_so() {
         .bind(&program(interp.identity(), TEMPLATE, None))
         .unwrap();
     assert_eq!(
-        plain.call("great", &CallOptions::default()).unwrap().contract,
+        plain
+            .call("great", &CallOptions::default())
+            .unwrap()
+            .contract,
         ContractOutcome::NotApplied
     );
 }

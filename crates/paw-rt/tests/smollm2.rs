@@ -332,7 +332,11 @@ fn contracts_hold_on_a_real_tokenizer_and_model() {
             regex: r"[0-9]{4}-[0-9]{2}-[0-9]{2}".into(),
         },
     ];
-    let inputs = ["I love it", "Terrible, broke after a day.", "It arrived on 3 May 2024."];
+    let inputs = [
+        "I love it",
+        "Terrible, broke after a day.",
+        "It arrived on 3 May 2024.",
+    ];
     for contract in contracts {
         let p = paw_format::Program {
             contract: Some(contract.clone()),
@@ -341,8 +345,18 @@ fn contracts_hold_on_a_real_tokenizer_and_model() {
         let f = interp.bind(&p).unwrap();
         let checker = paw_rt::ContractChecker::new(interp.tokenizer(), &contract).unwrap();
         for out in f.call_batch(&inputs, &opts(40)).unwrap() {
-            eprintln!("{}: {:?} ({:?})", contract.kind(), out.text, out.stop_reason);
-            assert_eq!(out.contract, paw_rt::ContractOutcome::Satisfied, "{:?}", out.text);
+            eprintln!(
+                "{}: {:?} ({:?})",
+                contract.kind(),
+                out.text,
+                out.stop_reason
+            );
+            assert_eq!(
+                out.contract,
+                paw_rt::ContractOutcome::Satisfied,
+                "{:?}",
+                out.text
+            );
             assert!(checker.allows(&out.text), "{contract}: {:?}", out.text);
         }
     }

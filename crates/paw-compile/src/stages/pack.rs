@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use paw_format::{
-    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance, TargetModule,
-    TensorData, TensorDtype,
+    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance,
+    TargetModule, TensorData, TensorDtype,
 };
 
 use crate::error::Result;

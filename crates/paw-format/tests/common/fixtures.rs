@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use paw_format::{
-    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance, TargetModule,
-    TensorData, TensorDtype, INPUT_PLACEHOLDER,
+    Adapter, GenerationConfig, InterpreterId, LoraPair, OutputContract, Program, Provenance,
+    TargetModule, TensorData, TensorDtype, INPUT_PLACEHOLDER,
 };
 
 /// SplitMix64: a fixed-seed generator so fixture bytes never change. The same generator as
