@@ -2,7 +2,7 @@
 //! token mask is applied to the logits before a token is picked, so every finished answer
 //! satisfies the contract by construction (`spec/paw-format.md`, section 7a).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
@@ -82,46 +82,23 @@ impl GrammarEnv {
 
 /// Checks finished texts against a contract with the same grammar the runtime decodes with: the
 /// compiler uses it to drop training data that no constrained answer could be.
+#[derive(Debug)]
 pub struct ContractChecker {
     contract: CompiledContract,
-    env: Option<Arc<GrammarEnv>>,
-}
-
-impl std::fmt::Debug for ContractChecker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContractChecker")
-            .field("contract", &self.contract)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ContractChecker {
     /// Compiles `contract` over `tok` (typed error if it cannot be enforced).
     pub fn new(tok: &Tokenizer, contract: &OutputContract) -> Result<Self> {
-        let mut env = None;
-        let compiled = CompiledContract::compile(contract, || {
-            let e = Arc::new(GrammarEnv::new(tok, tok.vocab_size())?);
-            env = Some(Arc::clone(&e));
-            Ok(e)
+        let contract = CompiledContract::compile(contract, || {
+            Ok(Arc::new(GrammarEnv::new(tok, tok.vocab_size())?))
         })?;
-        Ok(Self {
-            contract: compiled,
-            env,
-        })
+        Ok(Self { contract })
     }
 
     /// Whether `text` is a complete answer the contract allows.
     pub fn allows(&self, text: &str) -> bool {
-        match (self.contract.start(), &self.env) {
-            (RowContract::MaxChars(n), _) => text.chars().count() <= n,
-            (RowContract::Grammar(mut m), Some(env)) => {
-                let tokens = env.factory.tok_env().tokenize_bytes(text.as_bytes());
-                matches!(m.validate_tokens(&tokens), Ok(n) if n == tokens.len())
-                    && m.consume_tokens(&tokens).is_ok()
-                    && (m.is_stopped() || m.is_accepting().unwrap_or(false))
-            }
-            (RowContract::Grammar(_), None) => false,
-        }
+        self.contract.start().accepts_whole(text)
     }
 }
 
@@ -129,7 +106,7 @@ impl ContractChecker {
 #[derive(Clone)]
 pub(crate) enum CompiledContract {
     /// A grammar's start state; every row of a call decodes with its own clone.
-    Grammar(Arc<Mutex<Matcher>>),
+    Grammar(Arc<Matcher>),
     /// Free text: cut at this many characters.
     MaxChars(usize),
 }
@@ -182,16 +159,13 @@ impl CompiledContract {
                 reason: "no answer satisfies it".into(),
             });
         }
-        Ok(Self::Grammar(Arc::new(Mutex::new(matcher))))
+        Ok(Self::Grammar(Arc::new(matcher)))
     }
 
     /// The per-row decoding state of one call.
     pub(crate) fn start(&self) -> RowContract {
         match self {
-            Self::Grammar(m) => {
-                let m = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                RowContract::Grammar(Box::new(m.clone()))
-            }
+            Self::Grammar(m) => RowContract::Grammar(Box::new(Matcher::clone(m))),
             Self::MaxChars(n) => RowContract::MaxChars(*n),
         }
     }
@@ -245,6 +219,22 @@ impl RowContract {
                 }
                 None => Ok(text.chars().count() == *n),
             },
+        }
+    }
+
+    /// From the start state: whether `text` as a whole is a complete answer.
+    fn accepts_whole(&mut self, text: &str) -> bool {
+        match self {
+            Self::Grammar(m) => {
+                let Ok(env) = m.tok_env() else {
+                    return false;
+                };
+                let tokens = env.tokenize_bytes(text.as_bytes());
+                matches!(m.validate_tokens(&tokens), Ok(n) if n == tokens.len())
+                    && m.consume_tokens(&tokens).is_ok()
+                    && self.is_complete()
+            }
+            Self::MaxChars(n) => text.chars().count() <= *n,
         }
     }
 
