@@ -65,23 +65,27 @@ impl std::fmt::Display for ContractSource {
 /// The contract a compile uses, checked against the trusted examples, with a checker for the
 /// training data.
 pub(crate) struct Decided {
-    pub contract: Option<OutputContract>,
+    /// The contract and its checker; `None` for no contract.
+    pub enforced: Option<(OutputContract, ContractChecker)>,
     pub source: ContractSource,
-    pub checker: Option<ContractChecker>,
 }
 
 impl Decided {
+    pub fn contract(&self) -> Option<&OutputContract> {
+        self.enforced.as_ref().map(|(c, _)| c)
+    }
+
     /// Whether a training item's output is an answer the program could give.
     pub fn allows(&self, output: &str) -> bool {
-        match (&self.contract, &self.checker) {
-            (Some(c), Some(checker)) => checker.allows(as_answer(c, output)),
-            _ => true,
+        match &self.enforced {
+            Some((c, checker)) => checker.allows(as_answer(c, output)),
+            None => true,
         }
     }
 
     pub fn report(&self) -> ContractReport {
         ContractReport {
-            summary: self.contract.as_ref().map(OutputContract::summary),
+            summary: self.contract().map(OutputContract::summary),
             source: self.source.to_string(),
         }
     }
@@ -109,9 +113,8 @@ pub(crate) fn decide(
     };
     let Some(contract) = contract else {
         return Ok(Decided {
-            contract: None,
+            enforced: None,
             source,
-            checker: None,
         });
     };
     let checker =
@@ -130,13 +133,11 @@ pub(crate) fn decide(
                 kind: contract.kind(),
                 example,
             },
-            contract: None,
-            checker: None,
+            enforced: None,
         }),
         (None, _) => Ok(Decided {
-            contract: Some(contract),
+            enforced: Some((contract, checker)),
             source,
-            checker: Some(checker),
         }),
     }
 }

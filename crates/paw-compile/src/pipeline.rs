@@ -58,7 +58,7 @@ impl<'a> Context<'a> {
             &opts.examples,
             &tok,
         )?;
-        tracing::info!(contract = ?contract.contract.as_ref().map(OutputContract::summary), source = %contract.source, "output contract");
+        tracing::info!(contract = ?contract.contract().map(OutputContract::summary), source = %contract.source, "output contract");
         Ok(Self {
             opts,
             labels,
@@ -126,7 +126,7 @@ pub(crate) fn run(
         interpreter: interpreter.identity().clone(),
         max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
         teacher_hash: ctx.teacher_hash.clone(),
-        contract: ctx.contract.contract.clone(),
+        contract: ctx.contract.contract().cloned(),
     };
     let Validated {
         lora,

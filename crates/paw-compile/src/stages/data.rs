@@ -84,15 +84,8 @@ pub(crate) fn run(
         .iter()
         .map(|e| ctx.contract.allows(&e.output))
         .collect();
-    let mut k = keep.iter();
-    data.validation.retain(|_| *k.next().unwrap_or(&true));
-    let teacher_answers = teacher_answers.map(|answers| {
-        answers
-            .into_iter()
-            .zip(&keep)
-            .filter_map(|(a, &kept)| kept.then_some(a))
-            .collect::<Vec<_>>()
-    });
+    data.validation = kept(std::mem::take(&mut data.validation), &keep);
+    let teacher_answers = teacher_answers.map(|answers| kept(answers, &keep));
     let contract_rejected = before - data.train.len() - data.validation.len();
     if data.train.is_empty() {
         return Err(crate::error::CompileError::NoValidData(format!(
@@ -162,4 +155,13 @@ pub(crate) fn max_tokens(ctx: &Context<'_>, data: &TrainingData) -> Result<u32> 
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let max_out = lengths.into_iter().max().unwrap_or(16);
     Ok((max_out * 3 / 2 + 4).min(512) as u32)
+}
+
+/// The items whose flag in `keep` is set, in order.
+fn kept<T>(items: Vec<T>, keep: &[bool]) -> Vec<T> {
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, &k)| k.then_some(item))
+        .collect()
 }
