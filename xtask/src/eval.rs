@@ -7,8 +7,10 @@
 //! - `paw`: the compiled program (interpreter + adapter), its output contract enforced;
 //! - `paw-no-contract`: the same program decoded without its contract (`paw run --no-contract`).
 //!
-//! Direct prompts use the compiled programs' user-turn shape
-//! (`{spec}\n\n[INPUT]\n{input}\n[END_INPUT]` in the model's chat template), greedy decoding.
+//! Two settings give every system the same information (`--setting`): the spec only (the
+//! default, the published SDK's `compile(spec)`), or the spec and the task's examples. Direct
+//! prompts use the compiled programs' user-turn shape (`{spec}\n\n[INPUT]\n{input}\n[END_INPUT]`
+//! in the model's chat template, the examples after the spec in the second setting), greedy.
 //! Peak memory is the VmHWM of this process, reset through `/proc/self/clear_refs` at the start
 //! of each phase (one compile, or one bind + evaluation with its model already loaded).
 
@@ -40,7 +42,16 @@ pub struct EvalArgs {
     /// Run every task of the suite.
     #[arg(long, conflicts_with = "tasks")]
     all: bool,
-    /// Only the first N tests of each task.
+    /// What every system is given: the spec alone (the published SDK's `compile(spec)`), or
+    /// the spec and the task's trusted examples (programs compiled from both, the direct
+    /// baselines prompted with them few-shot).
+    #[arg(long, value_enum, default_value_t = Setting::Spec)]
+    setting: Setting,
+    /// Skip the first N tests of each task (`--skip 20` is the dev split: the reported tables
+    /// use the first 20).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Only the first N tests of each task (after `--skip`).
     #[arg(long)]
     limit: Option<usize>,
     /// Systems to measure, comma-separated [default: all four].
@@ -71,6 +82,20 @@ pub struct EvalArgs {
     compile: CompileFlags,
 }
 
+/// The information every system gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    /// The spec only.
+    Spec,
+    /// The spec and the task's trusted examples.
+    Examples,
+}
+
+/// Output budget of a direct baseline given the spec only: no example says how long an answer
+/// is, and a larger budget cannot turn a right answer wrong (it stops at end of turn).
+const SPEC_ONLY_DIRECT_BUDGET: u32 = 128;
+
 /// Departures from paw-compile's defaults, to measure them (each is part of the compile key).
 #[derive(Debug, Clone, Default, Args, Serialize)]
 struct CompileFlags {
@@ -81,6 +106,12 @@ struct CompileFlags {
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     #[arg(long)]
     agreement_filter: bool,
+    /// Held-out items the teacher writes by their own request (0: every 4th training item).
+    #[arg(long)]
+    held_out: Option<usize>,
+    /// Fewest training items a teacher compile trains an adapter on.
+    #[arg(long)]
+    min_train_items: Option<usize>,
     /// Teacher requests per label (closed label set) or in total (open outputs).
     #[arg(long)]
     requests: Option<usize>,
@@ -110,6 +141,8 @@ impl CompileFlags {
         }
         opts.agreement_filter |= self.agreement_filter;
         opts.requests = self.requests.or(opts.requests);
+        opts.held_out = self.held_out.unwrap_or(opts.held_out);
+        opts.min_train_items = self.min_train_items.unwrap_or(opts.min_train_items);
         opts.kinds = self.kinds.unwrap_or(opts.kinds);
         let t = &mut opts.train;
         t.layers = self.train_layers.unwrap_or(t.layers);
@@ -136,6 +169,11 @@ impl CompileFlags {
         };
         flag("reuse-stages", self.reuse_stages.then(String::new));
         flag("agreement-filter", self.agreement_filter.then(String::new));
+        flag("held-out", self.held_out.map(|v| v.to_string()));
+        flag(
+            "min-train-items",
+            self.min_train_items.map(|v| v.to_string()),
+        );
         flag("requests", self.requests.map(|v| v.to_string()));
         flag("kinds", self.kinds.map(|v| v.to_string()));
         flag("train-layers", self.train_layers.map(|v| v.to_string()));
@@ -440,8 +478,9 @@ evaluation (its model already loaded, no other model loaded); includes what the 
 the reset.
 - paw compile s: wall time of `paw_compile::compile` with default options; a program reused from \
 the store shows the time of the compile that made it, or – if another tool made it.
-- direct prompts: `{spec}\\n\\n[INPUT]\\n{input}\\n[END_INPUT]` in the model's chat template, greedy, \
-max tokens = 1.5 x the longest trusted example output + 4 (at least 16); no output post-processing.
+- direct prompts: `{spec}\\n\\n[INPUT]\\n{input}\\n[END_INPUT]` in the model's chat template (with \
+`--setting examples`, the examples as `Input:`/`Output:` lines after the spec), greedy, max tokens = \
+1.5 x the longest example output + 4 (at least 16), or 128 with the spec only; no post-processing.
 ";
 
 /// Output budget of the direct-prompt baselines, by the compiler's own rule for its programs
@@ -450,18 +489,32 @@ fn direct_max_tokens(longest_example_output_tokens: usize) -> u32 {
     (longest_example_output_tokens * 3 / 2 + 4).clamp(16, 512) as u32
 }
 
-/// A prompt-only program: the raw spec where a compiled program has its pseudo-program.
+/// The direct baselines' instructions: the raw spec, then the trusted examples if any.
+fn direct_instructions(spec: &str, examples: &[(String, String)]) -> String {
+    let mut text = spec.trim().to_string();
+    if !examples.is_empty() {
+        text.push_str("\n\nExamples:");
+        for (input, output) in examples {
+            let _ = write!(text, "\nInput: {input}\nOutput: {output}");
+        }
+    }
+    text
+}
+
+/// A prompt-only program: the raw spec (and examples) where a compiled program has its
+/// pseudo-program.
 fn direct_program(
     spec: &str,
+    examples: &[(String, String)],
     chat: &ChatTemplate,
     interpreter: &InterpreterId,
     max_tokens: u32,
 ) -> Program {
-    let spec = spec.trim();
+    let instructions = direct_instructions(spec, examples);
     Program {
-        spec: spec.to_string(),
-        pseudo_program: spec.to_string(),
-        prompt_template: chat.render_user(&user_turn(spec)),
+        spec: spec.trim().to_string(),
+        prompt_template: chat.render_user(&user_turn(&instructions)),
+        pseudo_program: instructions,
         interpreter: interpreter.clone(),
         adapter: None,
         generation: GenerationConfig {
@@ -528,13 +581,19 @@ fn bar_style() -> Result<ProgressStyle> {
     )
 }
 
-fn load_task(suite: &Path, name: &str, limit: Option<usize>) -> Result<Task> {
+fn load_task(
+    suite: &Path,
+    name: &str,
+    setting: Setting,
+    skip: usize,
+    limit: Option<usize>,
+) -> Result<Task> {
     let dir = suite.join(name);
     let spec_path = dir.join("spec.txt");
     let spec = std::fs::read_to_string(&spec_path)
         .with_context(|| format!("reading {}", spec_path.display()))?;
     let examples_path = dir.join("examples.jsonl");
-    let examples = if examples_path.is_file() {
+    let examples = if setting == Setting::Examples && examples_path.is_file() {
         load_cases(&examples_path)?
             .into_iter()
             .map(|c| (c.input, c.output))
@@ -543,6 +602,7 @@ fn load_task(suite: &Path, name: &str, limit: Option<usize>) -> Result<Task> {
         Vec::new()
     };
     let mut cases = load_cases(&dir.join("tests.jsonl"))?;
+    cases.drain(..skip.min(cases.len()));
     if let Some(n) = limit {
         cases.truncate(n);
     }
@@ -702,6 +762,16 @@ fn longest_output(task: &Task, tok: &Tokenizer) -> Result<usize> {
     Ok(longest)
 }
 
+/// Which tests of each task ran, in words.
+fn tests_described(skip: usize, limit: Option<usize>) -> String {
+    match (skip, limit) {
+        (0, None) => "all".into(),
+        (0, Some(n)) => format!("first {n} (--limit)"),
+        (s, None) => format!("from test {} on (--skip {s})", s + 1),
+        (s, Some(n)) => format!("tests {}-{} (--skip {s} --limit {n})", s + 1, s + n),
+    }
+}
+
 /// Where the results go. Rewritten after every measured run, so that an interrupted run
 /// keeps what it measured.
 struct Output<'a> {
@@ -723,13 +793,19 @@ impl Output<'_> {
         md.push_str(LEGEND);
         let _ = writeln!(
             md,
-            "\ninterpreter `{}`, teacher `{}`, seed {}, batch size {}, tests per task: {}",
+            "\nsetting: {}; interpreter `{}`, teacher `{}`, seed {}, batch size {}, tests per \
+             task: {}",
+            match args.setting {
+                Setting::Spec => "spec only (`--setting spec`)",
+                Setting::Examples =>
+                    "spec + the task's examples (`--setting examples`: compiled from both, \
+                     direct baselines prompted few-shot)",
+            },
             self.interpreter,
             self.teacher,
             args.seed,
             args.batch_size,
-            args.limit
-                .map_or("all".to_string(), |n| format!("first {n} (--limit)")),
+            tests_described(args.skip, args.limit),
         );
         let flags = args.compile.describe();
         let _ = writeln!(
@@ -744,6 +820,8 @@ impl Output<'_> {
         let json_path = self.md.with_extension("json");
         let json = serde_json::json!({
             "tasks": self.names,
+            "setting": args.setting,
+            "skip": args.skip,
             "limit": args.limit,
             "seed": args.seed,
             "batch_size": args.batch_size,
@@ -788,8 +866,18 @@ fn run_model(
         for &system in systems {
             let program = match system {
                 System::InterpDirect | System::TeacherDirect => {
-                    let budget = direct_max_tokens(longest_output(task, interpreter.tokenizer())?);
-                    direct_program(&task.spec, &chat, interpreter.identity(), budget)
+                    let budget = if task.examples.is_empty() {
+                        SPEC_ONLY_DIRECT_BUDGET
+                    } else {
+                        direct_max_tokens(longest_output(task, interpreter.tokenizer())?)
+                    };
+                    direct_program(
+                        &task.spec,
+                        &task.examples,
+                        &chat,
+                        interpreter.identity(),
+                        budget,
+                    )
                 }
                 System::PseudoOnly | System::Paw | System::PawNoContract => {
                     match programs.get(&task.name) {
@@ -855,7 +943,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let tasks = names
         .iter()
-        .map(|n| load_task(&suite, n, args.limit))
+        .map(|n| load_task(&suite, n, args.setting, args.skip, args.limit))
         .collect::<Result<Vec<_>>>()?;
     let wanted = |s: System| args.systems.is_empty() || args.systems.contains(&s);
     let store = Store::open_default()?;
@@ -1125,7 +1213,7 @@ mod tests {
             weights_hash: "b3:00".into(),
             tokenizer_hash: "b3:11".into(),
         };
-        let p = direct_program("Return ONLY yes or no.\n", &chat, &id, 20);
+        let p = direct_program("Return ONLY yes or no.\n", &[], &chat, &id, 20);
         assert_eq!(
             p.prompt_template,
             "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\nReturn ONLY yes or no.\n\n[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n<|im_start|>assistant\n"
@@ -1136,6 +1224,16 @@ mod tests {
             (20, 0.0)
         );
         p.validate().expect("a valid program");
+        // The examples setting: the same turn with the examples after the spec.
+        let examples = [("a".to_string(), "yes".to_string())];
+        let p = direct_program("Return ONLY yes or no.", &examples, &chat, &id, 20);
+        assert!(p.prompt_template.contains(
+            "user\nReturn ONLY yes or no.\n\nExamples:\nInput: a\nOutput: yes\n\n[INPUT]\n"
+        ));
+        assert_eq!(
+            tests_described(20, Some(30)),
+            "tests 21-50 (--skip 20 --limit 30)"
+        );
     }
 
     #[test]

@@ -79,10 +79,11 @@ pub(crate) fn data_key(
     reference: &[(String, String)],
     requests: usize,
 ) -> String {
-    KeyHasher::new("paw-stage-data-v1", opts)
+    KeyHasher::new("paw-stage-data-v2", opts)
         .str(teacher.unwrap_or("none"))
         .pairs(reference)
         .u64(requests as u64)
+        .u64(opts.held_out as u64)
         .u64(u64::from(opts.agreement_filter))
         .u64(opts.kinds as u64)
         .u64(opts.seed)

@@ -62,7 +62,7 @@ use cache::KeyHasher;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.9");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.10");
 
 /// The result of a compile.
 #[derive(Debug, Clone)]
@@ -140,10 +140,12 @@ pub(crate) fn key_from_hashes(
         .str(teacher.unwrap_or("none"))
         // Debug formatting of these plain values is stable and covers every field.
         .str(&format!(
-            "{}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}",
+            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
             opts.seed,
             opts.train,
             opts.requests,
+            opts.held_out,
+            opts.min_train_items,
             opts.agreement_filter,
             opts.kinds,
             opts.pseudo_program_budget,

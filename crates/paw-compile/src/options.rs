@@ -29,6 +29,13 @@ pub struct CompileOptions {
     /// Teacher requests per label (closed label set) or in total (open outputs);
     /// `None` picks about 48 items in total, at least 8 per label.
     pub requests: Option<usize>,
+    /// Held-out items the teacher writes by their own request for hard and unusual inputs
+    /// (spread over the labels of a label set); candidates are chosen on them. 0 holds out
+    /// every 4th training item instead.
+    pub held_out: usize,
+    /// A teacher compile with fewer training items than this trains no adapter: it ships the
+    /// best prompt-only candidate and says so.
+    pub min_train_items: usize,
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
     /// Kinds of input the teacher lists per label before writing inputs, one kind per request
@@ -57,6 +64,8 @@ impl CompileOptions {
             seed: 0,
             train: TrainOptions::default(),
             requests: None,
+            held_out: 24,
+            min_train_items: 16,
             agreement_filter: false,
             kinds: 8,
             pseudo_program_budget: 250,

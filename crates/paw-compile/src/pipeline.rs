@@ -113,9 +113,20 @@ pub(crate) fn run(
     // The teacher is dropped at the end of this stage: nothing later needs it.
     let data = stages::data::run(&ctx, teacher, &pp.program, &mut clock)?;
 
-    clock.start(Stage::Train);
     let prompt_template = stages::train::prompt_template(&ctx, &pp.text);
-    let trained = stages::train::run(&ctx, &prompt_template, &data.data, &mut clock)?;
+    // Too few items teach noise (json-repair: 6 items, 0 of 15 tests): the best prompt ships.
+    let enough_data = ctx.teacher_hash.is_none() || data.data.train.len() >= opts.min_train_items;
+    let trained = if enough_data {
+        clock.start(Stage::Train);
+        Some(stages::train::run(
+            &ctx,
+            &prompt_template,
+            &data.data,
+            &mut clock,
+        )?)
+    } else {
+        None
+    };
 
     clock.start(Stage::Validate);
     let interpreter = stages::validate::load_interpreter(opts)?;
@@ -123,6 +134,7 @@ pub(crate) fn run(
         opts,
         pseudo_program: pp.text,
         prompt_template,
+        spec_prompt_template: stages::train::prompt_template(&ctx, opts.spec.trim()),
         interpreter: interpreter.identity().clone(),
         max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
         teacher_hash: ctx.teacher_hash.clone(),
@@ -134,6 +146,7 @@ pub(crate) fn run(
         runtime_check,
         held_out,
         verdict,
+        prompt,
         dtype,
     } = stages::validate::run(&interpreter, &draft, &data.data, trained, &mut clock)?;
 
@@ -147,8 +160,9 @@ pub(crate) fn run(
         runtime_check,
         held_out,
         adapter: verdict,
+        prompt,
     };
-    let program = stages::pack::run(&draft, &lora, dtype, data.requests, &report)?;
+    let program = stages::pack::run(&draft, lora.as_ref(), dtype, data.requests, &report)?;
     let bytes = program.to_bytes()?;
     let id = program.id()?;
     let key = crate::key_from_hashes(

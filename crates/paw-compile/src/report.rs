@@ -21,12 +21,34 @@ pub struct CompileReport {
     pub contract: ContractReport,
     pub pseudo_program: PseudoProgramReport,
     pub data: DataReport,
-    pub training: TrainReport,
-    pub runtime_check: RuntimeCheck,
+    /// `None` when too little data was gathered to train an adapter.
+    pub training: Option<TrainReport>,
+    pub runtime_check: Option<RuntimeCheck>,
     /// The held-out comparison; `None` when there was no held-out data.
     pub held_out: Option<HeldOutReport>,
     /// Whether the trained adapter ships, or why not.
     pub adapter: AdapterVerdict,
+    /// The prompt the program runs with.
+    pub prompt: PromptKind,
+}
+
+/// The prompt a program runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptKind {
+    /// The pseudo-program the compiler wrote (the adapter is always trained with it).
+    PseudoProgram,
+    /// The user's spec, as written.
+    Spec,
+}
+
+impl std::fmt::Display for PromptKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PseudoProgram => "pseudo-program",
+            Self::Spec => "spec",
+        })
+    }
 }
 
 /// The output contract the program carries.
@@ -82,16 +104,19 @@ pub struct RuntimeCheck {
     pub max_logit_diff: f32,
 }
 
-/// Stage 4 on the held-out split: exact-match hits of each program variant.
+/// Stage 4 on the held-out split: exact-match hits of each candidate program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldOutReport {
     pub items: usize,
     pub pseudo_program_only: usize,
-    pub adapter_f32: usize,
+    /// The bare spec as the prompt, no adapter.
+    pub spec_prompt_only: usize,
+    /// `None` (and the precisions empty) when no adapter was trained.
+    pub adapter_f32: Option<usize>,
     /// Each storage precision tried (as `TensorDtype` displays it), in order, with its hits.
     pub adapter_at: Vec<(String, usize)>,
     /// Hits of the adapter at the precision chosen.
-    pub adapter: usize,
+    pub adapter: Option<usize>,
 }
 
 /// Whether the adapter ships.
@@ -100,11 +125,17 @@ pub enum AdapterVerdict {
     Kept,
     /// Early stopping rewound to step 0: the update is zero.
     NoStepHelped,
-    /// The pseudo-program alone beat the adapter on the held-out split by the gate's margin.
-    LostToPseudoProgram {
-        pseudo_program: usize,
+    /// A prompt alone got more held-out items right than the adapter.
+    LostToPrompt {
+        prompt: PromptKind,
+        prompt_hits: usize,
         adapter: usize,
         items: usize,
+    },
+    /// The teacher's data left fewer training items than the compile's minimum.
+    TooLittleData {
+        items: usize,
+        min: usize,
     },
 }
 
@@ -121,14 +152,20 @@ impl std::fmt::Display for AdapterVerdict {
             Self::NoStepHelped => {
                 f.write_str("dropped: no training step lowered the held-out loss")
             }
-            Self::LostToPseudoProgram {
-                pseudo_program,
+            Self::LostToPrompt {
+                prompt,
+                prompt_hits,
                 adapter,
                 items,
             } => write!(
                 f,
-                "dropped: the pseudo-program alone got {pseudo_program} of {items} held-out \
-                 items right, with the adapter {adapter}"
+                "dropped: the {prompt} alone got {prompt_hits} of {items} held-out items \
+                 right, with the adapter {adapter}"
+            ),
+            Self::TooLittleData { items, min } => write!(
+                f,
+                "not trained: only {items} training items survived the checks (at least \
+                 {min} needed); the program is the best prompt alone"
             ),
         }
     }
@@ -185,28 +222,29 @@ impl CompileReport {
             TeacherDirect::NotMeasured => {}
         }
 
-        let t = &self.training;
-        put("train_steps_run", t.steps_run.to_string());
-        put("train_best_step", t.best_step.to_string());
-        put(
-            "train_loss_initial",
-            format!("{:.4}", t.train_loss_initial_full),
-        );
-        put(
-            "train_loss_final",
-            format!("{:.4}", t.train_loss_final_full),
-        );
-        if let (Some(a), Some(b)) = (t.val_loss_initial, t.val_loss_best) {
-            put("val_loss_initial", format!("{a:.4}"));
-            put("val_loss_best", format!("{b:.4}"));
+        if let Some(t) = &self.training {
+            put("train_steps_run", t.steps_run.to_string());
+            put("train_best_step", t.best_step.to_string());
+            put(
+                "train_loss_initial",
+                format!("{:.4}", t.train_loss_initial_full),
+            );
+            put(
+                "train_loss_final",
+                format!("{:.4}", t.train_loss_final_full),
+            );
+            if let (Some(a), Some(b)) = (t.val_loss_initial, t.val_loss_best) {
+                put("val_loss_initial", format!("{a:.4}"));
+                put("val_loss_best", format!("{b:.4}"));
+            }
         }
-
-        let r = &self.runtime_check;
-        put(
-            "runtime_first_token_agreement",
-            format!("{}/{}", r.agreeing, r.rows),
-        );
-        put("runtime_max_logit_diff", format!("{:.3}", r.max_logit_diff));
+        if let Some(r) = &self.runtime_check {
+            put(
+                "runtime_first_token_agreement",
+                format!("{}/{}", r.agreeing, r.rows),
+            );
+            put("runtime_max_logit_diff", format!("{:.3}", r.max_logit_diff));
+        }
 
         match &self.held_out {
             Some(h) => {
@@ -214,18 +252,27 @@ impl CompileReport {
                     "val_exact_match_pseudo_program_only",
                     pct(h.pseudo_program_only, h.items),
                 );
-                put("val_exact_match_adapter_f32", pct(h.adapter_f32, h.items));
+                put(
+                    "val_exact_match_spec_prompt_only",
+                    pct(h.spec_prompt_only, h.items),
+                );
+                if let Some(hits) = h.adapter_f32 {
+                    put("val_exact_match_adapter_f32", pct(hits, h.items));
+                }
                 for (dtype, hits) in &h.adapter_at {
                     put(
                         &format!("val_exact_match_adapter_{dtype}"),
                         pct(*hits, h.items),
                     );
                 }
-                put("val_exact_match_adapter", pct(h.adapter, h.items));
+                if let Some(hits) = h.adapter {
+                    put("val_exact_match_adapter", pct(hits, h.items));
+                }
             }
             None => put("val_exact_match_adapter", "n/a (no held-out data)".into()),
         }
         put("adapter", self.adapter.to_string());
+        put("prompt", self.prompt.to_string());
         m
     }
 }

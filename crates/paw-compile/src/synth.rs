@@ -67,6 +67,9 @@ pub(crate) struct SynthRequest<'a> {
     pub agreement_filter: bool,
     /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
+    /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
+    /// 4th training item instead.
+    pub held_out: usize,
     pub seed: u64,
 }
 
@@ -112,6 +115,38 @@ fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize) -> Strin
     p.push_str("Reply with the input text only, on one line, without quotes or explanations.");
     p
 }
+
+/// One held-out request: an input that is hard to get right. Held-out items come from their
+/// own request, not from the prompts that wrote the training data: a held-out split drawn from
+/// the training generator cannot see what that generator never produces (date-iso's held-out
+/// items were all of its training mould and scored 100%; real inputs 7 of 12).
+fn held_out_prompt_tail(label: Option<&str>, k: usize) -> String {
+    let mut p = String::from(
+        "Write one new input for this task that a careless program would get wrong: an \
+         unusual, tricky or edge case, unlike the examples above",
+    );
+    match label {
+        Some(l) => p.push_str(&format!(", whose correct output is still exactly: {l}\n")),
+        None => p.push_str(", that still has one clear correct output.\n"),
+    }
+    p.push_str(&format!(
+        "{} (Hard case {}.)\n",
+        HELD_OUT_STYLES[k % HELD_OUT_STYLES.len()],
+        k + 1
+    ));
+    p.push_str("Reply with the input text only, on one line, without quotes or explanations.");
+    p
+}
+
+/// Hints cycled through the held-out requests: the ways real inputs differ from typical ones.
+const HELD_OUT_STYLES: [&str; 6] = [
+    "Use a format or wording that is less common.",
+    "Add noise: extra words, odd punctuation or casing, a typo.",
+    "Make it long, with the deciding detail in the middle.",
+    "Make it very short.",
+    "Make it ambiguous at first glance but clear on a careful reading.",
+    "Use values or names unlike the ones in the examples.",
+];
 
 /// Asks for a numbered list of `n` distinct kinds of input whose output is `label` (the tail
 /// of a message that begins with [`spec_block`]).
@@ -311,14 +346,18 @@ pub(crate) fn synthesize(
             .collect(),
         None => vec![None; req.requests],
     };
+    let held_targets = held_out_targets(req.labels, req.held_out);
     let kinds = input_kinds(teacher, req)?;
-    let replies = request_inputs(teacher, req, &targets, &kinds, on_progress)?;
+    let (replies, held_replies) =
+        request_inputs(teacher, req, &targets, &held_targets, &kinds, on_progress)?;
     let mut synth = screen_inputs(&targets, &replies, &mut seen, &mut data.rejected);
+    let mut held = screen_inputs(&held_targets, &held_replies, &mut seen, &mut data.rejected);
 
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter;
-    if need_answers && !synth.is_empty() {
+    if need_answers {
         synth = answer_or_agree(teacher, req, synth, &mut data.rejected)?;
+        held = answer_or_agree(teacher, req, held, &mut data.rejected)?;
     }
     if let Some(labels) = req.labels {
         balance_labels(labels, &mut synth);
@@ -330,7 +369,11 @@ pub(crate) fn synthesize(
         )));
     }
 
-    let (train, validation) = hold_out(synth, req.labels.is_some());
+    let (train, validation) = if held.is_empty() {
+        hold_out(synth, req.labels.is_some())
+    } else {
+        (synth, held)
+    };
     user.extend(train);
     data.validation = validation;
     data.train = user;
@@ -387,16 +430,18 @@ fn input_kinds(teacher: &ChatModel, req: &SynthRequest<'_>) -> Result<Vec<Vec<St
 }
 
 /// The teacher's replies to one input request per target (a label, or `None` for open
-/// outputs), each with a kind of input or a style hint.
+/// outputs), each with a kind of input or a style hint, and to one held-out request per
+/// held-out target; one batched call for both, as they share the prompt's beginning.
 fn request_inputs(
     teacher: &ChatModel,
     req: &SynthRequest<'_>,
     targets: &[Option<&str>],
+    held_targets: &[Option<&str>],
     kinds: &[Vec<String>],
     mut on_progress: impl FnMut(usize, usize),
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<String>)> {
     let per = req.labels.map_or(1, <[String]>::len);
-    let tails: Vec<String> = targets
+    let mut tails: Vec<String> = targets
         .iter()
         .enumerate()
         .map(|(n, l)| {
@@ -408,11 +453,34 @@ fn request_inputs(
             input_prompt_tail(*l, kind, k)
         })
         .collect();
+    tails.extend(
+        held_targets
+            .iter()
+            .enumerate()
+            .map(|(n, l)| held_out_prompt_tail(*l, n / per)),
+    );
     let total = tails.len();
     let shared = input_prompt_shared(req);
-    teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
+    let mut replies = teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
         on_progress(done, total)
-    })
+    })?;
+    let held = replies.split_off(targets.len().min(replies.len()));
+    Ok((replies, held))
+}
+
+/// Held-out targets: `n` in total, spread evenly over the labels of a label set (at least one
+/// each), or `n` open ones.
+fn held_out_targets(labels: Option<&[String]>, n: usize) -> Vec<Option<&str>> {
+    match labels {
+        _ if n == 0 => Vec::new(),
+        Some(labels) => {
+            let per_label = n.div_ceil(labels.len().max(1));
+            (0..per_label)
+                .flat_map(|_| labels.iter().map(|l| Some(l.as_str())))
+                .collect()
+        }
+        None => vec![None; n],
+    }
 }
 
 /// The replies' inputs that pass the checks (not empty, not too long, not seen, not the label
@@ -463,6 +531,9 @@ fn answer_or_agree(
     synth: Vec<Example>,
     rejected: &mut Vec<(String, String)>,
 ) -> Result<Vec<Example>> {
+    if synth.is_empty() {
+        return Ok(synth);
+    }
     let inputs: Vec<&str> = synth.iter().map(|e| e.input.as_str()).collect();
     let answers = direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?;
     let mut kept = Vec::new();
@@ -575,6 +646,25 @@ mod tests {
         let (train, held) = hold_out(open, false);
         let held: Vec<&str> = held.iter().map(|e| e.output.as_str()).collect();
         assert_eq!((train.len(), held), (7, vec!["4", "8"]));
+    }
+
+    #[test]
+    fn held_out_targets_spread_over_the_labels() {
+        let labels = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let t = held_out_targets(Some(&labels), 7);
+        assert_eq!(t.len(), 9, "7 rounded up to whole rounds of 3 labels");
+        assert_eq!(t[..3], [Some("a"), Some("b"), Some("c")]);
+        assert_eq!(held_out_targets(None, 5), vec![None; 5]);
+        assert!(held_out_targets(Some(&labels), 0).is_empty());
+    }
+
+    #[test]
+    fn held_out_requests_ask_for_hard_cases_of_the_label() {
+        let p = held_out_prompt_tail(Some("ALERT"), 2);
+        assert!(p.contains("exactly: ALERT"), "{p}");
+        assert!(p.contains("careless program would get wrong"), "{p}");
+        assert!(p.contains(HELD_OUT_STYLES[2]), "{p}");
+        assert!(!held_out_prompt_tail(None, 0).contains("exactly"));
     }
 
     #[test]

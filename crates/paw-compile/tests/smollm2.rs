@@ -8,6 +8,7 @@ use std::time::Instant;
 mod common;
 
 use common::{examples, options, SPEC};
+use paw_compile::report::PromptKind;
 use paw_compile::{compile, CompileError, CompileOptions, CompileOutput, Stage};
 use paw_format::{Program, TensorDtype};
 use paw_rt::{CallOptions, Interpreter};
@@ -26,14 +27,14 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
     let opts = options(&path);
     let mut stages = Vec::new();
     let out = compile(&opts, &mut |p| stages.push(p.stage)).expect("compile");
-    let training = out.report.training.clone();
+    let training = out.report.training.clone().expect("enough data to train");
     assert!(
         training.train_loss_final_full < training.train_loss_initial_full,
         "training did not lower the loss: {training:?}"
     );
     // The runtime, given the packed (f32) adapter, predicts the same first output token as
     // the trainer's own forward pass, with logits that agree closely.
-    let check = &out.report.runtime_check;
+    let check = out.report.runtime_check.as_ref().expect("trained");
     assert_eq!(
         check.agreeing, check.rows,
         "first-token agreement {check:?}"
@@ -47,8 +48,8 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
         stages.contains(&paw_compile::Stage::Train) && stages.contains(&paw_compile::Stage::Pack)
     );
 
-    // The adapter ships unless it lost to the pseudo-program alone on the held-out split, and
-    // the report says which.
+    // The adapter ships unless a prompt alone beat it on the held-out split, and the report
+    // says which, and which prompt the program runs with.
     let verdict = &out.report.adapter;
     assert_eq!(
         out.program.adapter.is_some(),
@@ -61,7 +62,16 @@ fn compile_with_teacher_trains_packs_and_is_reproducible() {
     // The program is a valid .paw that paw-rt loads and runs.
     let (program, id) = Program::from_bytes(&out.bytes).expect("valid .paw");
     assert_eq!(id, out.id);
-    assert!(program.prompt_template.contains("[PSEUDO_PROGRAM]"));
+    match out.report.prompt {
+        PromptKind::PseudoProgram => assert!(program.prompt_template.contains("[PSEUDO_PROGRAM]")),
+        PromptKind::Spec => {
+            assert!(
+                program.adapter.is_none(),
+                "an adapter always runs with its pseudo-program"
+            );
+            assert!(program.prompt_template.contains(common::SPEC));
+        }
+    }
     let interpreter = Interpreter::load(&path).expect("load");
     let f = interpreter.bind(&program).expect("bind");
     let o = f
@@ -155,8 +165,45 @@ fn compile_from_examples_only() {
     );
     let adapter = out.program.adapter.as_ref().expect("adapter");
     assert!(adapter.pairs.iter().all(|p| p.a.dtype == TensorDtype::Q8_0));
-    let t = out.report.training;
+    let t = out.report.training.expect("trained");
     assert!(t.train_loss_final_full < t.train_loss_initial_full, "{t:?}");
+}
+
+/// A teacher compile that gathers fewer items than its minimum trains nothing, says so, and
+/// ships the better of the two prompts on the held-out split (here: 6 items, minimum 100).
+#[test]
+fn too_little_data_ships_the_best_prompt_and_says_so() {
+    let Some(path) = model() else { return };
+    let mut opts = options(&path);
+    opts.min_train_items = 100;
+    let mut stages = Vec::new();
+    let out = compile(&opts, &mut |p| stages.push(p.stage)).expect("compile");
+    assert_eq!(
+        out.report.adapter,
+        paw_compile::report::AdapterVerdict::TooLittleData {
+            items: out.data.train.len(),
+            min: 100
+        }
+    );
+    assert!(out.program.adapter.is_none() && out.report.training.is_none());
+    assert!(
+        !stages.contains(&Stage::Train),
+        "no training ran: {stages:?}"
+    );
+    let h = out.report.held_out.as_ref().expect("held-out items");
+    assert_eq!(h.adapter, None);
+    let want = if h.pseudo_program_only > h.spec_prompt_only {
+        PromptKind::PseudoProgram
+    } else {
+        PromptKind::Spec
+    };
+    assert_eq!(out.report.prompt, want, "{h:?}");
+    let text = &out.program.provenance.report["adapter"];
+    assert!(text.starts_with("not trained: only"), "{text}");
+    let interpreter = Interpreter::load(&path).expect("load");
+    let f = interpreter.bind(&out.program).expect("bind");
+    f.call("ERROR disk full", &CallOptions::default())
+        .expect("call");
 }
 
 #[test]

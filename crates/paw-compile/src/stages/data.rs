@@ -60,6 +60,7 @@ pub(crate) fn run(
                 requests,
                 agreement_filter: opts.agreement_filter,
                 kinds: opts.kinds,
+                held_out: opts.held_out,
                 seed: opts.seed,
             },
             |done, total| clock.report(done, total, Some("teacher requests".into())),

@@ -9,7 +9,7 @@ use paw_format::{
 };
 
 use crate::error::Result;
-use crate::report::CompileReport;
+use crate::report::{CompileReport, PromptKind};
 use crate::train::{lora::LayerLora, TrainOptions};
 use crate::{CompileOptions, COMPILER_NAME, COMPILER_VERSION};
 
@@ -19,6 +19,8 @@ pub(crate) struct ProgramDraft<'a> {
     pub opts: &'a CompileOptions,
     pub pseudo_program: String,
     pub prompt_template: String,
+    /// The template with the bare spec in the pseudo-program's place.
+    pub spec_prompt_template: String,
     pub interpreter: InterpreterId,
     pub max_tokens: u32,
     pub teacher_hash: Option<String>,
@@ -27,12 +29,21 @@ pub(crate) struct ProgramDraft<'a> {
 }
 
 impl ProgramDraft<'_> {
-    /// The program with `adapter`, and no hyperparameters or report yet.
-    pub fn program(&self, adapter: Option<Adapter>) -> Program {
+    /// The program with `prompt` and `adapter`, and no hyperparameters or report yet.
+    pub fn program(&self, prompt: PromptKind, adapter: Option<Adapter>) -> Program {
+        let (pseudo_program, prompt_template) = match prompt {
+            PromptKind::PseudoProgram => {
+                (self.pseudo_program.clone(), self.prompt_template.clone())
+            }
+            PromptKind::Spec => (
+                self.opts.spec.trim().to_string(),
+                self.spec_prompt_template.clone(),
+            ),
+        };
         Program {
             spec: self.opts.spec.clone(),
-            pseudo_program: self.pseudo_program.clone(),
-            prompt_template: self.prompt_template.clone(),
+            pseudo_program,
+            prompt_template,
             interpreter: self.interpreter.clone(),
             adapter,
             generation: GenerationConfig {
@@ -53,24 +64,24 @@ impl ProgramDraft<'_> {
     }
 }
 
-/// The final program: the adapter at `dtype` if the report's verdict keeps it, the options
-/// that shaped it, and the report.
+/// The final program: the report's prompt, the adapter at `dtype` if the report's verdict
+/// keeps it, the options that shaped it, and the report.
 pub(crate) fn run(
     draft: &ProgramDraft<'_>,
-    lora: &TrainedLora,
+    lora: Option<&TrainedLora>,
     dtype: TensorDtype,
     requests: usize,
     report: &CompileReport,
 ) -> Result<Program> {
     let (opts, t) = (draft.opts, &draft.opts.train);
-    let keep = report.adapter.is_kept();
-    let adapter = keep.then(|| lora.adapter(t, dtype)).transpose()?;
-    let mut program = draft.program(adapter);
-    let layers = format!(
-        "{}..{}",
-        lora.first_layer,
-        lora.first_layer + lora.factors.len()
-    );
+    let kept = lora.filter(|_| report.adapter.is_kept());
+    let keep = kept.is_some();
+    let adapter = kept.map(|l| l.adapter(t, dtype)).transpose()?;
+    let mut program = draft.program(report.prompt, adapter);
+    let layers = match lora {
+        Some(l) => format!("{}..{}", l.first_layer, l.first_layer + l.factors.len()),
+        None => "none".into(),
+    };
     let modules: Vec<&str> = t.modules.iter().map(|m| m.as_str()).collect();
     let stored = if keep {
         dtype.to_string()
@@ -89,6 +100,8 @@ pub(crate) fn run(
         ("eval_every", t.eval_every.to_string()),
         ("patience", t.patience.to_string()),
         ("teacher_requests", requests.to_string()),
+        ("held_out_requests", opts.held_out.to_string()),
+        ("min_train_items", opts.min_train_items.to_string()),
         ("agreement_filter", opts.agreement_filter.to_string()),
         ("input_kinds", opts.kinds.to_string()),
         (

@@ -32,6 +32,9 @@ pub fn options(path: &Path) -> CompileOptions {
     o.examples = examples()[..2].to_vec();
     o.seed = 7;
     o.requests = Some(2);
+    // A few hard held-out items, and a minimum the 4 teacher items + 2 examples meet.
+    o.held_out = 4;
+    o.min_train_items = 4;
     // Small budget: fewer teacher tokens keep the test fast.
     o.pseudo_program_budget = 120;
     o.train = TrainOptions {
