@@ -47,6 +47,15 @@ pub struct CompileArgs {
     /// request; 0 turns this off.
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").kinds)]
     kinds: usize,
+    /// Held-out items the teacher writes, asked for hard and unusual inputs; the candidate
+    /// programs (adapter, pseudo-program alone, spec alone) are scored on them and the best
+    /// ships. 0 holds out every 4th training item instead.
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").held_out)]
+    held_out: usize,
+    /// With a teacher, fewer training items than this train no adapter: the best prompt alone
+    /// ships, and the report says so.
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").min_train_items)]
+    min_train_items: usize,
     /// Drop a label-conditioned item when the teacher, asked the task directly, answers a
     /// different label (helps only when the teacher answers the task well).
     #[arg(long)]
@@ -185,6 +194,8 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     }
     opts.requests = args.requests;
     opts.kinds = args.kinds;
+    opts.held_out = args.held_out;
+    opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;
     opts.contract = args.contract.request()?;
     if !args.no_cache {
