@@ -106,6 +106,9 @@ struct CompileFlags {
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     #[arg(long)]
     agreement_filter: bool,
+    /// Label each label-conditioned item with the teacher's direct answer.
+    #[arg(long)]
+    relabel: bool,
     /// Held-out items the teacher writes by their own request (0: every 4th training item).
     #[arg(long)]
     held_out: Option<usize>,
@@ -140,6 +143,7 @@ impl CompileFlags {
             opts.cache = Some(store.clone());
         }
         opts.agreement_filter |= self.agreement_filter;
+        opts.relabel |= self.relabel;
         opts.requests = self.requests.or(opts.requests);
         opts.held_out = self.held_out.unwrap_or(opts.held_out);
         opts.min_train_items = self.min_train_items.unwrap_or(opts.min_train_items);
@@ -169,6 +173,7 @@ impl CompileFlags {
         };
         flag("reuse-stages", self.reuse_stages.then(String::new));
         flag("agreement-filter", self.agreement_filter.then(String::new));
+        flag("relabel", self.relabel.then(String::new));
         flag("held-out", self.held_out.map(|v| v.to_string()));
         flag(
             "min-train-items",

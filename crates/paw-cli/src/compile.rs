@@ -58,6 +58,10 @@ pub struct CompileArgs {
     min_train_items: usize,
     /// Drop a label-conditioned item when the teacher, asked the task directly, answers a
     /// different label (helps only when the teacher answers the task well).
+    /// Label each input the teacher wrote for a label with the teacher's own direct answer
+    /// instead (inputs it answers outside the label set are dropped).
+    #[arg(long)]
+    relabel: bool,
     #[arg(long)]
     agreement_filter: bool,
     #[command(flatten)]
@@ -195,6 +199,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.requests = args.requests;
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
+    opts.relabel = args.relabel;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;
     opts.contract = args.contract.request()?;

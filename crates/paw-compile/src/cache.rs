@@ -85,6 +85,7 @@ pub(crate) fn data_key(
         .u64(requests as u64)
         .u64(opts.held_out as u64)
         .u64(u64::from(opts.agreement_filter))
+        .u64(u64::from(opts.relabel))
         .u64(opts.kinds as u64)
         .u64(opts.seed)
         .finish()
@@ -172,14 +173,19 @@ mod tests {
         assert_eq!(pp(&other), pp(&o));
         assert_eq!(data(&other), data(&o));
 
-        // Seed, requests, the agreement filter and input kinds: the data only.
+        // Seed, requests, the agreement filter, relabelling, held-out requests and input kinds:
+        // the data only.
         let mut seeded = o.clone();
         seeded.seed = 1;
         let mut agree = o.clone();
         agree.agreement_filter = true;
+        let mut relabel = o.clone();
+        relabel.relabel = true;
+        let mut held = o.clone();
+        held.held_out += 1;
         let mut kinds = o.clone();
         kinds.kinds += 1;
-        for changed in [&seeded, &agree, &kinds] {
+        for changed in [&seeded, &agree, &relabel, &held, &kinds] {
             assert_eq!(pp(changed), pp(&o));
             assert_ne!(data(changed), data(&o));
         }

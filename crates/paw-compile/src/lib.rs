@@ -140,13 +140,14 @@ pub(crate) fn key_from_hashes(
         .str(teacher.unwrap_or("none"))
         // Debug formatting of these plain values is stable and covers every field.
         .str(&format!(
-            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
+            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}",
             opts.seed,
             opts.train,
             opts.requests,
             opts.held_out,
             opts.min_train_items,
             opts.agreement_filter,
+            opts.relabel,
             opts.kinds,
             opts.pseudo_program_budget,
             opts.adapter_dtype,

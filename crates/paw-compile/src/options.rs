@@ -38,6 +38,9 @@ pub struct CompileOptions {
     pub min_train_items: usize,
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
+    /// Label each label-conditioned item with the teacher's own direct answer instead of the
+    /// label it was asked to write for (items it answers outside the label set are dropped).
+    pub relabel: bool,
     /// Kinds of input the teacher lists per label before writing inputs, one kind per request
     /// (label sets only; open outputs always use style hints); 0 uses style hints only.
     pub kinds: usize,
@@ -67,6 +70,7 @@ impl CompileOptions {
             held_out: 24,
             min_train_items: 16,
             agreement_filter: false,
+            relabel: false,
             kinds: 8,
             pseudo_program_budget: 250,
             adapter_dtype: None,

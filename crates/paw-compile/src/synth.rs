@@ -65,6 +65,8 @@ pub(crate) struct SynthRequest<'a> {
     pub requests: usize,
     /// Drop label-conditioned items the teacher, asked directly, labels differently.
     pub agreement_filter: bool,
+    /// Label label-conditioned items with the teacher's direct answer instead.
+    pub relabel: bool,
     /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
     /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
@@ -354,7 +356,7 @@ pub(crate) fn synthesize(
     let mut held = screen_inputs(&held_targets, &held_replies, &mut seen, &mut data.rejected);
 
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
-    let need_answers = req.labels.is_none() || req.agreement_filter;
+    let need_answers = req.labels.is_none() || req.agreement_filter || req.relabel;
     if need_answers {
         synth = answer_or_agree(teacher, req, synth, &mut data.rejected)?;
         held = answer_or_agree(teacher, req, held, &mut data.rejected)?;
@@ -547,18 +549,34 @@ fn answer_or_agree(
                 }
                 e.output = out;
             }
-            Some(l) => {
-                if canonical_label(l, &answer).map(str::to_string).as_deref()
-                    != Some(e.output.as_str())
-                {
-                    rejected.push((e.input, "teacher disagrees".to_string()));
+            Some(l) => match checked_label(l, &e.output, &answer, req.relabel) {
+                Ok(label) => e.output = label,
+                Err(reason) => {
+                    rejected.push((e.input, reason.to_string()));
                     continue;
                 }
-            }
+            },
         }
         kept.push(e);
     }
     Ok(kept)
+}
+
+/// The label a label-conditioned item keeps, given the teacher's direct `answer`: with
+/// `relabel`, the label the teacher answered (an answer outside the set drops the item);
+/// without, the label it was written for, if the teacher agrees.
+fn checked_label(
+    labels: &[String],
+    conditioned: &str,
+    answer: &str,
+    relabel: bool,
+) -> std::result::Result<String, &'static str> {
+    match canonical_label(labels, answer) {
+        Some(answered) if relabel => Ok(answered.to_string()),
+        None if relabel => Err("teacher answers outside the label set"),
+        Some(answered) if answered == conditioned => Ok(answered.to_string()),
+        _ => Err("teacher disagrees"),
+    }
 }
 
 /// Balances the label set: at most as many of each label as of the rarest one present.
@@ -665,6 +683,24 @@ mod tests {
         assert!(p.contains("careless program would get wrong"), "{p}");
         assert!(p.contains(HELD_OUT_STYLES[2]), "{p}");
         assert!(!held_out_prompt_tail(None, 0).contains("exactly"));
+    }
+
+    #[test]
+    fn relabelling_takes_the_teachers_answer_and_the_filter_drops_disagreement() {
+        let labels = vec!["ALERT".to_string(), "QUIET".to_string()];
+        assert_eq!(
+            checked_label(&labels, "ALERT", "quiet", true),
+            Ok("QUIET".into())
+        );
+        assert_eq!(
+            checked_label(&labels, "ALERT", "QUIET", false),
+            Err("teacher disagrees")
+        );
+        assert_eq!(
+            checked_label(&labels, "ALERT", "ALERT", false),
+            Ok("ALERT".into())
+        );
+        assert!(checked_label(&labels, "ALERT", "maybe", true).is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(crate) fn run(
     // The held-out labels are the teacher's own one-shot answers for open outputs, and for
     // label-conditioned items the teacher had to agree with: comparing it with them would
     // give 100%, so its answers are not asked again.
-    let labels_are_answers = labels.is_none() || opts.agreement_filter;
+    let labels_are_answers = labels.is_none() || opts.agreement_filter || opts.relabel;
     let Cached {
         mut data,
         teacher_answers,
@@ -59,6 +59,7 @@ pub(crate) fn run(
                 labels,
                 requests,
                 agreement_filter: opts.agreement_filter,
+                relabel: opts.relabel,
                 kinds: opts.kinds,
                 held_out: opts.held_out,
                 seed: opts.seed,

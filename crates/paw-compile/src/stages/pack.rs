@@ -110,6 +110,8 @@ pub(crate) fn run(
         ),
     ]
     .into_iter()
+    // Recorded only when set, so that programs compiled without it keep their bytes.
+    .chain(opts.relabel.then(|| ("relabel", "true".to_string())))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     program.provenance.report = report.to_provenance();
