@@ -58,12 +58,12 @@ pub struct CompileArgs {
     min_train_items: usize,
     /// Drop a label-conditioned item when the teacher, asked the task directly, answers a
     /// different label (helps only when the teacher answers the task well).
+    #[arg(long)]
+    agreement_filter: bool,
     /// Label each input the teacher wrote for a label with the teacher's own direct answer
     /// instead (inputs it answers outside the label set are dropped).
     #[arg(long)]
     relabel: bool,
-    #[arg(long)]
-    agreement_filter: bool,
     #[command(flatten)]
     contract: ContractArgs,
     /// Also write the program to this file.
