@@ -341,14 +341,12 @@ pub(crate) fn synthesize(
     };
 
     // Requests: for each label, `requests` inputs; or `requests` open inputs.
-    let targets: Vec<Option<&str>> = match req.labels {
-        Some(labels) => (0..req.requests)
-            .flat_map(|k| labels.iter().map(move |l| (k, l)))
-            .map(|(_, l)| Some(l.as_str()))
-            .collect(),
-        None => vec![None; req.requests],
-    };
-    let held_targets = held_out_targets(req.labels, req.held_out);
+    let targets = request_targets(req.labels, req.requests);
+    // Held-out requests are a total: spread over the labels of a label set.
+    let held_per = req
+        .labels
+        .map_or(req.held_out, |l| req.held_out.div_ceil(l.len().max(1)));
+    let held_targets = request_targets(req.labels, held_per);
     let kinds = input_kinds(teacher, req)?;
     let (replies, held_replies) =
         request_inputs(teacher, req, &targets, &held_targets, &kinds, on_progress)?;
@@ -358,8 +356,7 @@ pub(crate) fn synthesize(
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter || req.relabel;
     if need_answers {
-        synth = answer_or_agree(teacher, req, synth, &mut data.rejected)?;
-        held = answer_or_agree(teacher, req, held, &mut data.rejected)?;
+        [synth, held] = answer_or_agree(teacher, req, [synth, held], &mut data.rejected)?;
     }
     if let Some(labels) = req.labels {
         balance_labels(labels, &mut synth);
@@ -470,17 +467,13 @@ fn request_inputs(
     Ok((replies, held))
 }
 
-/// Held-out targets: `n` in total, spread evenly over the labels of a label set (at least one
-/// each), or `n` open ones.
-fn held_out_targets(labels: Option<&[String]>, n: usize) -> Vec<Option<&str>> {
+/// Request targets: `n` rounds over the labels of a label set (each label once per round), or
+/// `n` open requests.
+fn request_targets(labels: Option<&[String]>, n: usize) -> Vec<Option<&str>> {
     match labels {
-        _ if n == 0 => Vec::new(),
-        Some(labels) => {
-            let per_label = n.div_ceil(labels.len().max(1));
-            (0..per_label)
-                .flat_map(|_| labels.iter().map(|l| Some(l.as_str())))
-                .collect()
-        }
+        Some(labels) => (0..n)
+            .flat_map(|_| labels.iter().map(|l| Some(l.as_str())))
+            .collect(),
         None => vec![None; n],
     }
 }
@@ -525,21 +518,34 @@ fn screen_inputs(
 }
 
 /// Open outputs: the teacher's direct answer becomes the output (if it has the reference's
-/// format). Label sets with the agreement filter: items whose direct answer is another label
-/// are rejected.
-fn answer_or_agree(
+/// format). Label sets: see [`checked_label`]. The groups (training and held-out items) are
+/// answered in one teacher call and come back filtered, group by group.
+fn answer_or_agree<const N: usize>(
     teacher: &ChatModel,
     req: &SynthRequest<'_>,
-    synth: Vec<Example>,
+    groups: [Vec<Example>; N],
     rejected: &mut Vec<(String, String)>,
-) -> Result<Vec<Example>> {
-    if synth.is_empty() {
-        return Ok(synth);
+) -> Result<[Vec<Example>; N]> {
+    let inputs: Vec<&str> = groups.iter().flatten().map(|e| e.input.as_str()).collect();
+    if inputs.is_empty() {
+        return Ok(groups);
     }
-    let inputs: Vec<&str> = synth.iter().map(|e| e.input.as_str()).collect();
-    let answers = direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?;
+    let mut answers =
+        direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?.into_iter();
+    Ok(groups.map(|group| {
+        let answered: Vec<(Example, String)> = group.into_iter().zip(&mut answers).collect();
+        checked_answers(req, answered, rejected)
+    }))
+}
+
+/// The items whose direct answer passes the checks, each with the output it gives.
+fn checked_answers(
+    req: &SynthRequest<'_>,
+    answered: Vec<(Example, String)>,
+    rejected: &mut Vec<(String, String)>,
+) -> Vec<Example> {
     let mut kept = Vec::new();
-    for (mut e, answer) in synth.into_iter().zip(answers) {
+    for (mut e, answer) in answered {
         match req.labels {
             None => {
                 let out = answer_output(&answer, req.reference);
@@ -559,7 +565,7 @@ fn answer_or_agree(
         }
         kept.push(e);
     }
-    Ok(kept)
+    kept
 }
 
 /// The label a label-conditioned item keeps, given the teacher's direct `answer`: with
@@ -667,13 +673,13 @@ mod tests {
     }
 
     #[test]
-    fn held_out_targets_spread_over_the_labels() {
+    fn request_targets_are_rounds_over_the_labels() {
         let labels = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let t = held_out_targets(Some(&labels), 7);
-        assert_eq!(t.len(), 9, "7 rounded up to whole rounds of 3 labels");
+        let t = request_targets(Some(&labels), 3);
+        assert_eq!(t.len(), 9, "3 rounds of 3 labels");
         assert_eq!(t[..3], [Some("a"), Some("b"), Some("c")]);
-        assert_eq!(held_out_targets(None, 5), vec![None; 5]);
-        assert!(held_out_targets(Some(&labels), 0).is_empty());
+        assert_eq!(request_targets(None, 5), vec![None; 5]);
+        assert!(request_targets(Some(&labels), 0).is_empty());
     }
 
     #[test]

@@ -41,9 +41,9 @@ pub(crate) fn run(
     let labels = ctx.labels.as_deref();
     let requests = opts.requests_for(labels);
     let key = cache::data_key(opts, ctx.teacher_hash.as_deref(), &pp.examples, requests);
-    // The held-out labels are the teacher's own one-shot answers for open outputs, and for
-    // label-conditioned items the teacher had to agree with: comparing it with them would
-    // give 100%, so its answers are not asked again.
+    // The held-out labels are the teacher's own one-shot answers for open outputs and with
+    // `relabel`, and for label-conditioned items the teacher had to agree with: comparing it
+    // with them would give 100%, so its answers are not asked again.
     let labels_are_answers = labels.is_none() || opts.agreement_filter || opts.relabel;
     let Cached {
         mut data,
