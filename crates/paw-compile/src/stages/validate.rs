@@ -53,9 +53,7 @@ pub(crate) fn run(
     let val = &data.validation;
     let score =
         |f: &Function| -> Result<usize> { Ok(hits(val, &outputs(f, val, draft.max_tokens)?)) };
-    // The prompt-only candidates. On a tie the bare spec wins: it is the shorter prompt, and
-    // teacher-written pseudo-programs lose to it on most tasks (fifth session: date-iso 0 vs
-    // 70, snake-case 5 vs 95 on the tests).
+    // The prompt-only candidates: (pseudo-program hits, spec hits).
     let prompts = if val.is_empty() {
         None
     } else {
@@ -66,11 +64,7 @@ pub(crate) fn run(
         let spec = score(&without(PromptKind::Spec)?)?;
         Some((pseudo_program, spec))
     };
-    let best_prompt = match prompts {
-        Some((pp, spec)) if pp > spec => (PromptKind::PseudoProgram, pp),
-        Some((_, spec)) => (PromptKind::Spec, spec),
-        None => (PromptKind::PseudoProgram, 0),
-    };
+    let best_prompt = best_prompt(prompts);
     let held_out = |adapter_f32, adapter_at, adapter| {
         prompts.map(|(pseudo_program_only, spec_prompt_only)| HeldOutReport {
             items: val.len(),
@@ -164,6 +158,18 @@ pub(crate) fn run(
     })
 }
 
+/// The better prompt alone, from (pseudo-program hits, spec hits); without held-out items, the
+/// pseudo-program. On a tie the bare spec wins: it is the shorter prompt, and teacher-written
+/// pseudo-programs lose to it on most tasks (fifth session: date-iso 0 vs 70, snake-case 5 vs
+/// 95 on the tests).
+fn best_prompt(prompts: Option<(usize, usize)>) -> (PromptKind, usize) {
+    match prompts {
+        Some((pp, spec)) if pp > spec => (PromptKind::PseudoProgram, pp),
+        Some((_, spec)) => (PromptKind::Spec, spec),
+        None => (PromptKind::PseudoProgram, 0),
+    }
+}
+
 /// The adapter ships unless a prompt alone gets more held-out items right (a tie keeps it:
 /// it was trained on far more items than the held-out split holds), or early stopping rewound
 /// it to step 0 (its update is zero: it would only add bytes).
@@ -250,4 +256,49 @@ pub(crate) fn hits(data: &[Example], answers: &[String]) -> usize {
         .zip(answers)
         .filter(|(e, a)| paw_eval::exact_match(&e.output, a))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trained(best_step: usize) -> TrainReport {
+        TrainReport {
+            steps_run: 60,
+            train_loss_initial_full: 1.0,
+            train_loss_final_full: 0.5,
+            train_loss_first: 1.0,
+            train_loss_last: 0.5,
+            val_loss_initial: Some(1.0),
+            val_loss_best: Some(0.8),
+            best_step,
+        }
+    }
+
+    #[test]
+    fn the_spec_wins_a_tie_between_prompts_and_the_pseudo_program_only_by_more_hits() {
+        assert_eq!(best_prompt(Some((5, 5))), (PromptKind::Spec, 5));
+        assert_eq!(best_prompt(Some((6, 5))), (PromptKind::PseudoProgram, 6));
+        assert_eq!(best_prompt(Some((4, 5))), (PromptKind::Spec, 5));
+        assert_eq!(best_prompt(None), (PromptKind::PseudoProgram, 0));
+    }
+
+    #[test]
+    fn the_adapter_ships_unless_a_prompt_gets_more_right_or_no_step_helped() {
+        let spec = (PromptKind::Spec, 10);
+        assert_eq!(gate(&trained(30), 10, spec, 24), AdapterVerdict::Kept);
+        assert_eq!(
+            gate(&trained(30), 9, spec, 24),
+            AdapterVerdict::LostToPrompt {
+                prompt: PromptKind::Spec,
+                prompt_hits: 10,
+                adapter: 9,
+                items: 24
+            }
+        );
+        assert_eq!(
+            gate(&trained(0), 20, spec, 24),
+            AdapterVerdict::NoStepHelped
+        );
+    }
 }
