@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::chat::ChatTemplate;
 use paw_compile::pseudo_program::user_turn;
-use paw_compile::{compile_key, CompileOptions, CompileOutput};
+use paw_compile::{compile_key, CompileOptions, CompileOutput, PromptKind};
 use paw_eval::{evaluate, load_cases, Case, Report, RunOptions, Target};
 use paw_format::{GenerationConfig, InterpreterId, Program, Provenance};
 use paw_rt::{CallOptions, Function, Interpreter, LoadOptions, Tokenizer};
@@ -109,6 +109,9 @@ struct CompileFlags {
     /// Label each label-conditioned item with the teacher's direct answer.
     #[arg(long)]
     relabel: bool,
+    /// The prompt the adapter is trained under: `pseudo-program` or `spec`.
+    #[arg(long)]
+    adapter_prompt: Option<PromptKind>,
     /// Held-out items the teacher writes by their own request (0: every 4th training item).
     #[arg(long)]
     held_out: Option<usize>,
@@ -144,6 +147,7 @@ impl CompileFlags {
         }
         opts.agreement_filter |= self.agreement_filter;
         opts.relabel |= self.relabel;
+        opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.held_out = self.held_out.unwrap_or(opts.held_out);
         opts.min_train_items = self.min_train_items.unwrap_or(opts.min_train_items);
@@ -174,6 +178,7 @@ impl CompileFlags {
         flag("reuse-stages", self.reuse_stages.then(String::new));
         flag("agreement-filter", self.agreement_filter.then(String::new));
         flag("relabel", self.relabel.then(String::new));
+        flag("adapter-prompt", self.adapter_prompt.map(|v| v.to_string()));
         flag("held-out", self.held_out.map(|v| v.to_string()));
         flag(
             "min-train-items",

@@ -7,13 +7,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use paw_compile::{compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, Stage};
+use paw_compile::{
+    compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, PromptKind, Stage,
+};
 use paw_eval::load_cases;
 use paw_format::OutputContract;
 use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
 
-use crate::output::{human_bytes, open_store, print_json};
+use crate::output::{human_bytes, open_store, outln, print_json};
 
 #[derive(Debug, Args)]
 pub struct CompileArgs {
@@ -64,6 +66,10 @@ pub struct CompileArgs {
     /// instead (inputs it answers outside the label set are dropped).
     #[arg(long)]
     relabel: bool,
+    /// The prompt the adapter is trained under and ships with: the compiler's pseudo-program
+    /// or the bare spec.
+    #[arg(long, value_name = "PROMPT", default_value_t = CompileOptions::new("", "").adapter_prompt)]
+    adapter_prompt: PromptKind,
     #[command(flatten)]
     contract: ContractArgs,
     /// Also write the program to this file.
@@ -200,6 +206,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
     opts.relabel = args.relabel;
+    opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;
     opts.contract = args.contract.request()?;
@@ -352,7 +359,7 @@ fn print_summary(summary: &CompileSummary, json: bool) -> Result<()> {
     if json {
         return print_json(summary);
     }
-    println!(
+    outln!(
         "{} {} ({}){}",
         if summary.cached { "found" } else { "compiled" },
         summary.id,
@@ -369,12 +376,12 @@ fn print_summary(summary: &CompileSummary, json: bool) -> Result<()> {
         } else {
             ""
         };
-        println!("  {stage:<15} {secs:>7.1}s{cached}");
+        outln!("  {stage:<15} {secs:>7.1}s{cached}");
     }
     for (k, v) in &summary.report {
-        println!("  {k} = {v}");
+        outln!("  {k} = {v}");
     }
-    println!(
+    outln!(
         "  total {:.1}s; run it with `paw run {} \"...\"`",
         summary.total_seconds,
         &summary.id[..15]

@@ -12,7 +12,7 @@ use paw_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::interpreter::BindArgs;
-use crate::output::{open_store, print_json};
+use crate::output::{open_store, outln, print_json};
 use crate::run::read_program;
 
 #[derive(Debug, Clone, Copy, ValueEnum, Deserialize, Serialize, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if args.json {
         return print_json(&report);
     }
-    println!(
+    outln!(
         "{id}{}",
         if args.bind.no_adapter {
             " (without adapter)"
@@ -99,7 +99,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             ""
         }
     );
-    println!("{}", report.summary);
+    outln!("{}", report.summary);
     if args.failures {
         print_failures(&report, usize::MAX);
     }
@@ -108,12 +108,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 
 fn print_failures(report: &Report, limit: usize) {
     for case in report.failures(Metric::Exact).take(limit) {
-        println!("--- case {} ---", case.index + 1);
-        println!("input:    {:?}", case.input);
-        println!("expected: {:?}", case.expected);
+        outln!("--- case {} ---", case.index + 1);
+        outln!("input:    {:?}", case.input);
+        outln!("expected: {:?}", case.expected);
         match (&case.actual, &case.error) {
-            (_, Some(err)) => println!("error:    {err}"),
-            (Some(actual), None) => println!("actual:   {actual:?}"),
+            (_, Some(err)) => outln!("error:    {err}"),
+            (Some(actual), None) => outln!("actual:   {actual:?}"),
             (None, None) => {}
         }
     }
@@ -330,7 +330,7 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
         let report = evaluate_program(&store, &program, &args.bind, &cases)?;
         let passed = report.meets(metric.into(), threshold);
         if !args.json {
-            println!(
+            outln!(
                 "{} {} ({}): {} metric, threshold {:.2}",
                 if passed { "PASS" } else { "FAIL" },
                 t.name,
@@ -339,9 +339,9 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
                 threshold
             );
             for w in &warnings {
-                println!("  warning: {w}");
+                outln!("  warning: {w}");
             }
-            println!("  {}", report.summary.to_string().replace('\n', "\n  "));
+            outln!("  {}", report.summary.to_string().replace('\n', "\n  "));
             if !passed {
                 print_failures(&report, args.show_failures);
             }
@@ -361,7 +361,7 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
         print_json(&serde_json::json!({ "programs": outcomes }))?;
     } else {
         let failed = outcomes.iter().filter(|o| !o.passed).count();
-        println!("{} passed, {} failed", outcomes.len() - failed, failed);
+        outln!("{} passed, {} failed", outcomes.len() - failed, failed);
     }
     Ok(if all_passed {
         std::process::ExitCode::SUCCESS

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use paw_format::export::{llama_cpp_contract, write_gguf_lora};
 
-use crate::output::{open_store, print_json};
+use crate::output::{open_store, outln, print_json};
 use crate::run::read_program;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,13 +69,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
             "contract_file": contract_file,
         }))
     } else {
-        println!(
+        outln!(
             "wrote {} ({} bytes): adapter of {id} as a llama.cpp GGUF LoRA",
             args.output.display(),
             bytes.len()
         );
         if let Some(path) = contract_file {
-            println!(
+            outln!(
                 "wrote {}: its output contract for llama.cpp",
                 path.display()
             );

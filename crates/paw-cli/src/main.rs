@@ -41,7 +41,7 @@ enum Command {
     /// was interrupted (Ctrl-C, a crash) resumes after them when run again; the program's bytes
     /// are the same either way. The program enters the store only when complete, never in part.
     /// A repeated compile with the same compile key returns the stored program at once.
-    Compile(compile::CompileArgs),
+    Compile(Box<compile::CompileArgs>),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),
     /// Recompute every hash of a program; optionally check it against an interpreter.
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         Command::List(args) => programs::list(args),
         Command::Models(args) => models::run(args),
         Command::Run(args) => run::run(args),
-        Command::Compile(args) => compile::run(args, cli.verbose > 0),
+        Command::Compile(args) => compile::run(*args, cli.verbose > 0),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => export::run(args),
     };

@@ -11,7 +11,7 @@ use paw_store::fetch::{fetch_model, fetch_plan, installed_path, FetchEvent};
 use paw_store::{Manifest, Source};
 use serde::Serialize;
 
-use crate::output::{human_bytes, open_store, print_json};
+use crate::output::{human_bytes, open_store, outln, print_json};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -102,9 +102,12 @@ fn list(args: ListArgs) -> Result<()> {
     if args.json {
         return print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<36} {:<8} {:<12} {:>10}  STATUS",
-        "ID", "ARCH", "ROLE", "SIZE"
+        "ID",
+        "ARCH",
+        "ROLE",
+        "SIZE"
     );
     for r in &rows {
         let status = match &r.installed {
@@ -112,12 +115,16 @@ fn list(args: ListArgs) -> Result<()> {
             None => format!("not installed: {}", r.get),
         };
         let size = r.size.map_or_else(|| "?".to_owned(), human_bytes);
-        println!(
+        outln!(
             "{:<36} {:<8} {:<12} {:>10}  {}",
-            r.id, r.architecture, r.role, size, status
+            r.id,
+            r.architecture,
+            r.role,
+            size,
+            status
         );
     }
-    println!(
+    outln!(
         "defaults: interpreter {}, teacher {}",
         manifest.default_interpreter().id,
         manifest.default_teacher().id
@@ -132,7 +139,7 @@ fn fetch(args: FetchArgs) -> Result<()> {
     let manifest = Manifest::embedded()?;
     let ids: Vec<&str> = args.ids.iter().map(String::as_str).collect();
     let entries = fetch_plan(manifest, &ids)?;
-    println!("store: {}", store.root().display());
+    outln!("store: {}", store.root().display());
     let style = ProgressStyle::with_template(
         "{spinner} {msg}\n  [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
     )
@@ -157,7 +164,7 @@ fn fetch(args: FetchArgs) -> Result<()> {
             }),
             _ => {
                 if matches!(event, FetchEvent::Downloading { .. }) {
-                    println!("{event}");
+                    outln!("{event}");
                 }
             }
         },
@@ -165,9 +172,9 @@ fn fetch(args: FetchArgs) -> Result<()> {
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();
             }
-            println!("{event}");
+            outln!("{event}");
         }
-        FetchEvent::AlreadyInstalled { .. } | FetchEvent::Corrupt { .. } => println!("{event}"),
+        FetchEvent::AlreadyInstalled { .. } | FetchEvent::Corrupt { .. } => outln!("{event}"),
     };
     for entry in entries {
         if let Err(err) = fetch_model(&store, entry, &mut on_event) {
@@ -184,6 +191,6 @@ fn fetch(args: FetchArgs) -> Result<()> {
 fn path(args: PathArgs) -> Result<()> {
     let store = open_store()?;
     let path = installed_path(Manifest::embedded()?, &store, &args.id)?;
-    println!("{}", path.display());
+    outln!("{}", path.display());
     Ok(())
 }

@@ -4,9 +4,40 @@ use anyhow::{Context, Result};
 use paw_store::Store;
 use serde::Serialize;
 
+/// `print!` that ends the process quietly (exit 0) when stdout is closed early (`paw ... |
+/// head`), where `print!` panics.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` with [`out!`]'s handling of a closed stdout.
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use {out, outln};
+
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints `value` as one pretty JSON document on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).context("encoding JSON output")?
     );

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use paw_format::{inspect as inspect_bytes, reader::ProgramView, InterpreterId};
-use paw_store::{resolve_model, Store};
+use paw_store::{resolve_model, LoadedProgram, Store};
 use serde::Serialize;
 
-use crate::output::{human_bytes, open_store, print_json, summary_line};
+use crate::output::{human_bytes, open_store, out, outln, print_json, summary_line};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -49,17 +49,9 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// A program reference resolved to its file and bytes.
-pub struct LoadedProgram {
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-}
-
-/// Resolves a path, full id or unique id prefix, and reads the file.
+/// Loads a program by path, full id or unique id prefix; bytes loaded by id hash to that id.
 pub fn load_program(store: &Store, reference: &str) -> Result<LoadedProgram> {
-    let path = store.resolve_program(reference)?;
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(LoadedProgram { path, bytes })
+    Ok(store.load_program(reference)?)
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
@@ -70,7 +62,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     if args.json {
         print_json(&inspection)
     } else {
-        print!("{inspection}");
+        out!("{inspection}");
         Ok(())
     }
 }
@@ -103,12 +95,14 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     if args.json {
         print_json(&report)
     } else {
-        println!(
+        outln!(
             "ok {}: {} sections and {} tensors hash correctly",
-            report.id, report.sections, report.tensors
+            report.id,
+            report.sections,
+            report.tensors
         );
         if let Some(path) = &report.interpreter {
-            println!("ok interpreter {} matches the program's architecture, weights and tokenizer hashes", path.display());
+            outln!("ok interpreter {} matches the program's architecture, weights and tokenizer hashes", path.display());
         }
         Ok(())
     }
@@ -169,7 +163,7 @@ pub fn add(args: AddArgs) -> Result<()> {
         return print_json(&added);
     }
     for a in &added {
-        println!(
+        outln!(
             "added {} ({}) from {}",
             a.id,
             human_bytes(a.size),
@@ -181,9 +175,12 @@ pub fn add(args: AddArgs) -> Result<()> {
 
 #[derive(Debug, Serialize)]
 struct ListedProgram {
+    /// The id of the entry's bytes (BLAKE3), which is its name unless it is damaged.
     id: String,
-    spec: String,
-    interpreter: String,
+    /// Why the entry cannot be used, if it cannot: it still appears, so nobody ships it unknowingly.
+    damaged: Option<String>,
+    spec: Option<String>,
+    interpreter: Option<String>,
     adapter: Option<String>,
     size: u64,
     path: PathBuf,
@@ -193,42 +190,70 @@ pub fn list(args: ListArgs) -> Result<()> {
     let store = open_store()?;
     let mut rows = Vec::new();
     for stored in store.list_programs()? {
-        let bytes = std::fs::read(&stored.path)
-            .with_context(|| format!("reading {}", stored.path.display()))?;
-        // A damaged file in the store is reported, not skipped, so nobody ships it unknowingly.
-        let view = ProgramView::parse(&bytes)
-            .with_context(|| format!("store entry {} is damaged", stored.path.display()))?;
-        rows.push(ListedProgram {
+        let mut row = ListedProgram {
             id: stored.id.to_string(),
-            spec: view.spec.clone(),
-            interpreter: view.interpreter.name.clone(),
-            adapter: view
-                .adapter
-                .as_ref()
-                .map(|a| format!("rank {} x {} tensors", a.rank, a.tensors.len())),
+            damaged: None,
+            spec: None,
+            interpreter: None,
+            adapter: None,
             size: stored.size,
             path: stored.path,
-        });
+        };
+        match store.read_stored(&stored.id) {
+            Err(error) => {
+                if let paw_store::StoreError::WrongBytes { actual, .. } = &error {
+                    row.id = actual.to_string();
+                }
+                row.damaged = Some(error.to_string());
+            }
+            Ok(bytes) => match ProgramView::parse(&bytes) {
+                Err(error) => row.damaged = Some(format!("not a valid program: {error}")),
+                Ok(view) => {
+                    row.spec = Some(view.spec.clone());
+                    row.interpreter = Some(view.interpreter.name.clone());
+                    row.adapter = view
+                        .adapter
+                        .as_ref()
+                        .map(|a| format!("rank {} x {} tensors", a.rank, a.tensors.len()));
+                }
+            },
+        }
+        rows.push(row);
     }
     if args.json {
         return print_json(&rows);
     }
     if rows.is_empty() {
-        println!(
+        outln!(
             "no programs in {} (add one with `paw add FILE`)",
             store.root().display()
         );
         return Ok(());
     }
-    println!("{:<14} {:>10}  {:<36} SPEC", "ID", "SIZE", "INTERPRETER");
+    outln!("{:<14} {:>10}  {:<36} SPEC", "ID", "SIZE", "INTERPRETER");
     for r in &rows {
         let short = r.id.get(..14).unwrap_or(&r.id);
-        println!(
-            "{:<14} {:>10}  {:<36} {}",
-            short,
-            human_bytes(r.size),
-            summary_line(&r.interpreter, 36),
-            summary_line(&r.spec, 60)
+        match &r.damaged {
+            Some(why) => outln!(
+                "{:<14} {:>10}  DAMAGED: {}",
+                short,
+                human_bytes(r.size),
+                summary_line(why, 100)
+            ),
+            None => outln!(
+                "{:<14} {:>10}  {:<36} {}",
+                short,
+                human_bytes(r.size),
+                summary_line(r.interpreter.as_deref().unwrap_or(""), 36),
+                summary_line(r.spec.as_deref().unwrap_or(""), 60)
+            ),
+        }
+    }
+    let damaged = rows.iter().filter(|r| r.damaged.is_some()).count();
+    if damaged > 0 {
+        eprintln!(
+            "{damaged} damaged entr{} (repair with `paw add FILE` from a good copy)",
+            if damaged == 1 { "y" } else { "ies" }
         );
     }
     Ok(())

@@ -12,7 +12,7 @@ use paw_store::Store;
 use serde::Serialize;
 
 use crate::interpreter::BindArgs;
-use crate::output::open_store;
+use crate::output::{open_store, outln};
 use crate::programs::load_program;
 
 #[derive(Debug, Args)]
@@ -180,9 +180,9 @@ fn run_inputs(
             }
             bar.suspend(|| -> Result<()> {
                 if json {
-                    println!("{}", serde_json::to_string(&RunRecord::new(input, out))?);
+                    outln!("{}", serde_json::to_string(&RunRecord::new(input, out))?);
                 } else {
-                    println!("{}", out.text);
+                    outln!("{}", out.text);
                 }
                 Ok(())
             })?;

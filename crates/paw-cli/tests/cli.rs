@@ -14,7 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 fn paw(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_paw"))
         .args(args)
-        .env("PAW_HOME", home)
+        .env("PAW_HOME", home.join("paw-home"))
         .env_remove("RUST_LOG")
         .output()
         .expect("paw runs")

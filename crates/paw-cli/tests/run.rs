@@ -38,7 +38,7 @@ fn write_program(model: &Path, dir: &Path) -> PathBuf {
 fn paw(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paw"))
         .args(args)
-        .env("PAW_HOME", home)
+        .env("PAW_HOME", home.join("paw-home"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

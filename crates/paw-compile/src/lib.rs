@@ -53,7 +53,7 @@ pub use contract::{ContractRequest, ContractSource};
 pub use error::{CompileError, Result};
 pub use options::{CompileOptions, MAX_SPEC_LEN};
 pub use progress::{Progress, Stage};
-pub use report::CompileReport;
+pub use report::{CompileReport, PromptKind};
 pub use synth::{Example, Origin, TrainingData};
 pub use train::{TrainOptions, TrainReport};
 
@@ -140,7 +140,7 @@ pub(crate) fn key_from_hashes(
         .str(teacher.unwrap_or("none"))
         // Debug formatting of these plain values is stable and covers every field.
         .str(&format!(
-            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}",
+            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}",
             opts.seed,
             opts.train,
             opts.requests,
@@ -151,7 +151,8 @@ pub(crate) fn key_from_hashes(
             opts.kinds,
             opts.pseudo_program_budget,
             opts.adapter_dtype,
-            opts.contract
+            opts.contract,
+            opts.adapter_prompt
         ))
         .finish()
 }

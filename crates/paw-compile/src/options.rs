@@ -7,6 +7,7 @@ use paw_store::Store;
 
 use crate::contract::ContractRequest;
 use crate::error::{CompileError, Result};
+use crate::report::PromptKind;
 use crate::train::TrainOptions;
 
 /// Longest spec accepted, in bytes.
@@ -41,6 +42,8 @@ pub struct CompileOptions {
     /// Label each label-conditioned item with the teacher's own direct answer instead of the
     /// label it was asked to write for (items it answers outside the label set are dropped).
     pub relabel: bool,
+    /// The prompt the adapter is trained under (and ships with, if it is kept).
+    pub adapter_prompt: PromptKind,
     /// Kinds of input the teacher lists per label before writing inputs, one kind per request
     /// (label sets only; open outputs always use style hints); 0 uses style hints only.
     pub kinds: usize,
@@ -71,6 +74,7 @@ impl CompileOptions {
             min_train_items: 16,
             agreement_filter: false,
             relabel: false,
+            adapter_prompt: PromptKind::PseudoProgram,
             kinds: 8,
             pseudo_program_budget: 250,
             adapter_dtype: None,

@@ -9,7 +9,7 @@ use crate::chat::ChatTemplate;
 use crate::contract::{self, ContractRequest, Decided};
 use crate::error::{CompileError, Result};
 use crate::progress::{Progress, Stage, StageClock};
-use crate::report::CompileReport;
+use crate::report::{CompileReport, PromptKind};
 use crate::stages::{self, pack::ProgramDraft, validate::Validated};
 use crate::teacher::ChatModel;
 use crate::{spec, CompileOptions, CompileOutput};
@@ -114,13 +114,18 @@ pub(crate) fn run(
     let data = stages::data::run(&ctx, teacher, &pp.program, &mut clock)?;
 
     let prompt_template = stages::train::prompt_template(&ctx, &pp.text);
+    let spec_prompt_template = stages::train::prompt_template(&ctx, opts.spec.trim());
+    let adapter_template = match opts.adapter_prompt {
+        PromptKind::PseudoProgram => &prompt_template,
+        PromptKind::Spec => &spec_prompt_template,
+    };
     // Too few items teach noise (json-repair: 6 items, 0 of 15 tests): the best prompt ships.
     let enough_data = ctx.teacher_hash.is_none() || data.data.train.len() >= opts.min_train_items;
     let trained = if enough_data {
         clock.start(Stage::Train);
         Some(stages::train::run(
             &ctx,
-            &prompt_template,
+            adapter_template,
             &data.data,
             &mut clock,
         )?)
@@ -134,7 +139,7 @@ pub(crate) fn run(
         opts,
         pseudo_program: pp.text,
         prompt_template,
-        spec_prompt_template: stages::train::prompt_template(&ctx, opts.spec.trim()),
+        spec_prompt_template,
         interpreter: interpreter.identity().clone(),
         max_tokens: stages::data::max_tokens(&ctx, &data.data)?,
         teacher_hash: ctx.teacher_hash.clone(),

@@ -36,10 +36,24 @@ pub struct CompileReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PromptKind {
-    /// The pseudo-program the compiler wrote (the adapter is always trained with it).
+    /// The pseudo-program the compiler wrote.
     PseudoProgram,
     /// The user's spec, as written.
     Spec,
+}
+
+impl std::str::FromStr for PromptKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "pseudo-program" => Ok(Self::PseudoProgram),
+            "spec" => Ok(Self::Spec),
+            other => Err(format!(
+                "unknown prompt `{other}` (expected `pseudo-program` or `spec`)"
+            )),
+        }
+    }
 }
 
 impl std::fmt::Display for PromptKind {

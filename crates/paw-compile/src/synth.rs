@@ -359,7 +359,13 @@ pub(crate) fn synthesize(
         [synth, held] = answer_or_agree(teacher, req, [synth, held], &mut data.rejected)?;
     }
     if let Some(labels) = req.labels {
-        balance_labels(labels, &mut synth);
+        // Relabelled items follow the teacher's skew: cutting to the rarest label starves them.
+        let ratio = if req.relabel {
+            RELABEL_BALANCE_RATIO
+        } else {
+            1
+        };
+        balance_labels(labels, ratio, &mut synth);
     }
     if synth.is_empty() && user.is_empty() {
         return Err(CompileError::NoValidData(format!(
@@ -585,8 +591,15 @@ fn checked_label(
     }
 }
 
-/// Balances the label set: at most as many of each label as of the rarest one present.
-fn balance_labels(labels: &[String], synth: &mut Vec<Example>) {
+/// With `relabel`, the most items a label keeps, as a multiple of the rarest label's count.
+/// Relabelled data follows the teacher's skew (log-level: ERROR 11, WARN 4, INFO 13, DEBUG 4):
+/// cutting every label to the rarest left 12 and 5 training items on log-level and
+/// ticket-routing (eighth session), while no cap at all teaches the majority label.
+const RELABEL_BALANCE_RATIO: usize = 2;
+
+/// Balances the label set: at most `ratio` times as many of each label as of the rarest one
+/// present.
+fn balance_labels(labels: &[String], ratio: usize, synth: &mut Vec<Example>) {
     let counts: Vec<usize> = labels
         .iter()
         .map(|l| synth.iter().filter(|e| &e.output == l).count())
@@ -603,7 +616,8 @@ fn balance_labels(labels: &[String], synth: &mut Vec<Example>) {
             "no synthesised training item survived for these labels"
         );
     }
-    if let Some(cap) = counts.iter().copied().filter(|&c| c > 0).min() {
+    if let Some(rarest) = counts.iter().copied().filter(|&c| c > 0).min() {
+        let cap = rarest * ratio;
         let mut taken = vec![0usize; labels.len()];
         synth.retain(|e| {
             let Some(i) = labels.iter().position(|l| l == &e.output) else {
@@ -689,6 +703,34 @@ mod tests {
         assert!(p.contains("careless program would get wrong"), "{p}");
         assert!(p.contains(HELD_OUT_STYLES[2]), "{p}");
         assert!(!held_out_prompt_tail(None, 0).contains("exactly"));
+    }
+
+    #[test]
+    fn balancing_caps_each_label_at_a_multiple_of_the_rarest() {
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let items = |counts: [usize; 3]| -> Vec<Example> {
+            labels
+                .iter()
+                .zip(counts)
+                .flat_map(|(l, n)| {
+                    (0..n).map(move |i| Example {
+                        input: format!("{l}{i}"),
+                        output: l.clone(),
+                        origin: Origin::LabelConditioned,
+                    })
+                })
+                .collect()
+        };
+        let count = |v: &[Example], l: &str| v.iter().filter(|e| e.output == l).count();
+        for (ratio, want) in [(1, [2, 2, 2]), (2, [4, 2, 4])] {
+            let mut v = items([7, 2, 4]);
+            balance_labels(&labels, ratio, &mut v);
+            assert_eq!([count(&v, "a"), count(&v, "b"), count(&v, "c")], want);
+        }
+        // A label with no item does not make the cap zero.
+        let mut v = items([3, 0, 1]);
+        balance_labels(&labels, 2, &mut v);
+        assert_eq!(v.len(), 3);
     }
 
     #[test]

