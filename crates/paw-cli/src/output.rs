@@ -50,8 +50,38 @@ pub fn open_store() -> Result<Store> {
         .context("opening the local paw store (set PAW_HOME to choose another place)")
 }
 
-/// First line of `text`, cut to `max` characters with an ellipsis.
+/// `text` with every control character except newline and tab written as an escape
+/// (`\u{1b}`), so that text from a program or a model cannot move the cursor, rewrite lines or
+/// retitle the terminal when printed.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, |c| c == '\n' || c == '\t')
+}
+
+/// `text` on one line: newlines, carriage returns and every other control character escaped
+/// (batch output, where line N answers input N).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, |c| c == '\t')
+}
+
+fn escape_controls(text: &str, keep: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && !keep(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' if !keep(c) => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && !keep(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// First line of `text`, cut to `max` characters with an ellipsis, control characters escaped.
 pub fn summary_line(text: &str, max: usize) -> String {
+    let text = terminal_safe(text);
     let line = text.lines().next().unwrap_or("").trim();
     if line.chars().count() <= max {
         line.to_owned()
@@ -85,6 +115,20 @@ mod tests {
     fn summary_line_cuts_long_first_lines_on_char_boundaries() {
         assert_eq!(summary_line("short\nsecond", 10), "short");
         assert_eq!(summary_line("ééééééé", 4), "ééé…");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            terminal_safe("name\r\x1b[2K b3:fake"),
+            "name\\r\\u{1b}[2K b3:fake"
+        );
+        assert_eq!(one_line("a\nb\u{9b}c"), "a\\nb\\u{9b}c");
+        assert_eq!(
+            summary_line("\x1b]0;title\x07rest", 80),
+            "\\u{1b}]0;title\\u{7}rest"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use paw_format::{inspect as inspect_bytes, reader::ProgramView, InterpreterId};
 use paw_store::{resolve_model, LoadedProgram, Store};
 use serde::Serialize;
 
-use crate::output::{human_bytes, open_store, out, outln, print_json, summary_line};
+use crate::output::{human_bytes, open_store, out, outln, print_json, summary_line, terminal_safe};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -62,7 +62,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     if args.json {
         print_json(&inspection)
     } else {
-        out!("{inspection}");
+        out!("{}", terminal_safe(&inspection.to_string()));
         Ok(())
     }
 }

@@ -334,3 +334,108 @@ fn an_answer_cut_before_its_contract_is_satisfied_fails_the_command() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("raise --max-tokens"), "{stderr}");
 }
+
+/// Peak resident memory (VmHWM, KiB) of a running process, if it can still be read.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Output line N answers input line N: blank lines are inputs, and a line that cannot be one
+/// (too long for the context, not UTF-8, bad JSON) gets its own error, with its number, while
+/// the run goes on. A 64 MiB line is skipped without being held in memory.
+#[test]
+fn batch_output_line_n_answers_input_line_n_and_failures_are_reported_per_line() {
+    let Some(model) = smollm2() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let program = write_program(&model, dir.path());
+    let (p, m) = (program.to_str().unwrap(), model.to_str().unwrap());
+    // A batch line holds the answer with its newlines escaped (one answer per line).
+    let single = |input: &str| {
+        let out = ok_stdout(&paw(dir.path(), &["run", p, input, "--model", m], None));
+        out.strip_suffix('\n').unwrap().replace('\n', "\\n")
+    };
+
+    let huge = "word ".repeat(64 << 20 >> 3);
+    let mut file = Vec::new();
+    for line in [
+        b"apple".as_slice(),
+        b"",
+        huge.as_bytes(),
+        b"caf\xff",
+        b"cherry",
+    ] {
+        file.extend_from_slice(line);
+        file.push(b'\n');
+    }
+    let inputs = dir.path().join("inputs.txt");
+    std::fs::write(&inputs, &file).unwrap();
+    drop(huge);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_paw"))
+        .args(["run", p, "--model", m, "--batch-size", "2", "--inputs"])
+        .arg(&inputs)
+        .env("PAW_HOME", dir.path().join("paw-home"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak_mib = watcher.join().unwrap() / 1024;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 3: line of") && err.contains("line 4: not UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("2 of 5 inputs failed"), "{err}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.split_terminator('\n').collect();
+    assert_eq!(lines.len(), 5, "{stdout:?}");
+    assert_eq!(lines[0], single("apple"));
+    assert_eq!((lines[2], lines[3]), ("", ""));
+    assert_eq!(lines[4], single("cherry"));
+    eprintln!("paw run peak RSS: {peak_mib} MiB");
+    // The model is ~100 MiB; the line alone would be 64 MiB, its tokenization gigabytes.
+    assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
+
+    let json = paw(
+        dir.path(),
+        &[
+            "run",
+            p,
+            "--model",
+            m,
+            "--json",
+            "--inputs",
+            inputs.to_str().unwrap(),
+        ],
+        None,
+    );
+    let records: Vec<serde_json::Value> = String::from_utf8(json.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[1]["input"], "");
+    assert_eq!(
+        (records[2]["line"].as_u64(), records[3]["line"].as_u64()),
+        (Some(3), Some(4))
+    );
+    assert!(records[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("context window"));
+    assert_eq!(records[4]["input"], "cherry");
+}

@@ -153,6 +153,16 @@ pub enum Error {
         max_tokens: usize,
     },
 
+    #[error(
+        "input of {bytes} bytes cannot fit the {window}-token context window (at most \
+         {max_bytes} bytes can, and only if they tokenize very well); refused before tokenizing"
+    )]
+    InputTooLong {
+        bytes: usize,
+        max_bytes: usize,
+        window: usize,
+    },
+
     #[error("max_tokens is 0: a call must be allowed to generate at least 1 token")]
     ZeroMaxTokens,
 

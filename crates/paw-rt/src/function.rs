@@ -431,6 +431,7 @@ impl Function {
     pub fn next_token_logits(&self, input: &str) -> Result<Vec<f32>> {
         let m = &self.interp.model;
         let f = &self.inner;
+        self.check_input_bytes(input, 0)?;
         let mut row = self.interp.tokenizer.encode_plain(input)?;
         row.extend_from_slice(&f.suffix_ids);
         let p = f.prefix_ids.len();
@@ -447,6 +448,39 @@ impl Function {
         let mut cache = m.cache_from_prefix(&f.prefix_kv, p, 1, p + row.len())?;
         let logits = prefill_single(m, &row, p, &mut cache, f.lora.as_ref())?;
         Ok(logits.squeeze(0)?.to_vec1()?)
+    }
+
+    /// The most input bytes that could fit the context window beside the program's prompt
+    /// (the bound [`Error::InputTooLong`] enforces before tokenizing; callers reading input
+    /// can stop reading there).
+    pub fn max_input_bytes(&self) -> usize {
+        self.interp
+            .tokenizer
+            .max_input_bytes(self.input_token_room(0))
+    }
+
+    /// Tokens left for the input once the prompt's prefix and suffix and `max_tokens` of
+    /// output are counted.
+    fn input_token_room(&self, max_tokens: usize) -> usize {
+        let f = &self.inner;
+        self.interp
+            .window
+            .saturating_sub(f.prefix_ids.len() + f.suffix_ids.len() + max_tokens)
+    }
+
+    fn check_input_bytes(&self, input: &str, max_tokens: usize) -> Result<()> {
+        let max_bytes = self
+            .interp
+            .tokenizer
+            .max_input_bytes(self.input_token_room(max_tokens));
+        if input.len() > max_bytes {
+            return Err(Error::InputTooLong {
+                bytes: input.len(),
+                max_bytes,
+                window: self.interp.window,
+            });
+        }
+        Ok(())
     }
 
     /// Runs the program on one input.
@@ -493,6 +527,7 @@ impl Function {
         let mut rows = Vec::with_capacity(inputs.len());
         let mut input_lens = Vec::with_capacity(inputs.len());
         for input in inputs {
+            self.check_input_bytes(input, max_tokens)?;
             let ids = tok.encode_plain(input)?;
             let needed = p + ids.len() + f.suffix_ids.len() + max_tokens;
             if needed > self.interp.window {

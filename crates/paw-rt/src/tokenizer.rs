@@ -65,7 +65,14 @@ pub struct Tokenizer {
     bos: Option<u32>,
     add_bos: bool,
     vocab_size: usize,
+    /// Bytes of the longest vocabulary entry as stored (never fewer than the bytes it decodes
+    /// to: a byte-level symbol is at least one byte of UTF-8): bounds the text a token covers.
+    max_token_bytes: usize,
 }
+
+/// How far the NFC normaliser can shrink text, in bytes (three Hangul jamo of 3 bytes each
+/// compose to one 3-byte syllable).
+const NORMALIZER_SHRINK: usize = 3;
 
 impl Tokenizer {
     /// Builds the tokenizer from GGUF metadata.
@@ -173,6 +180,7 @@ impl Tokenizer {
             bos,
             add_bos,
             vocab_size: tokens.len(),
+            max_token_bytes: tokens.iter().map(String::len).max().unwrap_or(1).max(1),
         })
     }
 
@@ -232,6 +240,13 @@ impl Tokenizer {
             tracing::warn!("add_bos_token is set but the model declares no BOS token");
         }
         let vocab_size = with_specials.get_vocab_size(true);
+        let max_token_bytes = with_specials
+            .get_vocab(true)
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         tracing::debug!(vocab_size, ?eog, ?bos, add_bos, "tokenizer.json loaded");
         Ok(Self {
             with_specials,
@@ -240,7 +255,16 @@ impl Tokenizer {
             bos,
             add_bos,
             vocab_size,
+            max_token_bytes,
         })
+    }
+
+    /// The most bytes of input text that can encode to `tokens` tokens or fewer: longer input
+    /// cannot fit, so it is refused before the (memory-hungry) encoder ever sees it.
+    pub fn max_input_bytes(&self, tokens: usize) -> usize {
+        tokens
+            .saturating_mul(self.max_token_bytes)
+            .saturating_mul(NORMALIZER_SHRINK)
     }
 
     /// Encodes program text: control tokens such as `<|im_start|>` become their ids.

@@ -442,6 +442,33 @@ fn too_long_input_is_a_typed_error() {
     }
 }
 
+/// Text that cannot fit is refused by its length in bytes, before the tokenizer (whose memory
+/// grows with the text: a 200 MB line once took 21.5 GB) sees it; text that fits never is.
+#[test]
+fn input_too_long_for_any_tokenization_is_refused_before_tokenizing() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ARCHS {
+        let (_, interp) = tiny(dir.path(), arch);
+        let f = prompt_only(&interp);
+        let max = f.max_input_bytes();
+        // The bound never refuses what fits: `x` is one byte per token.
+        assert!(max >= interp.context_window(), "{arch:?}: {max}");
+        let too_long = "x".repeat(max + 1);
+        let refused = |r: Result<(), Error>| match r {
+            Err(Error::InputTooLong {
+                bytes, max_bytes, ..
+            }) => {
+                assert_eq!(bytes, max + 1, "{arch:?}");
+                assert!(max_bytes <= max, "{arch:?}");
+            }
+            other => panic!("{arch:?}: expected InputTooLong, got {other:?}"),
+        };
+        refused(f.call(&too_long, &opts(8)).map(|_| ()));
+        refused(f.call_batch(&["ok", &too_long], &opts(8)).map(|_| ()));
+        refused(f.next_token_logits(&too_long).map(|_| ()));
+    }
+}
+
 #[test]
 fn invalid_call_options_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
