@@ -30,7 +30,7 @@ impl ChatTemplate {
             path: path.to_path_buf(),
             error,
         })?;
-        let ct = Content::read(&mut std::io::BufReader::new(file))?;
+        let ct = paw_rt::read_content(&mut std::io::BufReader::new(file))?;
         Self::from_gguf(&ct, &path.display().to_string())
     }
 

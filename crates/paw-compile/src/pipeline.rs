@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Content;
-
 use crate::chat::ChatTemplate;
 use crate::contract::{self, ContractRequest, Decided};
 use crate::error::{CompileError, Result};
@@ -40,7 +38,7 @@ impl<'a> Context<'a> {
             path: path.to_path_buf(),
             error,
         })?;
-        let ct = Content::read(&mut std::io::BufReader::new(file))?;
+        let ct = paw_rt::read_content(&mut std::io::BufReader::new(file))?;
         let tok = paw_rt::Tokenizer::from_gguf(&ct)?;
         stages::pseudo_program::check_control_tokens(&tok, opts)?;
         let teacher_hash = match &opts.teacher {

@@ -18,8 +18,22 @@ pub enum Error {
     #[error("GGUF metadata key `{key}` is missing")]
     MissingMetadata { key: String },
 
-    #[error("GGUF metadata key `{key}` has an unexpected type: expected {expected}")]
+    #[error("GGUF metadata key `{key}` is invalid: expected {expected}")]
     BadMetadata { key: String, expected: &'static str },
+
+    #[error(
+        "adapter factor of layer {layer} `{module}` holds a non-finite value (NaN or infinity)"
+    )]
+    LoraNonFinite { layer: u32, module: &'static str },
+
+    #[error(
+        "the model produced a non-finite logit (NaN or +infinity) at output token {position}: \
+         its weights or adapter are damaged"
+    )]
+    NonFiniteLogits { position: usize },
+
+    #[error("GGUF tensor `{name}` is invalid: {why}")]
+    BadTensor { name: String, why: &'static str },
 
     #[error("weight tensor `{name}` is missing from the model")]
     MissingTensor { name: String },

@@ -657,6 +657,12 @@ impl RowState {
         stops: &[&str],
         max_tokens: usize,
     ) -> Result<()> {
+        // A NaN would make every comparison false and argmax pick token 0 (NUL bytes, exit 0).
+        if logits.iter().any(|l| l.is_nan() || *l == f32::INFINITY) {
+            return Err(Error::NonFiniteLogits {
+                position: self.ids.len(),
+            });
+        }
         if let Some(c) = &mut self.contract {
             c.mask_logits(logits)?;
         }

@@ -2,7 +2,7 @@
 //! (weights hash and canonical tokenizer hash, specified in `spec/interpreter-identity.md`).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -118,7 +118,7 @@ impl ModelConfig {
             key: eps_key.clone(),
             expected: "f32",
         })? as f64;
-        Ok(Self {
+        let config = Self {
             architecture,
             n_layers: md_usize(ct, &format!("{a}.block_count"))?,
             hidden,
@@ -131,7 +131,248 @@ impl ModelConfig {
             rope_interleaved: architecture == Architecture::Llama,
             qkv_bias: architecture == Architecture::Qwen2,
             qk_norm: architecture == Architecture::Qwen3,
-        })
+        };
+        config
+            .check()
+            .map_err(|(field, expected)| Error::BadMetadata {
+                key: format!("{a}.{}", gguf_key(field)),
+                expected,
+            })?;
+        Ok(config)
+    }
+}
+
+/// The GGUF key (after `{arch}.`) of a configuration field named as in `config.json`.
+fn gguf_key(field: &str) -> &str {
+    match field {
+        "num_hidden_layers" => "block_count",
+        "hidden_size" => "embedding_length",
+        "num_attention_heads" => "attention.head_count",
+        "num_key_value_heads" => "attention.head_count_kv",
+        "head_dim" => "attention.key_length",
+        "rope_theta" => "rope.freq_base",
+        "rms_norm_eps" => "attention.layer_norm_rms_epsilon",
+        "max_position_embeddings" => "context_length",
+        other => other,
+    }
+}
+
+/// Largest sane values of a model's shape: far above any model paw can run on a CPU, far below
+/// what would make a loader allocate without bound.
+const MAX_LAYERS: usize = 1024;
+const MAX_WIDTH: usize = 1 << 17;
+const MAX_HEADS: usize = 1 << 12;
+const MAX_CONTEXT: usize = 1 << 24;
+/// Largest `general.alignment` accepted (llama.cpp requires a power of two).
+const MAX_ALIGNMENT: u64 = 1 << 16;
+/// Nesting depth of GGUF array values accepted (tokenizer arrays are depth 1).
+const MAX_VALUE_DEPTH: usize = 4;
+
+impl ModelConfig {
+    /// The checks every source of a configuration (GGUF metadata, `config.json`) passes
+    /// through: counts positive and capped, heads dividing evenly, floats finite. On failure,
+    /// the offending field (named as in `config.json`) and what it must be.
+    pub(crate) fn check(&self) -> std::result::Result<(), (&'static str, &'static str)> {
+        let capped = |v: usize, max: usize| v >= 1 && v <= max;
+        if !capped(self.n_layers, MAX_LAYERS) {
+            return Err(("num_hidden_layers", "between 1 and 1024"));
+        }
+        if !capped(self.hidden, MAX_WIDTH) {
+            return Err(("hidden_size", "between 1 and 131072"));
+        }
+        if !capped(self.n_heads, MAX_HEADS) {
+            return Err(("num_attention_heads", "between 1 and 4096"));
+        }
+        if !capped(self.n_kv_heads, self.n_heads) || !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err((
+                "num_key_value_heads",
+                "a positive divisor of num_attention_heads",
+            ));
+        }
+        if !capped(self.head_dim, MAX_WIDTH) || !self.head_dim.is_multiple_of(2) {
+            return Err(("head_dim", "a positive even number up to 131072"));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err(("rope_theta", "a finite positive number"));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0) {
+            return Err(("rms_norm_eps", "a finite non-negative number"));
+        }
+        if !capped(self.context_length, MAX_CONTEXT) {
+            return Err(("max_position_embeddings", "between 1 and 16777216"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a GGUF header with the checks candle's reader lacks: `general.alignment` must be a
+/// power of two (0 divides by zero inside candle), and every tensor's data must lie inside the
+/// file with a size its shape and type agree on (so reading a tensor never allocates more
+/// than the file holds).
+pub fn read_content<R: Read + Seek>(reader: &mut R) -> Result<Content> {
+    let io = candle_core::Error::from;
+    let start = reader.stream_position().map_err(io)?;
+    let file_size = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(start)).map_err(io)?;
+    if let Some(alignment) = scan_alignment(reader, file_size)? {
+        if !(alignment.is_power_of_two() && alignment <= MAX_ALIGNMENT) {
+            return Err(Error::BadMetadata {
+                key: "general.alignment".into(),
+                expected: "a power of two up to 65536",
+            });
+        }
+    }
+    reader.seek(SeekFrom::Start(start)).map_err(io)?;
+    let ct = Content::read(reader)?;
+    for (name, info) in &ct.tensor_infos {
+        let bad = |why: &'static str| Error::BadTensor {
+            name: name.clone(),
+            why,
+        };
+        let dims = info.shape.dims();
+        let elements = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| bad("its element count overflows"))?;
+        let block = info.ggml_dtype.block_size();
+        if dims.last().is_some_and(|&d| d % block != 0) {
+            return Err(bad("its rows are not whole blocks of its type"));
+        }
+        let bytes = (elements / block)
+            .checked_mul(info.ggml_dtype.type_size())
+            .ok_or_else(|| bad("its size overflows"))? as u64;
+        let end = ct
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|o| o.checked_add(bytes))
+            .ok_or_else(|| bad("its offset overflows"))?;
+        if end > file_size {
+            return Err(bad("its data lies beyond the end of the file"));
+        }
+    }
+    Ok(ct)
+}
+
+/// The value of `general.alignment`, found by walking the metadata without storing it (values
+/// are skipped, lengths checked against the file). Errors in the walk are left to candle's
+/// reader, which reports them; only a found alignment matters here.
+fn scan_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> Result<Option<u64>> {
+    // Any read error ends the scan: candle's reader then reports the damage properly.
+    Ok(walk_to_alignment(r, file_size).unwrap_or(None))
+}
+
+fn read_u32<R: Read>(r: &mut R) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// A GGUF length: 32 bits in version 1, 64 after.
+fn read_len<R: Read>(r: &mut R, v1: bool) -> std::io::Result<u64> {
+    if v1 {
+        return read_u32(r).map(u64::from);
+    }
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn walk_to_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> std::io::Result<Option<u64>> {
+    if read_u32(r)? != 0x4655_4747 {
+        return Ok(None);
+    }
+    let v1 = read_u32(r)? == 1;
+    let _tensors = read_len(r, v1)?;
+    let kvs = read_len(r, v1)?;
+    for _ in 0..kvs {
+        let key_len = read_len(r, v1)?;
+        if key_len > remaining(r, file_size)? {
+            return Ok(None);
+        }
+        let mut key = vec![0u8; key_len as usize];
+        r.read_exact(&mut key)?;
+        let ty = read_u32(r)?;
+        if key == b"general.alignment" {
+            return read_uint(r, ty);
+        }
+        if !skip_value(r, ty, v1, file_size, 0)? {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+fn remaining<R: Seek>(r: &mut R, file_size: u64) -> std::io::Result<u64> {
+    Ok(file_size.saturating_sub(r.stream_position()?))
+}
+
+/// An unsigned (or non-negative signed) integer value of GGUF type `ty`, as candle reads
+/// `general.alignment`; `None` for other types (candle then uses its default).
+fn read_uint<R: Read>(r: &mut R, ty: u32) -> std::io::Result<Option<u64>> {
+    let mut b = [0u8; 8];
+    let size = match ty {
+        0 | 1 => 1,
+        2 | 3 => 2,
+        4 | 5 => 4,
+        _ => return Ok(None),
+    };
+    r.read_exact(&mut b[..size])?;
+    let raw = u64::from_le_bytes(b);
+    let negative = matches!(ty, 1 | 3 | 5) && (raw >> (size * 8 - 1)) & 1 == 1;
+    Ok((!negative).then_some(raw))
+}
+
+/// Bytes of a GGUF value of fixed-size type `ty` (integers, floats, bool).
+fn fixed_size(ty: u32) -> Option<u64> {
+    match ty {
+        0 | 1 | 7 => Some(1),
+        2 | 3 => Some(2),
+        4..=6 => Some(4),
+        10..=12 => Some(8),
+        _ => None,
+    }
+}
+
+/// Skips one value of GGUF type `ty`; false if it cannot be skipped (unknown type, too deep,
+/// longer than the file).
+fn skip_value<R: Read + Seek>(
+    r: &mut R,
+    ty: u32,
+    v1: bool,
+    file_size: u64,
+    depth: usize,
+) -> std::io::Result<bool> {
+    let fixed = fixed_size(ty);
+    let skip = |r: &mut R, n: u64| -> std::io::Result<bool> {
+        if n > remaining(r, file_size)? {
+            return Ok(false);
+        }
+        r.seek(SeekFrom::Current(n as i64))?;
+        Ok(true)
+    };
+    match (ty, fixed) {
+        (_, Some(size)) => skip(r, size),
+        (8, None) => {
+            let n = read_len(r, v1)?;
+            skip(r, n)
+        }
+        (9, None) if depth < MAX_VALUE_DEPTH => {
+            let inner = read_u32(r)?;
+            let n = read_len(r, v1)?;
+            if n > remaining(r, file_size)? {
+                return Ok(false);
+            }
+            if let Some(size) = fixed_size(inner) {
+                return skip(r, n.saturating_mul(size));
+            }
+            for _ in 0..n {
+                if !skip_value(r, inner, v1, file_size, depth + 1)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
     }
 }
 
@@ -206,7 +447,11 @@ pub fn identity(path: &Path, name: Option<&str>) -> Result<paw_format::Interpret
         path: path.to_path_buf(),
         error,
     })?;
-    let ct = Content::read(&mut BufReader::new(file))?;
+    let ct = read_content(&mut BufReader::new(file))?;
+    // An identity is only worth having for a file that can load: its configuration and
+    // tokenizer must pass the checks loading applies.
+    ModelConfig::from_gguf(&ct)?;
+    crate::Tokenizer::from_gguf(&ct)?;
     Ok(paw_format::InterpreterId {
         architecture: md_str(&ct, "general.architecture")?.to_string(),
         name: name.map(str::to_string).unwrap_or_else(|| {

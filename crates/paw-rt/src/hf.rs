@@ -247,49 +247,30 @@ impl HfConfig {
             return Err(k.unsupported("use_sliding_window", "true".into(), "false"));
         }
         let hidden = k.usize("hidden_size")?;
-        let n_layers = k.usize("num_hidden_layers")?;
         let n_heads = k.usize("num_attention_heads")?;
-        let n_kv_heads = k.usize_opt("num_key_value_heads")?.unwrap_or(n_heads);
-        if n_heads == 0 || hidden == 0 {
-            return Err(k.bad("num_attention_heads", "a positive head count"));
-        }
-        if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
-            return Err(k.bad(
-                "num_key_value_heads",
-                "a positive divisor of num_attention_heads",
-            ));
-        }
         let head_dim = match k.usize_opt("head_dim")? {
             Some(d) => d,
-            None if hidden % n_heads == 0 => hidden / n_heads,
+            None if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
             None => return Err(k.bad("head_dim", "present when hidden_size / heads is not whole")),
         };
-        if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(k.bad("head_dim", "a positive even number"));
-        }
-        let rope_theta = k.f64_opt("rope_theta")?.unwrap_or(10_000.0);
-        if !(rope_theta.is_finite() && rope_theta > 0.0) {
-            return Err(k.bad("rope_theta", "a positive number"));
-        }
-        let rms_eps = k.f64_opt("rms_norm_eps")?.unwrap_or(1e-6);
-        if !(rms_eps.is_finite() && rms_eps >= 0.0) {
-            return Err(k.bad("rms_norm_eps", "a non-negative number"));
-        }
         let model = ModelConfig {
             architecture,
-            n_layers,
+            n_layers: k.usize("num_hidden_layers")?,
             hidden,
             n_heads,
-            n_kv_heads,
+            n_kv_heads: k.usize_opt("num_key_value_heads")?.unwrap_or(n_heads),
             head_dim,
-            rope_theta: rope_theta as f32,
-            rms_eps,
+            rope_theta: k.f64_opt("rope_theta")?.unwrap_or(10_000.0) as f32,
+            rms_eps: k.f64_opt("rms_norm_eps")?.unwrap_or(1e-6),
             context_length: k.usize("max_position_embeddings")?,
             // Hugging Face checkpoints use the half-split rotation for every architecture.
             rope_interleaved: false,
             qkv_bias: architecture == Architecture::Qwen2,
             qk_norm: architecture == Architecture::Qwen3,
         };
+        model
+            .check()
+            .map_err(|(field, expected)| k.bad(field, expected))?;
         Ok(Self {
             model,
             tie_word_embeddings: k.bool_opt("tie_word_embeddings")?.unwrap_or(false),

@@ -62,7 +62,7 @@ pub use function::{
     CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,
     DEFAULT_CONTEXT_WINDOW,
 };
-pub use gguf::{tokenizer_hash, Architecture, ModelConfig};
+pub use gguf::{read_content, tokenizer_hash, Architecture, ModelConfig};
 pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 

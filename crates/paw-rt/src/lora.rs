@@ -49,7 +49,8 @@ impl LoraWeights {
         ffn: usize,
         device: &Device,
     ) -> Result<Self> {
-        if adapter.rank == 0 || !adapter.alpha.is_finite() {
+        // A rank above the model's width adds nothing a full-rank update would not.
+        if adapter.rank == 0 || adapter.rank as usize > cfg.hidden || !adapter.alpha.is_finite() {
             return Err(Error::LoraHyper {
                 rank: adapter.rank,
                 alpha: adapter.alpha,
@@ -123,6 +124,9 @@ fn checked_qtensor(
             expected: expected_bytes,
         });
     }
+    if !all_finite(t) {
+        return Err(Error::LoraNonFinite { layer, module });
+    }
     match t.dtype {
         TensorDtype::F32 => {
             let v: Vec<f32> = t
@@ -151,5 +155,26 @@ fn checked_qtensor(
             };
             qtensor_from_bytes(&t.bytes, ggml, (rows, cols), device)
         }
+    }
+}
+
+/// Whether every value of a factor is finite (for block formats: every block's f16 scale; the
+/// quantized values are small integers).
+fn all_finite(t: &TensorData) -> bool {
+    let f16_finite = |c: &[u8]| half::f16::from_le_bytes([c[0], c[1]]).is_finite();
+    match t.dtype {
+        TensorDtype::F32 => t
+            .bytes
+            .chunks_exact(4)
+            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+        TensorDtype::F16 => t.bytes.chunks_exact(2).all(f16_finite),
+        TensorDtype::Q8_0 => t
+            .bytes
+            .chunks_exact(GgmlDType::Q8_0.type_size())
+            .all(f16_finite),
+        TensorDtype::Q4_0 => t
+            .bytes
+            .chunks_exact(GgmlDType::Q4_0.type_size())
+            .all(f16_finite),
     }
 }

@@ -668,6 +668,6 @@ pub(crate) fn open(path: &std::path::Path) -> Result<(Content, BufReader<File>)>
         error,
     })?;
     let mut reader = BufReader::new(file);
-    let ct = Content::read(&mut reader)?;
+    let ct = crate::gguf::read_content(&mut reader)?;
     Ok((ct, reader))
 }

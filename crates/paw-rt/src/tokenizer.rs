@@ -190,7 +190,7 @@ impl Tokenizer {
             path: path.to_path_buf(),
             error,
         })?;
-        let ct = Content::read(&mut std::io::BufReader::new(f))?;
+        let ct = crate::gguf::read_content(&mut std::io::BufReader::new(f))?;
         Self::from_gguf(&ct)
     }
 

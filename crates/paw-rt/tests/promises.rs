@@ -469,6 +469,42 @@ fn input_too_long_for_any_tokenization_is_refused_before_tokenizing() {
     }
 }
 
+/// An adapter holding NaN or infinity is refused when bound (it would turn every logit into
+/// NaN and the answer into NUL bytes), in every storage type; so is a rank above the model's
+/// width.
+#[test]
+fn non_finite_or_oversized_adapters_are_refused_at_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, interp) = tiny(dir.path(), Arch::Qwen2);
+    let layers: Vec<u32> = (0..LAYERS as u32).collect();
+    let nan_f16 = half::f16::NAN.to_le_bytes();
+    for dtype in [
+        TensorDtype::F32,
+        TensorDtype::F16,
+        TensorDtype::Q8_0,
+        TensorDtype::Q4_0,
+    ] {
+        let mut bad = random_adapter(32, 16.0, &layers, dims, dtype, 0.12);
+        let last = bad.pairs.len() - 1;
+        let bytes = &mut bad.pairs[last].b.bytes;
+        match dtype {
+            TensorDtype::F32 => bytes[4..8].copy_from_slice(&f32::INFINITY.to_le_bytes()),
+            // A block's scale comes first; for f16, the second value.
+            TensorDtype::F16 => bytes[2..4].copy_from_slice(&nan_f16),
+            _ => bytes[..2].copy_from_slice(&nan_f16),
+        }
+        match interp.bind(&program(interp.identity(), TEMPLATE, Some(bad))) {
+            Err(Error::LoraNonFinite { layer, .. }) => assert_eq!(layer, LAYERS as u32 - 1),
+            other => panic!("{dtype:?}: expected LoraNonFinite, got {:?}", other.err()),
+        }
+    }
+    let wide = random_adapter(128, 16.0, &layers, dims, TensorDtype::F32, 0.01);
+    assert!(matches!(
+        interp.bind(&program(interp.identity(), TEMPLATE, Some(wide))),
+        Err(Error::LoraHyper { rank: 128, .. })
+    ));
+}
+
 #[test]
 fn invalid_call_options_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -249,6 +249,18 @@ pub fn write_tiny_gguf(arch: Arch, path: &Path) {
 
 /// Writes `weights` (GGUF names and layout) as an f32 GGUF file with the tiny tokenizer.
 pub fn write_gguf_with(arch: Arch, weights: &Weights, opts: &GgufOptions, path: &Path) {
+    write_gguf_edited(arch, weights, opts, Vec::new(), path);
+}
+
+/// [`write_gguf_with`], with metadata keys replaced or added (`Some`) or removed (`None`):
+/// for hostile files ([`crate::hostile`]).
+pub fn write_gguf_edited(
+    arch: Arch,
+    weights: &Weights,
+    opts: &GgufOptions,
+    edits: Vec<(String, Option<Value>)>,
+    path: &Path,
+) {
     let tokens = vocab();
     let n_plain = tokens.len() - CONTROL_TOKENS.len();
     let types: Vec<Value> = (0..tokens.len())
@@ -320,6 +332,12 @@ pub fn write_gguf_with(arch: Arch, weights: &Weights, opts: &GgufOptions, path: 
     ];
     if arch == Arch::Llama {
         md.retain(|(k, _)| !k.ends_with("key_length") && !k.ends_with("value_length"));
+    }
+    for (key, value) in edits {
+        md.retain(|(k, _)| *k != key);
+        if let Some(v) = value {
+            md.push((key, v));
+        }
     }
     let qtensors: Vec<(String, QTensor)> = weights
         .iter()
