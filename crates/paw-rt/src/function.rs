@@ -102,7 +102,7 @@ impl Interpreter {
         let (cfg, tokenizer, weights_hash, tokenizer_hash, mut source) = if path.is_dir() {
             let dir = hf::HfDir::open(path)?;
             let tokenizer = dir.tokenizer()?;
-            let weights_hash = hf::weights_hash(path)?;
+            let weights_hash = dir.weights_hash()?;
             let source: Box<dyn WeightSource> = Box::new(dir.weights(&device)?);
             let cfg = dir.config.model.clone();
             (cfg, tokenizer, weights_hash, dir.tokenizer_hash(), source)

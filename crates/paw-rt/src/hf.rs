@@ -11,9 +11,9 @@
 //! llama uses interleaved-pair rotation; Hugging Face checkpoints keep the half-split layout
 //! for every architecture, so a configuration read here always has `rope_interleaved = false`.
 //!
-//! Identity (`spec/interpreter-identity.md`): `weights_hash` is BLAKE3 over the `.safetensors`
-//! files concatenated in byte-wise file-name order; `tokenizer_hash` is BLAKE3 over
-//! `"paw-tokenizer-json-v1\0"` and the bytes of `tokenizer.json`.
+//! Identity (`spec/interpreter-identity.md`): `weights_hash` covers the `.safetensors` files and
+//! `config.json`; `tokenizer_hash` covers `tokenizer.json`, `tokenizer_config.json` and
+//! `generation_config.json`: every file that changes the forward pass or the tokens.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,9 +32,6 @@ pub const TOKENIZER_JSON: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_JSON: &str = "tokenizer_config.json";
 pub const GENERATION_CONFIG_JSON: &str = "generation_config.json";
 pub const SAFETENSORS_INDEX_JSON: &str = "model.safetensors.index.json";
-
-/// Domain separator that starts the hashed bytes of a `tokenizer.json`.
-const TOKENIZER_JSON_HASH_DOMAIN: &[u8] = b"paw-tokenizer-json-v1\0";
 
 /// Per-layer tensors, GGUF stem and Hugging Face stem:
 /// `blk.{i}.{gguf}.{weight|bias}` is `model.layers.{i}.{hf}.{weight|bias}`.
@@ -86,14 +83,34 @@ pub(crate) struct HfConfig {
 
 /// Reads `path` as JSON ([`Error::Io`], [`Error::ConfigJson`]).
 fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|error| Error::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|error| Error::ConfigJson {
+    parse_json(path, &read_bytes(path)?)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
         error,
     })
+}
+
+/// Parses `bytes` (read from `path`, which names it in errors) as JSON.
+fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|error| Error::ConfigJson {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The bytes of an optional file of a model directory: `None` when it is absent.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(Error::Io {
+            path: path.to_path_buf(),
+            error,
+        }),
+    }
 }
 
 /// Typed access to the keys of one JSON object, with errors naming the file.
@@ -215,11 +232,6 @@ fn architecture(keys: &Keys<'_>) -> Result<Architecture> {
 }
 
 impl HfConfig {
-    /// Reads and checks `config.json` at `path`.
-    pub(crate) fn read(path: &Path) -> Result<Self> {
-        Self::from_json(path, &read_json(path)?)
-    }
-
     /// Checks a parsed `config.json` (`path` only names it in errors).
     pub(crate) fn from_json(path: &Path, v: &Value) -> Result<Self> {
         let k = Keys::new(path, v)?;
@@ -285,7 +297,12 @@ impl HfConfig {
 pub(crate) struct HfDir {
     pub(crate) dir: PathBuf,
     pub(crate) config: HfConfig,
+    /// Every file that shapes the forward pass or the tokens, as read once: the hashes cover
+    /// exactly the bytes that were parsed.
+    config_json: Vec<u8>,
     tokenizer_json: Vec<u8>,
+    tokenizer_config_json: Option<Vec<u8>>,
+    generation_config_json: Option<Vec<u8>>,
 }
 
 fn require(dir: &Path, file: &'static str) -> Result<PathBuf> {
@@ -301,15 +318,13 @@ fn require(dir: &Path, file: &'static str) -> Result<PathBuf> {
 }
 
 impl HfDir {
-    /// Reads `config.json` and `tokenizer.json` and checks that weights are present; reads no
-    /// weights yet.
+    /// Reads `config.json`, `tokenizer.json` and the optional tokenizer and generation configs,
+    /// and checks that weights are present; reads no weights yet.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
-        let config = HfConfig::read(&require(dir, CONFIG_JSON)?)?;
-        let tokenizer_path = require(dir, TOKENIZER_JSON)?;
-        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|error| Error::Io {
-            path: tokenizer_path,
-            error,
-        })?;
+        let config_path = require(dir, CONFIG_JSON)?;
+        let config_json = read_bytes(&config_path)?;
+        let config = HfConfig::from_json(&config_path, &parse_json(&config_path, &config_json)?)?;
+        let tokenizer_json = read_bytes(&require(dir, TOKENIZER_JSON)?)?;
         if safetensors_files(dir)?.is_empty() {
             return Err(Error::MissingModelFile {
                 dir: dir.to_path_buf(),
@@ -319,7 +334,10 @@ impl HfDir {
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
+            config_json,
             tokenizer_json,
+            tokenizer_config_json: read_optional(&dir.join(TOKENIZER_CONFIG_JSON))?,
+            generation_config_json: read_optional(&dir.join(GENERATION_CONFIG_JSON))?,
         })
     }
 
@@ -330,18 +348,18 @@ impl HfDir {
             bos_token_id: self.config.bos_token_id,
             ..HfSpecialTokens::default()
         };
-        let generation = self.dir.join(GENERATION_CONFIG_JSON);
-        if generation.is_file() {
-            let v = read_json(&generation)?;
+        if let Some(bytes) = &self.generation_config_json {
+            let generation = self.dir.join(GENERATION_CONFIG_JSON);
+            let v = parse_json(&generation, bytes)?;
             let k = Keys::new(&generation, &v)?;
             specials.eos_token_ids.extend(k.ids("eos_token_id")?);
             if let Some(&bos) = k.ids("bos_token_id")?.first() {
                 specials.bos_token_id = Some(bos);
             }
         }
-        let tokenizer_config = self.dir.join(TOKENIZER_CONFIG_JSON);
-        if tokenizer_config.is_file() {
-            let v = read_json(&tokenizer_config)?;
+        if let Some(bytes) = &self.tokenizer_config_json {
+            let tokenizer_config = self.dir.join(TOKENIZER_CONFIG_JSON);
+            let v = parse_json(&tokenizer_config, bytes)?;
             let k = Keys::new(&tokenizer_config, &v)?;
             specials.add_bos_token = k.bool_opt("add_bos_token")?;
             // `bos_token` is a string or an AddedToken object with `content`.
@@ -361,8 +379,26 @@ impl HfDir {
         Tokenizer::from_tokenizer_json(&self.tokenizer_json, &specials)
     }
 
+    /// `spec/interpreter-identity.md`: `tokenizer.json` and the two optional files that say
+    /// which ids start and end text.
     pub(crate) fn tokenizer_hash(&self) -> String {
-        tokenizer_hash(&self.tokenizer_json)
+        let mut h = blake3::Hasher::new();
+        h.update(TOKENIZER_HASH_DOMAIN);
+        put_file(&mut h, Some(&self.tokenizer_json));
+        put_file(&mut h, self.tokenizer_config_json.as_deref());
+        put_file(&mut h, self.generation_config_json.as_deref());
+        format!("b3:{}", h.finalize().to_hex())
+    }
+
+    /// `spec/interpreter-identity.md`: the weight files' hash and `config.json`, whose values
+    /// (rope_theta, rms_norm_eps, tied embeddings, ...) change the forward pass.
+    pub(crate) fn weights_hash(&self) -> Result<String> {
+        let files = safetensors_hash(&self.dir)?;
+        let mut h = blake3::Hasher::new();
+        h.update(WEIGHTS_HASH_DOMAIN);
+        h.update(files.as_bytes());
+        put_file(&mut h, Some(&self.config_json));
+        Ok(format!("b3:{}", h.finalize().to_hex()))
     }
 
     /// Reads every weight the model uses into memory as f32.
@@ -529,6 +565,12 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// `b3:<hex>` BLAKE3 over the `.safetensors` files of `dir` concatenated in byte-wise
 /// file-name order, streamed; computed once per process while the files stay the same on disk.
 pub fn weights_hash(dir: &Path) -> Result<String> {
+    HfDir::open(dir)?.weights_hash()
+}
+
+/// BLAKE3 (64 hex digits) of every `*.safetensors` file directly in `dir`, concatenated in
+/// byte-wise sorted name order; memoized per process while the files stay the same.
+fn safetensors_hash(dir: &Path) -> Result<String> {
     let files = safetensors_files(dir)?;
     if files.is_empty() {
         return Err(Error::MissingModelFile {
@@ -548,17 +590,26 @@ pub fn weights_hash(dir: &Path) -> Result<String> {
                 error,
             })?;
         }
-        Ok(format!("b3:{}", h.finalize().to_hex()))
+        Ok(h.finalize().to_hex().to_string())
     })
 }
 
-/// `b3:<hex>` BLAKE3 over `"paw-tokenizer-json-v1\0"` followed by the bytes of a
-/// `tokenizer.json`.
-pub fn tokenizer_hash(tokenizer_json: &[u8]) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(TOKENIZER_JSON_HASH_DOMAIN);
-    h.update(tokenizer_json);
-    format!("b3:{}", h.finalize().to_hex())
+/// Domain separators of a directory's two hashes.
+const WEIGHTS_HASH_DOMAIN: &[u8] = b"paw-hf-weights-v2\0";
+const TOKENIZER_HASH_DOMAIN: &[u8] = b"paw-tokenizer-json-v2\0";
+
+/// One file in a hash: byte 0 if absent; else byte 1, its length (u64 little-endian), its bytes.
+fn put_file(h: &mut blake3::Hasher, bytes: Option<&[u8]>) {
+    match bytes {
+        None => {
+            h.update(&[0]);
+        }
+        Some(b) => {
+            h.update(&[1]);
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+    }
 }
 
 /// The identity of the model directory `dir` without loading its weights: architecture
@@ -568,7 +619,7 @@ pub fn identity(dir: &Path, name: Option<&str>) -> Result<paw_format::Interprete
     Ok(paw_format::InterpreterId {
         architecture: d.config.model.architecture.name().to_string(),
         name: name.map(str::to_string).unwrap_or_else(|| path_name(dir)),
-        weights_hash: weights_hash(dir)?,
+        weights_hash: d.weights_hash()?,
         tokenizer_hash: d.tokenizer_hash(),
     })
 }

@@ -36,6 +36,19 @@ fn b3(bytes: &[u8]) -> String {
     format!("b3:{}", blake3::hash(bytes).to_hex())
 }
 
+/// One file as the spec encodes it in a hash: 0 if absent, else 1, u64le length, bytes.
+fn file_entry(path: &Path) -> Vec<u8> {
+    match std::fs::read(path) {
+        Err(_) => vec![0],
+        Ok(bytes) => {
+            let mut e = vec![1];
+            e.extend((bytes.len() as u64).to_le_bytes());
+            e.extend(bytes);
+            e
+        }
+    }
+}
+
 /// The identity hashes computed here from their definition in the spec.
 fn expected_hashes(dir: &Path) -> (String, String) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -51,9 +64,71 @@ fn expected_hashes(dir: &Path) -> (String, String) {
     for f in &files {
         all.extend(std::fs::read(f).unwrap());
     }
-    let mut tok = b"paw-tokenizer-json-v1\0".to_vec();
-    tok.extend(std::fs::read(dir.join("tokenizer.json")).unwrap());
-    (b3(&all), b3(&tok))
+    let mut weights = b"paw-hf-weights-v2\0".to_vec();
+    weights.extend(blake3::hash(&all).to_hex().as_bytes());
+    weights.extend(file_entry(&dir.join("config.json")));
+    let mut tok = b"paw-tokenizer-json-v2\0".to_vec();
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        tok.extend(file_entry(&dir.join(name)));
+    }
+    (b3(&weights), b3(&tok))
+}
+
+/// Everything that changes the forward pass or the tokens enters the identity: a program
+/// compiled for a directory does not bind once its configuration changes.
+#[test]
+fn a_directorys_identity_covers_its_configuration_files() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, dir) = build(root.path(), Arch::Qwen2, StDtype::F32, 1);
+    let before = paw_rt::identity(&dir, None).unwrap();
+    let edits: [(&str, &str, &str); 5] = [
+        (
+            "config.json",
+            "\"rope_theta\"",
+            "\"rope_theta\": 5000.0, \"x_rope_theta\"",
+        ),
+        (
+            "config.json",
+            "\"rms_norm_eps\"",
+            "\"rms_norm_eps\": 1e-3, \"x_rms_norm_eps\"",
+        ),
+        ("generation_config.json", "", "{\"eos_token_id\": 7}"),
+        ("tokenizer_config.json", "", "{\"add_bos_token\": true}"),
+        // Bytes, not meaning: a trailing newline changes the identity too.
+        ("tokenizer.json", "", ""),
+    ];
+    for (file, find, replace) in edits {
+        let path = dir.join(file);
+        let original = std::fs::read_to_string(&path).ok();
+        let edited = match &original {
+            Some(text) if file == "tokenizer.json" => format!("{text}\n"),
+            Some(text) if !find.is_empty() => {
+                assert!(text.contains(find), "{file} holds {find}");
+                text.replacen(find, replace, 1)
+            }
+            _ => replace.to_string(),
+        };
+        std::fs::write(&path, edited).unwrap();
+        let after = paw_rt::identity(&dir, None).unwrap();
+        assert_ne!(
+            (&after.weights_hash, &after.tokenizer_hash),
+            (&before.weights_hash, &before.tokenizer_hash),
+            "editing {file} left the identity unchanged"
+        );
+        match original {
+            Some(text) => std::fs::write(&path, text).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        assert_eq!(
+            paw_rt::identity(&dir, None).unwrap(),
+            before,
+            "{file} restored"
+        );
+    }
 }
 
 #[test]
