@@ -107,18 +107,18 @@ impl Interpreter {
             let cfg = dir.config.model.clone();
             (cfg, tokenizer, weights_hash, dir.tokenizer_hash(), source)
         } else {
-            let (content, reader) = model::open(path)?;
+            // One open for hashing and loading: the weights loaded are the bytes hashed.
+            let file = std::fs::File::open(path).map_err(|error| Error::Io {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            let weights_hash = gguf::weights_hash_of_open(path, &file)?;
+            let (content, reader) = model::open_file(file)?;
             let cfg = ModelConfig::from_gguf(&content)?;
             let tokenizer = Tokenizer::from_gguf(&content)?;
             let tokenizer_hash = gguf::tokenizer_hash(&content);
             let source: Box<dyn WeightSource> = Box::new(GgufSource { content, reader });
-            (
-                cfg,
-                tokenizer,
-                gguf::weights_hash(path)?,
-                tokenizer_hash,
-                source,
-            )
+            (cfg, tokenizer, weights_hash, tokenizer_hash, source)
         };
         let window = opts.context_window.min(cfg.context_length).max(1);
         let name = opts.name.clone().unwrap_or_else(|| hf::path_name(path));

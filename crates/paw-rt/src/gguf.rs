@@ -470,6 +470,23 @@ pub fn weights_hash(path: &Path) -> Result<String> {
     crate::hash_cache::cached(&[path.to_path_buf()], || Ok(paw_format::hash_file(path)?))
 }
 
+/// [`weights_hash`] of the file `file` (opened from `path`), read through that handle: the
+/// weights then loaded from the same handle are the ones hashed, whatever happens to the path.
+pub(crate) fn weights_hash_of_open(path: &Path, file: &File) -> Result<String> {
+    crate::hash_cache::cached_open(path, file, || {
+        let io = |error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut h = blake3::Hasher::new();
+        h.update_reader(&mut reader).map_err(io)?;
+        reader.seek(SeekFrom::Start(0)).map_err(io)?;
+        Ok(format!("b3:{}", h.finalize().to_hex()))
+    })
+}
+
 /// Domain separator that starts the canonical tokenizer encoding.
 const TOKENIZER_HASH_DOMAIN: &[u8] = b"paw-tokenizer-v1\0";
 
@@ -539,4 +556,32 @@ fn put_value(h: &mut blake3::Hasher, v: &Value) {
 fn put_int(h: &mut blake3::Hasher, x: i128) {
     h.update(b"i");
     h.update(&x.to_le_bytes());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod open_tests {
+    use super::*;
+
+    /// The hash describes the file held open, not whatever the path names later: a model
+    /// swapped in after the open is neither hashed nor loaded.
+    #[test]
+    fn the_hash_of_an_open_file_ignores_a_later_swap_of_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        std::fs::write(&path, b"first model bytes").unwrap();
+        let file = File::open(&path).unwrap();
+        let other = dir.path().join("other.gguf");
+        std::fs::write(&other, b"a different model").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let held = weights_hash_of_open(&path, &file).unwrap();
+        assert_eq!(
+            held,
+            format!("b3:{}", blake3::hash(b"first model bytes").to_hex())
+        );
+        assert_eq!(
+            weights_hash(&path).unwrap(),
+            format!("b3:{}", blake3::hash(b"a different model").to_hex())
+        );
+    }
 }

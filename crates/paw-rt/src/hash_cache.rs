@@ -25,6 +25,10 @@ struct Stamp {
 fn stamp(path: &Path) -> Option<Stamp> {
     let path = path.canonicalize().ok()?;
     let meta = std::fs::metadata(&path).ok()?;
+    Some(stamp_of(path, &meta))
+}
+
+fn stamp_of(path: PathBuf, meta: &std::fs::Metadata) -> Stamp {
     #[cfg(unix)]
     let unix = {
         use std::os::unix::fs::MetadataExt;
@@ -32,12 +36,12 @@ fn stamp(path: &Path) -> Option<Stamp> {
     };
     #[cfg(not(unix))]
     let unix = None;
-    Some(Stamp {
+    Stamp {
         path,
         len: meta.len(),
         modified: meta.modified().ok(),
         unix,
-    })
+    }
 }
 
 fn stamps(files: &[PathBuf]) -> Option<Vec<Stamp>> {
@@ -69,6 +73,32 @@ pub(crate) fn cached(
     // same file at once may both hash it; they get the same answer.
     let hash = compute()?;
     if stamps(files).as_ref() == Some(&before) {
+        lock().insert(before, hash.clone());
+    }
+    Ok(hash)
+}
+
+/// [`cached`] for one file already open: the stamp is taken from the open handle (`fstat`), so
+/// the hash describes the file the caller holds and goes on reading, even if the path is
+/// replaced meanwhile. `compute` must hash through the same handle.
+pub(crate) fn cached_open(
+    path: &Path,
+    file: &std::fs::File,
+    compute: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let stamp_now = || -> Option<Vec<Stamp>> {
+        let meta = file.metadata().ok()?;
+        Some(vec![stamp_of(path.canonicalize().ok()?, &meta)])
+    };
+    let Some(before) = stamp_now() else {
+        return compute();
+    };
+    let lock = || memo().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(hash) = lock().get(&before) {
+        return Ok(hash.clone());
+    }
+    let hash = compute()?;
+    if stamp_now().as_ref() == Some(&before) {
         lock().insert(before, hash.clone());
     }
     Ok(hash)

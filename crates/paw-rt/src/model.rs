@@ -662,11 +662,20 @@ pub(crate) fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) 
 }
 
 /// Opens a GGUF file for reading tensors.
+#[cfg(feature = "train")]
 pub(crate) fn open(path: &std::path::Path) -> Result<(Content, BufReader<File>)> {
     let file = File::open(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
         error,
     })?;
+    open_file(file)
+}
+
+/// Reads the GGUF header of an open file (from its start) for reading tensors.
+pub(crate) fn open_file(mut file: File) -> Result<(Content, BufReader<File>)> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(candle_core::Error::from)?;
     let mut reader = BufReader::new(file);
     let ct = crate::gguf::read_content(&mut reader)?;
     Ok((ct, reader))

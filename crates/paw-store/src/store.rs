@@ -860,7 +860,20 @@ pub struct ModelWriter {
 }
 
 impl Write for ModelWriter {
+    /// Refuses bytes beyond the expected size as they arrive: a wrong download must not fill
+    /// the disk before the final check finds it wrong.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let after = self.hashes.size.saturating_add(buf.len() as u64);
+        if after > self.expected.size {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "model data runs past the expected {} bytes (at least {after} bytes); it is \
+                     not the expected file",
+                    self.expected.size
+                ),
+            ));
+        }
         let n = self.out.write(buf)?;
         self.hashes.update(&buf[..n]);
         Ok(n)
@@ -1322,6 +1335,24 @@ mod tests {
         fs::create_dir_all(&file_named).unwrap();
         fs::write(file_named.join("tmp"), b"x").unwrap();
         assert!(Store::open(&file_named).is_err());
+    }
+
+    #[test]
+    fn a_model_write_stops_at_the_expected_size() {
+        let (_dir, store) = temp_store();
+        let mut writer = store
+            .model_writer(ExpectedModel {
+                size: 10,
+                sha256: sha256_hex(b"0123456789"),
+                manifest_id: None,
+            })
+            .unwrap();
+        writer.write_all(b"01234").unwrap();
+        let err = writer.write_all(b"56789+").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(writer.written(), 5);
+        drop(writer);
+        assert!(tmp_is_empty(&store), "the partial file is removed");
     }
 
     #[test]
