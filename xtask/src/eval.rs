@@ -106,9 +106,10 @@ struct CompileFlags {
     /// Drop label-conditioned items that the teacher, asked directly, labels differently.
     #[arg(long)]
     agreement_filter: bool,
-    /// Label each label-conditioned item with the teacher's direct answer.
+    /// Keep the label each label-conditioned item was written for (the default relabels
+    /// with the teacher's direct answer).
     #[arg(long)]
-    relabel: bool,
+    no_relabel: bool,
     /// The prompt the adapter is trained under: `pseudo-program` or `spec`.
     #[arg(long)]
     adapter_prompt: Option<PromptKind>,
@@ -146,7 +147,7 @@ impl CompileFlags {
             opts.cache = Some(store.clone());
         }
         opts.agreement_filter |= self.agreement_filter;
-        opts.relabel |= self.relabel;
+        opts.relabel &= !self.no_relabel;
         opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.held_out = self.held_out.unwrap_or(opts.held_out);
@@ -177,7 +178,7 @@ impl CompileFlags {
         };
         flag("reuse-stages", self.reuse_stages.then(String::new));
         flag("agreement-filter", self.agreement_filter.then(String::new));
-        flag("relabel", self.relabel.then(String::new));
+        flag("no-relabel", self.no_relabel.then(String::new));
         flag("adapter-prompt", self.adapter_prompt.map(|v| v.to_string()));
         flag("held-out", self.held_out.map(|v| v.to_string()));
         flag(

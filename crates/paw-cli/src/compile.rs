@@ -62,10 +62,11 @@ pub struct CompileArgs {
     /// different label (helps only when the teacher answers the task well).
     #[arg(long)]
     agreement_filter: bool,
-    /// Label each input the teacher wrote for a label with the teacher's own direct answer
-    /// instead (inputs it answers outside the label set are dropped).
+    /// Keep the label each input was written for instead of the teacher's own direct answer
+    /// to it (the default relabels: the teacher answers inputs far better than it writes
+    /// inputs for a given label).
     #[arg(long)]
-    relabel: bool,
+    no_relabel: bool,
     /// The prompt the adapter is trained under and ships with: the compiler's pseudo-program
     /// or the bare spec.
     #[arg(long, value_name = "PROMPT", default_value_t = CompileOptions::new("", "").adapter_prompt)]
@@ -205,7 +206,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.requests = args.requests;
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
-    opts.relabel = args.relabel;
+    opts.relabel = !args.no_relabel;
     opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;

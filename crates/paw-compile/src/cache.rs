@@ -180,7 +180,7 @@ mod tests {
         let mut agree = o.clone();
         agree.agreement_filter = true;
         let mut relabel = o.clone();
-        relabel.relabel = true;
+        relabel.relabel = !o.relabel;
         let mut held = o.clone();
         held.held_out += 1;
         let mut kinds = o.clone();

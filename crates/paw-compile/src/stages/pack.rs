@@ -110,12 +110,10 @@ pub(crate) fn run(
         ),
     ]
     .into_iter()
-    // Recorded only when set, so that programs compiled without it keep their bytes.
-    .chain(opts.relabel.then(|| ("relabel", "true".to_string())))
-    .chain(
-        (opts.adapter_prompt != PromptKind::PseudoProgram)
-            .then(|| ("adapter_prompt", opts.adapter_prompt.to_string())),
-    )
+    .chain([
+        ("relabel", opts.relabel.to_string()),
+        ("adapter_prompt", opts.adapter_prompt.to_string()),
+    ])
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     program.provenance.report = report.to_provenance();

@@ -1,6 +1,6 @@
 //! Stage 3: LoRA training on the interpreter with candle autograd.
 //!
-//! Exactly the runtime's prompt: the rendered template with the pseudo-program, the input
+//! Exactly the runtime's prompt: the rendered template with the adapter's prompt (spec or pseudo-program), the input
 //! inserted as plain text; loss on the output tokens (and the end-of-turn token) only. Speed on
 //! a small CPU: only the top layers are trained; the frozen layers run once per example (the
 //! prefix once for all); the prefix's pass through the trained layers is shared by the batch;
