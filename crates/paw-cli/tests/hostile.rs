@@ -4,34 +4,16 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-/// Peak resident memory (MiB) and outcome of `paw ARGS`, sampled from /proc while it runs.
+/// The outcome of `paw ARGS` and its peak resident memory (MiB).
 fn paw_watched(home: &Path, args: &[&str]) -> (std::process::Output, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_paw"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paw"));
+    command
         .args(args)
         .env("PAW_HOME", home)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let watcher = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let kib = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0);
-            peak = peak.max(kib);
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        peak / 1024
-    });
-    let out = child.wait_with_output().unwrap();
-    (out, watcher.join().unwrap())
+        .env_remove("RUST_LOG");
+    paw_testkit::output_with_peak_rss(command)
 }
 
 #[test]

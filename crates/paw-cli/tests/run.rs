@@ -335,13 +335,6 @@ fn an_answer_cut_before_its_contract_is_satisfied_fails_the_command() {
     assert!(stderr.contains("raise --max-tokens"), "{stderr}");
 }
 
-/// Peak resident memory (VmHWM, KiB) of a running process, if it can still be read.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Output line N answers input line N: blank lines are inputs, and a line that cannot be one
 /// (too long for the context, not UTF-8, bad JSON) gets its own error, with its number, while
 /// the run goes on. A 64 MiB line is skipped without being held in memory.
@@ -373,25 +366,12 @@ fn batch_output_line_n_answers_input_line_n_and_failures_are_reported_per_line()
     std::fs::write(&inputs, &file).unwrap();
     drop(huge);
 
-    let child = Command::new(env!("CARGO_BIN_EXE_paw"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paw"));
+    command
         .args(["run", p, "--model", m, "--batch-size", "2", "--inputs"])
         .arg(&inputs)
-        .env("PAW_HOME", dir.path().join("paw-home"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let watcher = std::thread::spawn(move || {
-        let mut peak = 0;
-        while let Some(kib) = peak_rss_kib(pid) {
-            peak = peak.max(kib);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        peak
-    });
-    let out = child.wait_with_output().unwrap();
-    let peak_mib = watcher.join().unwrap() / 1024;
+        .env("PAW_HOME", dir.path().join("paw-home"));
+    let (out, peak_mib) = paw_testkit::output_with_peak_rss(command);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

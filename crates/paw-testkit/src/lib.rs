@@ -288,3 +288,31 @@ pub fn argmax(v: &[f32]) -> usize {
     }
     best
 }
+
+/// Runs `command` to completion with its output captured, sampling the child's peak resident
+/// memory (`VmHWM` in `/proc/PID/status`, Linux) while it runs: the output and the peak in MiB.
+/// The high-water mark only grows, so the last sample read is the peak up to that moment.
+pub fn output_with_peak_rss(mut command: std::process::Command) -> (std::process::Output, u64) {
+    use std::process::Stdio;
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let kib = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak_kib / 1024
+    });
+    let out = child.wait_with_output().expect("the command runs");
+    (out, watcher.join().expect("the watcher ends"))
+}
