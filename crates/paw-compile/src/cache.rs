@@ -79,7 +79,7 @@ pub(crate) fn data_key(
     reference: &[(String, String)],
     requests: usize,
 ) -> String {
-    KeyHasher::new("paw-stage-data-v3", opts)
+    KeyHasher::new("paw-stage-data-v4", opts)
         .str(teacher.unwrap_or("none"))
         .pairs(reference)
         .u64(requests as u64)

@@ -95,6 +95,9 @@ pub struct DataReport {
     /// Items (training and held-out) per label, in the label set's order; label sets only.
     pub per_label: Option<Vec<(String, usize)>>,
     pub teacher_direct: TeacherDirect,
+    /// Labels the teacher gave none of its own inputs, so relabelling was not applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabel_refused: Vec<String>,
 }
 
 /// The teacher's own one-shot answers on the held-out split.
@@ -224,6 +227,9 @@ impl CompileReport {
         if let Some(counts) = &d.per_label {
             let counts: Vec<String> = counts.iter().map(|(l, n)| format!("{l}={n}")).collect();
             put("data_per_label", counts.join(","));
+        }
+        if !d.relabel_refused.is_empty() {
+            put("data_relabel_refused", d.relabel_refused.join(","));
         }
         match d.teacher_direct {
             TeacherDirect::Hits(hits) => {

@@ -41,6 +41,10 @@ pub struct TrainingData {
     pub validation: Vec<Example>,
     /// Items the checks dropped, with the reason.
     pub rejected: Vec<(String, String)>,
+    /// With `relabel`: the labels the teacher gave none of its own inputs, when that made the
+    /// compile keep the labels the inputs were written for instead (see [`synthesize`]).
+    #[serde(default)]
+    pub relabel_refused: Vec<String>,
 }
 
 /// Variation hints cycled through the requests: small teachers repeat themselves otherwise.
@@ -356,15 +360,33 @@ pub(crate) fn synthesize(
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter || req.relabel;
     if need_answers {
-        [synth, held] = answer_or_agree(teacher, req, [synth, held], &mut data.rejected)?;
+        let conditioned = (synth.clone(), held.clone());
+        let mut rejected = Vec::new();
+        let [answered, answered_held] =
+            answer_or_agree(teacher, req, [synth, held], &mut rejected)?;
+        let refused = match req.labels.filter(|_| req.relabel) {
+            Some(labels) => labels_never_answered(labels, &conditioned.0, &answered),
+            None => Vec::new(),
+        };
+        if refused.is_empty() {
+            (synth, held) = (answered, answered_held);
+            data.rejected.extend(rejected);
+        } else {
+            // A teacher that answers no input with a label (log-alert: the 1.5B answered ALERT
+            // for every line it wrote, QUIET ones included) would teach its bias as the task.
+            tracing::warn!(
+                ?refused,
+                "the teacher answers none of its own inputs with these labels; keeping the \
+                 labels the inputs were written for"
+            );
+            (synth, held) = conditioned;
+            data.relabel_refused = refused;
+        }
     }
     if let Some(labels) = req.labels {
         // Relabelled items follow the teacher's skew: cutting to the rarest label starves them.
-        let ratio = if req.relabel {
-            RELABEL_BALANCE_RATIO
-        } else {
-            1
-        };
+        let relabelled = req.relabel && data.relabel_refused.is_empty();
+        let ratio = if relabelled { RELABEL_BALANCE_RATIO } else { 1 };
         balance_labels(labels, ratio, &mut synth);
     }
     if synth.is_empty() && user.is_empty() {
@@ -591,6 +613,20 @@ fn checked_label(
     }
 }
 
+/// The labels that some items were written for but that no relabelled item carries.
+fn labels_never_answered(
+    labels: &[String],
+    conditioned: &[Example],
+    relabelled: &[Example],
+) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|l| conditioned.iter().any(|e| &e.output == *l))
+        .filter(|l| !relabelled.iter().any(|e| &e.output == *l))
+        .cloned()
+        .collect()
+}
+
 /// With `relabel`, the most items a label keeps, as a multiple of the rarest label's count.
 /// Relabelled data follows the teacher's skew (log-level: ERROR 11, WARN 4, INFO 13, DEBUG 4):
 /// cutting every label to the rarest left 12 and 5 training items on log-level and
@@ -703,6 +739,25 @@ mod tests {
         assert!(p.contains("careless program would get wrong"), "{p}");
         assert!(p.contains(HELD_OUT_STYLES[2]), "{p}");
         assert!(!held_out_prompt_tail(None, 0).contains("exactly"));
+    }
+
+    #[test]
+    fn a_label_written_for_but_never_answered_is_found() {
+        let labels: Vec<String> = ["ALERT", "QUIET", "OTHER"].map(String::from).to_vec();
+        let item = |output: &str| Example {
+            input: "x".into(),
+            output: output.into(),
+            origin: Origin::LabelConditioned,
+        };
+        let conditioned = [item("ALERT"), item("QUIET"), item("QUIET")];
+        // The teacher answered ALERT for everything: QUIET was written for and never answered;
+        // OTHER was never written for, so it is not the teacher's doing.
+        let relabelled = [item("ALERT"), item("ALERT")];
+        assert_eq!(
+            labels_never_answered(&labels, &conditioned, &relabelled),
+            vec!["QUIET".to_string()]
+        );
+        assert!(labels_never_answered(&labels, &conditioned, &conditioned).is_empty());
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub(crate) fn run(
     // The held-out labels are the teacher's own one-shot answers for open outputs and with
     // `relabel`, and for label-conditioned items the teacher had to agree with: comparing it
     // with them would give 100%, so its answers are not asked again.
-    let labels_are_answers = labels.is_none() || opts.agreement_filter || opts.relabel;
+    let labels_are_answers = |data: &TrainingData| {
+        labels.is_none()
+            || opts.agreement_filter
+            || (opts.relabel && data.relabel_refused.is_empty())
+    };
     let Cached {
         mut data,
         teacher_answers,
@@ -67,7 +71,7 @@ pub(crate) fn run(
             |done, total| clock.report(done, total, Some("teacher requests".into())),
         )?;
         let teacher_answers = match teacher {
-            Some(t) if !labels_are_answers && !data.validation.is_empty() => {
+            Some(t) if !labels_are_answers(&data) && !data.validation.is_empty() => {
                 Some(teacher_answers(ctx, t, pp, &data.validation)?)
             }
             _ => None,
@@ -98,7 +102,7 @@ pub(crate) fn run(
     let val = &data.validation;
     let teacher_direct = match &teacher_answers {
         Some(answers) => TeacherDirect::Hits(validate::hits(val, answers)),
-        None if labels_are_answers && !val.is_empty() => TeacherDirect::LabelsAreAnswers,
+        None if labels_are_answers(&data) && !val.is_empty() => TeacherDirect::LabelsAreAnswers,
         None => TeacherDirect::NotMeasured,
     };
     // Per-label counts show a one-sided data set (e.g. a filter that dropped a label).
@@ -123,6 +127,7 @@ pub(crate) fn run(
         contract_rejected,
         per_label,
         teacher_direct,
+        relabel_refused: data.relabel_refused.clone(),
     };
     Ok(DataOutput {
         data,
