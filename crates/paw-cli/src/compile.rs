@@ -15,7 +15,7 @@ use paw_format::OutputContract;
 use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
 
-use crate::output::{human_bytes, open_store, outln, print_json};
+use crate::output::{human_bytes, open_store, outln, print_json, read_text_file};
 
 #[derive(Debug, Args)]
 pub struct CompileArgs {
@@ -118,9 +118,7 @@ struct ContractArgs {
 
 impl ContractArgs {
     fn request(&self) -> Result<ContractRequest> {
-        let read = |path: &PathBuf| {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-        };
+        let read = |path: &PathBuf| read_text_file(path);
         let given = if let Some(labels) = &self.labels {
             OutputContract::Labels {
                 labels: labels.iter().map(|l| l.trim().to_string()).collect(),
@@ -170,9 +168,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     let manifest = Manifest::embedded()?;
     let spec = match (&args.spec, &args.spec_file) {
         (Some(spec), _) => spec.clone(),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
+        (None, Some(path)) => read_text_file(path)?,
         (None, None) => bail!("give the spec as an argument or with --spec-file"),
     };
     let examples = match &args.examples {

@@ -12,7 +12,7 @@ use paw_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::interpreter::BindArgs;
-use crate::output::{open_store, outln, print_json};
+use crate::output::{open_store, outln, print_json, read_text_file};
 use crate::run::read_program;
 
 #[derive(Debug, Clone, Copy, ValueEnum, Deserialize, Serialize, PartialEq, Eq)]
@@ -207,8 +207,7 @@ struct TestTarget {
 fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
     let toml_path = dir.join("paw.toml");
     let project = if toml_path.exists() {
-        let text = std::fs::read_to_string(&toml_path)
-            .with_context(|| format!("reading {}", toml_path.display()))?;
+        let text = read_text_file(&toml_path)?;
         toml::from_str::<ProjectFile>(&text)
             .with_context(|| format!("parsing {}", toml_path.display()))?
     } else {
@@ -313,7 +312,7 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
                 ));
             }
         }
-        if let Ok(spec) = std::fs::read_to_string(&t.spec) {
+        if let Ok(spec) = read_text_file(&t.spec) {
             if spec.trim() != program.spec.trim() {
                 warnings.push(format!(
                     "{} differs from the spec compiled into the program: recompile",

@@ -35,6 +35,27 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Largest text file a command reads whole (specs, contracts, `paw.toml`): far above any real
+/// one, far below what would exhaust memory.
+pub const MAX_TEXT_FILE: u64 = 1 << 20;
+
+/// Reads a UTF-8 text file of at most [`MAX_TEXT_FILE`] bytes (never more, whatever its size).
+pub fn read_text_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_TEXT_FILE {
+        anyhow::bail!(
+            "{} is larger than {MAX_TEXT_FILE} bytes; it cannot be a spec, contract or project file",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
 /// Prints `value` as one pretty JSON document on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     outln!(

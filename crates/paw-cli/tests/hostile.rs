@@ -67,3 +67,82 @@ fn every_hostile_model_file_is_a_typed_error_with_bounded_memory() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Hostile project and text files: oversized, unknown keys, over-long or non-UTF-8 JSONL lines.
+/// Each ends in a typed error naming the file, with memory bounded (nothing is read whole
+/// beyond 1 MiB, no JSONL line beyond its cap).
+#[test]
+fn hostile_project_files_are_typed_errors_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("store");
+    let project = |name: &str, toml: &[u8], tests: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("paw.toml"), toml).unwrap();
+        std::fs::write(p.join("t.tests.jsonl"), tests).unwrap();
+        p
+    };
+    let ok_toml = b"[[program]]\nname = \"t\"\n".as_slice();
+    let huge = "#".repeat(64 << 20);
+    let long_line = format!(
+        "{{\"input\": \"{}\", \"output\": \"x\"}}\n",
+        "a".repeat(32 << 20)
+    );
+    let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
+        (
+            "toml-huge",
+            project("toml-huge", huge.as_bytes(), b""),
+            "larger than",
+        ),
+        (
+            "toml-unknown-key",
+            project(
+                "toml-unknown-key",
+                b"[[program]]\nname = \"t\"\nsurprise = 1\n",
+                b"",
+            ),
+            "unknown field",
+        ),
+        (
+            "toml-not-utf8",
+            project("toml-not-utf8", b"name = \"\xff\"\n", b""),
+            "UTF-8",
+        ),
+        (
+            "jsonl-line-huge",
+            project("jsonl-line-huge", ok_toml, long_line.as_bytes()),
+            "line 1",
+        ),
+        (
+            "jsonl-not-json",
+            project("jsonl-not-json", ok_toml, b"{\"input\": \n"),
+            "line 1",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, path, expect) in &cases {
+        let (out, peak_mib) = paw_watched(&home, &["test", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2)
+            || !err.contains(expect)
+            || err.contains("panicked")
+            || peak_mib > 100
+        {
+            failures.push(format!(
+                "{name}: exit {:?}, peak {peak_mib} MiB: {err}",
+                out.status.code()
+            ));
+        }
+    }
+    let spec = dir.path().join("spec.txt");
+    std::fs::write(&spec, &huge).unwrap();
+    let (out, peak_mib) = paw_watched(&home, &["compile", "--spec-file", spec.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(1) || !err.contains("larger than") || peak_mib > 100 {
+        failures.push(format!(
+            "spec-huge: exit {:?}, peak {peak_mib} MiB: {err}",
+            out.status.code()
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
