@@ -841,10 +841,38 @@ impl Store {
         let tmp_dir = self.tmp_dir();
         let mut tmp = temp_file_in(&tmp_dir, "write-")
             .map_err(io_err("creating a temporary file in", &tmp_dir))?;
+        #[cfg(test)]
+        let bytes = disk_full::check(bytes).map_err(io_err("writing", tmp.path()))?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(io_err("writing", tmp.path()))?;
         persist(tmp, dest)
+    }
+}
+
+/// Fault injection for the tests: a disk with room for only so many more bytes per write.
+#[cfg(test)]
+mod disk_full {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ROOM: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Every write on this thread from now on fails after `room` bytes (`None`: no limit).
+    pub(super) fn set_room(room: Option<usize>) {
+        ROOM.with(|r| r.set(room));
+    }
+
+    /// `bytes`, or the error a full disk gives once the room is used up.
+    pub(super) fn check(bytes: &[u8]) -> std::io::Result<&[u8]> {
+        match ROOM.with(Cell::get) {
+            Some(room) if bytes.len() > room => Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            )),
+            _ => Ok(bytes),
+        }
     }
 }
 
@@ -1353,6 +1381,33 @@ mod tests {
         assert_eq!(writer.written(), 5);
         drop(writer);
         assert!(tmp_is_empty(&store), "the partial file is removed");
+    }
+
+    /// A full disk at any point of an add: a typed error, nothing half-written in the store,
+    /// the entries already there intact, and the same add succeeding once there is room.
+    #[test]
+    fn a_full_disk_during_an_add_leaves_the_store_consistent() {
+        let (_dir, store) = temp_store();
+        let kept = store
+            .add_program_bytes(&program_bytes("kept"), None)
+            .unwrap();
+        let bytes = program_bytes("new");
+        let id = ProgramId::of_bytes(&bytes);
+        for room in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            disk_full::set_room(Some(room));
+            let got = store.add_program_bytes(&bytes, None);
+            disk_full::set_room(None);
+            assert!(
+                matches!(got, Err(StoreError::Io { .. })),
+                "room {room}: {got:?}"
+            );
+            assert!(!store.program_path(&id).exists(), "room {room}");
+            assert!(tmp_is_empty(&store), "room {room}");
+            assert!(store.load_program(&id.to_string()).is_err());
+            assert_eq!(store.read_stored(&kept.id).unwrap(), program_bytes("kept"));
+        }
+        store.add_program_bytes(&bytes, None).unwrap();
+        assert_eq!(store.load_program(&id.to_string()).unwrap().bytes, bytes);
     }
 
     #[test]
