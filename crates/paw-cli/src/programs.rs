@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use paw_format::{inspect as inspect_bytes, reader::ProgramView, InterpreterId};
-use paw_store::{resolve_model, LoadedProgram, Store};
+use paw_store::{resolve_model, Store};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, out, outln, print_json, summary_line, terminal_safe};
@@ -49,14 +49,9 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// Loads a program by path, full id or unique id prefix; bytes loaded by id hash to that id.
-pub fn load_program(store: &Store, reference: &str) -> Result<LoadedProgram> {
-    Ok(store.load_program(reference)?)
-}
-
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let store = open_store()?;
-    let program = load_program(&store, &args.program)?;
+    let program = store.load_program(&args.program)?;
     let inspection = inspect_bytes(&program.bytes)
         .with_context(|| format!("reading {}", program.path.display()))?;
     if args.json {
@@ -79,7 +74,7 @@ struct VerifyReport {
 
 pub fn verify(args: VerifyArgs) -> Result<()> {
     let store = open_store()?;
-    let program = load_program(&store, &args.program)?;
+    let program = store.load_program(&args.program)?;
     let view = ProgramView::parse(&program.bytes)
         .with_context(|| format!("verifying {}", program.path.display()))?;
     let report = VerifyReport {

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::interpreter::BindArgs;
 use crate::output::{one_line, open_store, outln, terminal_safe};
-use crate::programs::load_program;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -88,7 +87,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         use_contract: !args.no_contract,
         ..CallOptions::default()
     };
-    let batch_size = (args.bind.batch_size as usize).max(1);
+    let batch_size = args.bind.batch_size as usize;
     if let Some(path) = &args.inputs {
         let (reader, name, len): (Box<dyn BufRead>, String, Option<u64>) =
             if path.as_os_str() == "-" {
@@ -138,7 +137,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 /// Reads and fully verifies a program by reference.
 pub fn read_program(store: &Store, reference: &str) -> Result<(Program, paw_format::ProgramId)> {
-    let loaded = load_program(store, reference)?;
+    let loaded = store.load_program(reference)?;
     Program::from_bytes(&loaded.bytes).with_context(|| format!("reading {}", loaded.path.display()))
 }
 

@@ -214,7 +214,8 @@ pub fn read_content<R: Read + Seek>(reader: &mut R) -> Result<Content> {
     let start = reader.stream_position().map_err(io)?;
     let file_size = reader.seek(SeekFrom::End(0)).map_err(io)?;
     reader.seek(SeekFrom::Start(start)).map_err(io)?;
-    if let Some(alignment) = scan_alignment(reader, file_size)? {
+    // Any read error ends the scan: candle's reader then reports the damage properly.
+    if let Some(alignment) = walk_to_alignment(reader, file_size).unwrap_or(None) {
         if !(alignment.is_power_of_two() && alignment <= MAX_ALIGNMENT) {
             return Err(Error::BadMetadata {
                 key: "general.alignment".into(),
@@ -253,14 +254,6 @@ pub fn read_content<R: Read + Seek>(reader: &mut R) -> Result<Content> {
     Ok(ct)
 }
 
-/// The value of `general.alignment`, found by walking the metadata without storing it (values
-/// are skipped, lengths checked against the file). Errors in the walk are left to candle's
-/// reader, which reports them; only a found alignment matters here.
-fn scan_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> Result<Option<u64>> {
-    // Any read error ends the scan: candle's reader then reports the damage properly.
-    Ok(walk_to_alignment(r, file_size).unwrap_or(None))
-}
-
 fn read_u32<R: Read>(r: &mut R) -> std::io::Result<u32> {
     let mut b = [0u8; 4];
     r.read_exact(&mut b)?;
@@ -277,6 +270,9 @@ fn read_len<R: Read>(r: &mut R, v1: bool) -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
+/// The value of `general.alignment`, found by walking the metadata without storing it (values
+/// are skipped, lengths checked against the file). Errors in the walk are left to candle's
+/// reader, which reports them; only a found alignment matters here.
 fn walk_to_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> std::io::Result<Option<u64>> {
     if read_u32(r)? != 0x4655_4747 {
         return Ok(None);

@@ -62,20 +62,7 @@ pub(crate) fn cached(
     files: &[PathBuf],
     compute: impl FnOnce() -> Result<String>,
 ) -> Result<String> {
-    let Some(before) = stamps(files) else {
-        return compute();
-    };
-    let lock = || memo().lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(hash) = lock().get(&before) {
-        return Ok(hash.clone());
-    }
-    // Computed without the lock held: other models hash in parallel. Two threads asking for the
-    // same file at once may both hash it; they get the same answer.
-    let hash = compute()?;
-    if stamps(files).as_ref() == Some(&before) {
-        lock().insert(before, hash.clone());
-    }
-    Ok(hash)
+    memoized(|| stamps(files), compute)
 }
 
 /// [`cached`] for one file already open: the stamp is taken from the open handle (`fstat`), so
@@ -86,10 +73,23 @@ pub(crate) fn cached_open(
     file: &std::fs::File,
     compute: impl FnOnce() -> Result<String>,
 ) -> Result<String> {
-    let stamp_now = || -> Option<Vec<Stamp>> {
-        let meta = file.metadata().ok()?;
-        Some(vec![stamp_of(path.canonicalize().ok()?, &meta)])
-    };
+    memoized(
+        || {
+            Some(vec![stamp_of(
+                path.canonicalize().ok()?,
+                &file.metadata().ok()?,
+            )])
+        },
+        compute,
+    )
+}
+
+/// `compute`'s hash, memoized under what `stamp_now` says the files look like, before and
+/// after computing (a change in between is not memoized).
+fn memoized(
+    stamp_now: impl Fn() -> Option<Vec<Stamp>>,
+    compute: impl FnOnce() -> Result<String>,
+) -> Result<String> {
     let Some(before) = stamp_now() else {
         return compute();
     };
@@ -97,6 +97,8 @@ pub(crate) fn cached_open(
     if let Some(hash) = lock().get(&before) {
         return Ok(hash.clone());
     }
+    // Computed without the lock held: other models hash in parallel. Two threads asking for the
+    // same file at once may both hash it; they get the same answer.
     let hash = compute()?;
     if stamp_now().as_ref() == Some(&before) {
         lock().insert(before, hash.clone());

@@ -562,8 +562,9 @@ pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// `b3:<hex>` BLAKE3 over the `.safetensors` files of `dir` concatenated in byte-wise
-/// file-name order, streamed; computed once per process while the files stay the same on disk.
+/// The weights hash of the model directory `dir` (`spec/interpreter-identity.md`: its
+/// `.safetensors` files and `config.json`); the files' part is computed once per process while
+/// they stay the same on disk.
 pub fn weights_hash(dir: &Path) -> Result<String> {
     HfDir::open(dir)?.weights_hash()
 }

@@ -245,15 +245,18 @@ pub struct LoadedProgram {
     pub id: ProgramId,
 }
 
-/// The hex digits of an id-shaped reference: `b3:` and hex, or hex alone. Other references
-/// are paths.
+/// What follows `b3:` in a reference that starts with it, or the whole reference if it is hex
+/// digits alone: an id or id prefix. Other references are paths.
 fn id_shaped(reference: &str) -> Option<&str> {
-    let hex = match reference.get(..B3_PREFIX.len()) {
-        Some(p) if p.eq_ignore_ascii_case(B3_PREFIX) => &reference[B3_PREFIX.len()..],
-        _ => reference,
-    };
-    let is_hex = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    (is_hex || hex.len() != reference.len()).then_some(hex)
+    match reference.get(..B3_PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(B3_PREFIX) => Some(&reference[B3_PREFIX.len()..]),
+        _ => is_id_hex(reference).then_some(reference),
+    }
+}
+
+/// 1 to 64 hex digits: a full id's or a prefix's.
+fn is_id_hex(hex: &str) -> bool {
+    !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A program file read under the format's size cap.
@@ -416,15 +419,12 @@ impl Store {
     ) -> Result<StoredProgram> {
         let id = paw_format::reader::verify_bytes(bytes, expected)?;
         let path = self.program_path(&id);
-        match self.read_stored(&id) {
-            Ok(_) => {}
-            Err(error) => {
-                if path.exists() {
-                    tracing::warn!(%id, %error, "replacing a damaged store entry");
-                }
-                self.write_atomic(&path, bytes)?;
-                tracing::debug!(%id, path = %path.display(), "stored program");
+        if let Err(error) = self.read_stored(&id) {
+            if path.exists() {
+                tracing::warn!(%id, %error, "replacing a damaged store entry");
             }
+            self.write_atomic(&path, bytes)?;
+            tracing::debug!(%id, path = %path.display(), "stored program");
         }
         Ok(StoredProgram {
             id,
@@ -489,7 +489,7 @@ impl Store {
         let no_such = || StoreError::NoSuchProgram {
             reference: reference.to_owned(),
         };
-        if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_id_hex(hex) {
             return Err(no_such());
         }
         let hex = hex.to_ascii_lowercase();
