@@ -36,6 +36,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Regenerate the hostile-input suite in fixtures/hostile (paw_testkit::hostile).
+    Hostile,
     /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
     Bench(bench::BenchArgs),
     /// Baselines table on the suite: interpreter/teacher prompted directly, pseudo-program only, paw.
@@ -64,6 +66,16 @@ fn repo_root() -> &'static Path {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Hostile => {
+            let dir = repo_root().join("fixtures/hostile");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            let cases = paw_testkit::hostile::write_suite(&dir);
+            eprintln!("wrote {} hostile cases to {}", cases.len(), dir.display());
+            Ok(())
+        }
         Cmd::Models { command } => match command {
             ModelsCmd::Fetch { ids } => models::fetch(&ids),
             ModelsCmd::Path { id } => models::path(&id),

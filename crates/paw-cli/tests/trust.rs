@@ -183,3 +183,96 @@ fn a_closed_stdout_ends_the_command_quietly() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Makes `path` and everything under it read-only (directories stay listable).
+fn make_read_only(path: &Path) {
+    set_modes(path, 0o555, 0o444);
+}
+
+fn set_modes(path: &Path, dir_mode: u32, file_mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { dir_mode } else { file_mode };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            set_modes(&entry.unwrap().path(), dir_mode, file_mode);
+        }
+    }
+}
+
+/// `paw ARGS` as a user who cannot write `home`: the current user when that is not root (the
+/// permissions bind it), else `nobody` (root ignores permissions).
+fn paw_unprivileged(cwd: &Path, home: &Path, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paw"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("PAW_HOME", home)
+        .env_remove("RUST_LOG");
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap();
+    if root {
+        command.uid(65534).gid(65534);
+    }
+    command.output().expect("paw runs")
+}
+
+/// A store its user cannot write (a container image, a shared cache): reading, verifying and
+/// running by id work; adding fails with a clear error and changes nothing.
+#[test]
+fn a_read_only_store_serves_reads_and_refuses_writes_without_damage() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged user must reach the files.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("store");
+    let a = fixture("prompt-only.paw");
+    let a_id = id_of(&a);
+    ok(&paw_in(dir.path(), &home, &["add", a.to_str().unwrap()]));
+    let b = dir.path().join("b.paw");
+    std::fs::copy(fixture("labels-contract.paw"), &b).unwrap();
+    make_read_only(&home);
+    let before = snapshot(&home);
+
+    let listed = ok(&paw_unprivileged(dir.path(), &home, &["list", "--json"]));
+    assert!(listed.contains(&a_id), "{listed}");
+    let verified = ok(&paw_unprivileged(dir.path(), &home, &["verify", &a_id]));
+    assert!(verified.starts_with(&format!("ok {a_id}")), "{verified}");
+    let inspected = ok(&paw_unprivileged(
+        dir.path(),
+        &home,
+        &["inspect", &a_id[..12]],
+    ));
+    assert!(!inspected.is_empty());
+
+    let err = failed(&paw_unprivileged(
+        dir.path(),
+        &home,
+        &["add", b.to_str().unwrap()],
+    ));
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    assert_eq!(snapshot(&home), before, "a refused add changed the store");
+    // Writable again, so that the temporary directory can be removed by a non-root user.
+    set_modes(&home, 0o755, 0o644);
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -15,6 +15,12 @@ pub enum Error {
         error: std::io::Error,
     },
 
+    #[error("safetensors file {path}: {why}")]
+    SafetensorsHeader { path: PathBuf, why: String },
+
+    #[error("{path} is larger than {max} bytes, more than any real file of its kind")]
+    FileTooLarge { path: PathBuf, max: u64 },
+
     #[error("GGUF metadata key `{key}` is missing")]
     MissingMetadata { key: String },
 

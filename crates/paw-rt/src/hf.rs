@@ -86,11 +86,38 @@ fn read_json(path: &Path) -> Result<Value> {
     parse_json(path, &read_bytes(path)?)
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|error| Error::Io {
+/// Largest configuration file read (`config.json`, `tokenizer_config.json`,
+/// `generation_config.json`, the shard index): real ones are a few KiB (a tokenizer config with
+/// its chat template tens of KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest `tokenizer.json` read: real ones are up to ~10 MiB (Qwen's is 7 MiB).
+const MAX_TOKENIZER_JSON_BYTES: u64 = 64 << 20;
+
+/// The whole file at `path`, refused when it holds more than `max` bytes (checked while
+/// reading, so a file that grows meanwhile is caught too).
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |error| Error::Io {
         path: path.to_path_buf(),
         error,
-    })
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::FileTooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    read_capped(path, MAX_CONFIG_BYTES)
 }
 
 /// Parses `bytes` (read from `path`, which names it in errors) as JSON.
@@ -103,13 +130,10 @@ fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value> {
 
 /// The bytes of an optional file of a model directory: `None` when it is absent.
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+    match read_bytes(path) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::Io {
-            path: path.to_path_buf(),
-            error,
-        }),
+        Err(Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(other) => Err(other),
     }
 }
 
@@ -262,7 +286,9 @@ impl HfConfig {
         let n_heads = k.usize("num_attention_heads")?;
         let head_dim = match k.usize_opt("head_dim")? {
             Some(d) => d,
-            None if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
+            // No heads: the check below names `num_attention_heads`.
+            None if n_heads == 0 => 0,
+            None if hidden % n_heads == 0 => hidden / n_heads,
             None => return Err(k.bad("head_dim", "present when hidden_size / heads is not whole")),
         };
         let model = ModelConfig {
@@ -305,6 +331,67 @@ pub(crate) struct HfDir {
     generation_config_json: Option<Vec<u8>>,
 }
 
+/// The special tokens `config.json` (already checked as `config`) and the optional
+/// `tokenizer_config.json` and `generation_config.json` of the directory `dir` declare.
+fn special_tokens(
+    dir: &Path,
+    config: &HfConfig,
+    tokenizer_config_json: Option<&[u8]>,
+    generation_config_json: Option<&[u8]>,
+) -> Result<HfSpecialTokens> {
+    let mut specials = HfSpecialTokens {
+        eos_token_ids: config.eos_token_ids.clone(),
+        bos_token_id: config.bos_token_id,
+        ..HfSpecialTokens::default()
+    };
+    if let Some(bytes) = generation_config_json {
+        let generation = dir.join(GENERATION_CONFIG_JSON);
+        let v = parse_json(&generation, bytes)?;
+        let k = Keys::new(&generation, &v)?;
+        specials.eos_token_ids.extend(k.ids("eos_token_id")?);
+        if let Some(&bos) = k.ids("bos_token_id")?.first() {
+            specials.bos_token_id = Some(bos);
+        }
+    }
+    if let Some(bytes) = tokenizer_config_json {
+        let tokenizer_config = dir.join(TOKENIZER_CONFIG_JSON);
+        let v = parse_json(&tokenizer_config, bytes)?;
+        let k = Keys::new(&tokenizer_config, &v)?;
+        specials.add_bos_token = k.bool_opt("add_bos_token")?;
+        // `bos_token` is a string or an AddedToken object with `content`.
+        specials.bos_token = match k.get("bos_token") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(
+                v.get("content")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| k.bad("bos_token", "a token text or {\"content\": text}"))?
+                    .to_string(),
+            ),
+        };
+    }
+    specials.eos_token_ids.sort_unstable();
+    specials.eos_token_ids.dedup();
+    Ok(specials)
+}
+
+/// Checks the configuration files of a Hugging Face model directory, given as bytes, the way
+/// loading the directory does: `config.json` and the optional `tokenizer_config.json` and
+/// `generation_config.json`. Returns the model's configuration and its special tokens; errors
+/// name the files as if they were in the current directory. (The fuzz target
+/// `fuzz/fuzz_targets/hf_config.rs` drives this.)
+pub fn check_hf_configs(
+    config_json: &[u8],
+    tokenizer_config_json: Option<&[u8]>,
+    generation_config_json: Option<&[u8]>,
+) -> Result<(ModelConfig, HfSpecialTokens)> {
+    let dir = Path::new("");
+    let config_path = dir.join(CONFIG_JSON);
+    let config = HfConfig::from_json(&config_path, &parse_json(&config_path, config_json)?)?;
+    let specials = special_tokens(dir, &config, tokenizer_config_json, generation_config_json)?;
+    Ok((config.model, specials))
+}
+
 fn require(dir: &Path, file: &'static str) -> Result<PathBuf> {
     let path = dir.join(file);
     if path.is_file() {
@@ -324,7 +411,7 @@ impl HfDir {
         let config_path = require(dir, CONFIG_JSON)?;
         let config_json = read_bytes(&config_path)?;
         let config = HfConfig::from_json(&config_path, &parse_json(&config_path, &config_json)?)?;
-        let tokenizer_json = read_bytes(&require(dir, TOKENIZER_JSON)?)?;
+        let tokenizer_json = read_capped(&require(dir, TOKENIZER_JSON)?, MAX_TOKENIZER_JSON_BYTES)?;
         if safetensors_files(dir)?.is_empty() {
             return Err(Error::MissingModelFile {
                 dir: dir.to_path_buf(),
@@ -343,39 +430,12 @@ impl HfDir {
 
     /// The tokenizer of `tokenizer.json` with the special tokens the other files declare.
     pub(crate) fn tokenizer(&self) -> Result<Tokenizer> {
-        let mut specials = HfSpecialTokens {
-            eos_token_ids: self.config.eos_token_ids.clone(),
-            bos_token_id: self.config.bos_token_id,
-            ..HfSpecialTokens::default()
-        };
-        if let Some(bytes) = &self.generation_config_json {
-            let generation = self.dir.join(GENERATION_CONFIG_JSON);
-            let v = parse_json(&generation, bytes)?;
-            let k = Keys::new(&generation, &v)?;
-            specials.eos_token_ids.extend(k.ids("eos_token_id")?);
-            if let Some(&bos) = k.ids("bos_token_id")?.first() {
-                specials.bos_token_id = Some(bos);
-            }
-        }
-        if let Some(bytes) = &self.tokenizer_config_json {
-            let tokenizer_config = self.dir.join(TOKENIZER_CONFIG_JSON);
-            let v = parse_json(&tokenizer_config, bytes)?;
-            let k = Keys::new(&tokenizer_config, &v)?;
-            specials.add_bos_token = k.bool_opt("add_bos_token")?;
-            // `bos_token` is a string or an AddedToken object with `content`.
-            specials.bos_token = match k.get("bos_token") {
-                None => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(v) => Some(
-                    v.get("content")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| k.bad("bos_token", "a token text or {\"content\": text}"))?
-                        .to_string(),
-                ),
-            };
-        }
-        specials.eos_token_ids.sort_unstable();
-        specials.eos_token_ids.dedup();
+        let specials = special_tokens(
+            &self.dir,
+            &self.config,
+            self.tokenizer_config_json.as_deref(),
+            self.generation_config_json.as_deref(),
+        )?;
         Tokenizer::from_tokenizer_json(&self.tokenizer_json, &specials)
     }
 
@@ -595,6 +655,76 @@ fn safetensors_hash(dir: &Path) -> Result<String> {
     })
 }
 
+/// Largest safetensors header read (the `safetensors` crate's own limit).
+const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
+
+/// Checks the header of the safetensors file at `path` without reading its data: a JSON object
+/// whose every tensor has a known type, a shape, and offsets inside the file that hold exactly
+/// the shape's bytes.
+fn check_safetensors_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let bad = |why: String| Error::SafetensorsHeader {
+        path: path.to_path_buf(),
+        why,
+    };
+    let io = |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_SAFETENSORS_HEADER || len > size - 8 {
+        return Err(bad(format!(
+            "header length {len} exceeds the file ({size} bytes) or the 100 MiB cap"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let data_size = size - 8 - len;
+    let v: Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("header is not a JSON object".into()))?;
+    for (name, t) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let element = match t.get("dtype").and_then(Value::as_str) {
+            Some("F64" | "I64" | "U64") => 8u64,
+            Some("F32" | "I32" | "U32") => 4,
+            Some("F16" | "BF16" | "I16" | "U16") => 2,
+            Some("F8_E4M3" | "F8_E5M2" | "I8" | "U8" | "BOOL") => 1,
+            _ => return Err(bad(format!("tensor {name}: missing or unknown dtype"))),
+        };
+        let shape: Option<Vec<u64>> = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|dims| dims.iter().map(Value::as_u64).collect());
+        let bytes = shape
+            .and_then(|dims| dims.iter().try_fold(element, |n, &d| n.checked_mul(d)))
+            .ok_or_else(|| bad(format!("tensor {name}: missing or overflowing shape")))?;
+        let offsets: Option<Vec<u64>> = t
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .and_then(|o| o.iter().map(Value::as_u64).collect());
+        match offsets.as_deref() {
+            Some(&[begin, end]) if begin <= end && end <= data_size && end - begin == bytes => {}
+            _ => {
+                return Err(bad(format!(
+                    "tensor {name}: data offsets are not [begin, end] inside the file's \
+                     {data_size} data bytes holding its shape's {bytes} bytes"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Domain separators of a directory's two hashes.
 const WEIGHTS_HASH_DOMAIN: &[u8] = b"paw-hf-weights-v2\0";
 const TOKENIZER_HASH_DOMAIN: &[u8] = b"paw-tokenizer-json-v2\0";
@@ -617,6 +747,12 @@ fn put_file(h: &mut blake3::Hasher, bytes: Option<&[u8]>) {
 /// (`model_type`), `name` (the directory name when `None`), weights hash and tokenizer hash.
 pub fn identity(dir: &Path, name: Option<&str>) -> Result<paw_format::InterpreterId> {
     let d = HfDir::open(dir)?;
+    // An identity is only worth having for a directory that can load (as for GGUF files): its
+    // tokenizer must build and every weight file's header must describe data inside the file.
+    d.tokenizer()?;
+    for path in safetensors_files(dir)? {
+        check_safetensors_header(&path)?;
+    }
     Ok(paw_format::InterpreterId {
         architecture: d.config.model.architecture.name().to_string(),
         name: name.map(str::to_string).unwrap_or_else(|| path_name(dir)),

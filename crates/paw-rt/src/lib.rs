@@ -63,6 +63,7 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW,
 };
 pub use gguf::{read_content, tokenizer_hash, Architecture, ModelConfig};
+pub use hf::check_hf_configs;
 pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 

@@ -19,7 +19,8 @@ pub use manifest::{
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,
 };
 pub use store::{
-    CompileCached, CompiledProgram, ExpectedModel, InstalledModel, LoadedProgram, ModelCheck,
-    ModelMeta, ModelWriter, ProgramRef, Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES,
-    MIN_ID_PREFIX_LEN, PAW_HOME_ENV, STALE_TMP_AGE,
+    decode_stage_entry, parse_compile_record, parse_model_meta, CompileCached, CompiledProgram,
+    ExpectedModel, InstalledModel, LoadedProgram, ModelCheck, ModelMeta, ModelWriter, ProgramRef,
+    Result, Store, StoreError, StoredProgram, MAX_STAGE_BYTES, MIN_ID_PREFIX_LEN, PAW_HOME_ENV,
+    STALE_TMP_AGE,
 };

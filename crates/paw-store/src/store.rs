@@ -560,16 +560,15 @@ impl Store {
     pub fn installed_model(&self, sha256: &str) -> Result<Option<InstalledModel>> {
         let path = self.model_path(sha256)?;
         let meta_path = self.model_meta_path(sha256)?;
-        let meta_bytes = match fs::read(&meta_path) {
+        let meta_bytes = match read_small(&meta_path, MAX_RECORD_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &meta_path)(e)),
         };
-        let meta: ModelMeta =
-            serde_json::from_slice(&meta_bytes).map_err(|source| StoreError::ModelMeta {
-                path: meta_path.clone(),
-                source,
-            })?;
+        let meta = parse_model_meta(&meta_bytes).map_err(|source| StoreError::ModelMeta {
+            path: meta_path.clone(),
+            source,
+        })?;
         match fs::metadata(&path) {
             Ok(m) if m.is_file() && m.len() == meta.size && meta.sha256 == sha256 => {
                 Ok(Some(InstalledModel { path, meta }))
@@ -697,13 +696,13 @@ impl Store {
     /// The stored program a previous compile with `key` produced, if it is still in the store.
     pub fn lookup_compile(&self, key: &str) -> Result<Option<StoredProgram>> {
         let path = self.compile_record_path(key)?;
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match read_small(&path, MAX_RECORD_BYTES) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &path)(e)),
         };
         // A damaged record is a cache miss, not an error: the compile simply runs again.
-        let Ok(id) = text.trim().parse::<ProgramId>() else {
+        let Some(id) = parse_compile_record(&bytes) else {
             tracing::warn!(path = %path.display(), "ignoring an unreadable compile record");
             return Ok(None);
         };
@@ -819,21 +818,10 @@ impl Store {
         file.take(MAX_STAGE_BYTES + 1)
             .read_to_end(&mut entry)
             .map_err(io_err("reading", &path))?;
-        let corrupt = |reason| StoreError::CorruptStage {
-            path: path.clone(),
-            reason,
-        };
-        let rest = entry
-            .strip_prefix(STAGE_MAGIC)
-            .ok_or_else(|| corrupt("no stage header"))?;
-        if rest.len() < blake3::OUT_LEN || entry.len() as u64 > MAX_STAGE_BYTES {
-            return Err(corrupt("wrong length"));
+        match decode_stage_entry(kind, key, &entry) {
+            Ok(payload) => Ok(Some(payload.to_vec())),
+            Err(reason) => Err(StoreError::CorruptStage { path, reason }),
         }
-        let (checksum, payload) = rest.split_at(blake3::OUT_LEN);
-        if checksum != stage_checksum(kind, key, payload).as_bytes() {
-            return Err(corrupt("checksum mismatch"));
-        }
-        Ok(Some(payload.to_vec()))
     }
 
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
@@ -1061,6 +1049,56 @@ fn key_hex(key: &str) -> Result<&str> {
 
 /// BLAKE3 over a stage entry's kind, key (as its hex digits, so both spellings agree) and
 /// payload, length-prefixed: an entry copied under another name fails it too.
+/// Largest compile record or model metadata file read: real ones are under 1 KiB. A larger
+/// one is damage (or not the store's), read no further than this.
+const MAX_RECORD_BYTES: u64 = 64 << 10;
+
+/// At most `max + 1` bytes of the file at `path`: a longer file yields `max + 1` bytes, which
+/// the record parsers then reject.
+fn read_small(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The program id a compile record holds (`b3:<hex>`, surrounding whitespace allowed); `None`
+/// for anything else, which the store treats as a cache miss.
+pub fn parse_compile_record(bytes: &[u8]) -> Option<ProgramId> {
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// The metadata written beside an installed model, from its JSON bytes.
+pub fn parse_model_meta(bytes: &[u8]) -> std::result::Result<ModelMeta, serde_json::Error> {
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(serde::de::Error::custom(format!(
+            "larger than {MAX_RECORD_BYTES} bytes"
+        )));
+    }
+    serde_json::from_slice(bytes)
+}
+
+/// The payload of a stage-cache entry cached under `kind` and `key`: the entry must start with
+/// the stage header and carry the checksum of exactly this kind, key and payload, so damaged
+/// or misplaced bytes are never returned as data. On failure, why not.
+pub fn decode_stage_entry<'a>(
+    kind: &str,
+    key: &str,
+    entry: &'a [u8],
+) -> std::result::Result<&'a [u8], &'static str> {
+    let rest = entry.strip_prefix(STAGE_MAGIC).ok_or("no stage header")?;
+    if rest.len() < blake3::OUT_LEN || entry.len() as u64 > MAX_STAGE_BYTES {
+        return Err("wrong length");
+    }
+    let (checksum, payload) = rest.split_at(blake3::OUT_LEN);
+    if checksum != stage_checksum(kind, key, payload).as_bytes() {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
 fn stage_checksum(kind: &str, key: &str, payload: &[u8]) -> blake3::Hash {
     let hex = key.strip_prefix(B3_PREFIX).unwrap_or(key);
     let mut h = blake3::Hasher::new();
