@@ -38,6 +38,15 @@ fn gguf_metadata_corpus_replays_without_a_crash() {
 }
 
 #[test]
+fn gguf_tokenizer_corpus_replays_without_a_crash() {
+    let (inputs, accepted) = replay("gguf_tokenizer", checks::gguf_tokenizer);
+    assert!(
+        inputs >= 20 && accepted >= 1,
+        "{inputs} inputs, {accepted} accepted"
+    );
+}
+
+#[test]
 fn hf_config_corpus_replays_without_a_crash() {
     let (inputs, accepted) = replay("hf_config", checks::hf_config);
     assert!(

@@ -831,10 +831,93 @@ impl Store {
             .map_err(io_err("creating a temporary file in", &tmp_dir))?;
         #[cfg(test)]
         let bytes = disk_full::check(bytes).map_err(io_err("writing", tmp.path()))?;
+        #[cfg(test)]
+        let mut tmp = crash::point(tmp, dest, |tmp| {
+            // Killed halfway through the bytes (they reach the file, not the disk's cache).
+            tmp.write_all(&bytes[..bytes.len() / 2])
+        })?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(io_err("writing", tmp.path()))?;
-        persist(tmp, dest)
+        #[cfg(test)]
+        let tmp = crash::point(tmp, dest, |_| Ok(()))?;
+        persist(tmp, dest)?;
+        #[cfg(test)]
+        crash::after_rename(dest)?;
+        Ok(())
+    }
+}
+
+/// Fault injection for the tests: a process killed at a numbered step of the store's writes
+/// (SIGKILL, so no destructor runs: a temporary file stays behind). Steps are counted per
+/// thread across every atomic write: each write has three, killed halfway through its bytes,
+/// after its fsync before the rename, and after the rename.
+#[cfg(test)]
+mod crash {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use tempfile::NamedTempFile;
+
+    use super::{Result, StoreError};
+
+    thread_local! {
+        /// Steps left before the kill (`None`: never).
+        static LEFT: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// The process is killed at step `step` (0-based) from now on; `None` disarms.
+    pub(super) fn arm(step: Option<usize>) {
+        LEFT.with(|l| l.set(step));
+    }
+
+    /// Whether the kill was armed and has not happened.
+    pub(super) fn pending() -> bool {
+        LEFT.with(|l| l.get().is_some())
+    }
+
+    fn reached() -> bool {
+        LEFT.with(|l| match l.get() {
+            Some(0) => {
+                l.set(None);
+                true
+            }
+            Some(n) => {
+                l.set(Some(n - 1));
+                false
+            }
+            None => false,
+        })
+    }
+
+    fn killed(dest: &Path) -> StoreError {
+        StoreError::Io {
+            action: "writing (killed by the test)",
+            path: dest.to_path_buf(),
+            source: std::io::Error::other("killed"),
+        }
+    }
+
+    /// At the kill step: runs `partial` and leaves `tmp` on disk as a killed process would.
+    pub(super) fn point(
+        mut tmp: NamedTempFile,
+        dest: &Path,
+        partial: impl FnOnce(&mut NamedTempFile) -> std::io::Result<()>,
+    ) -> Result<NamedTempFile> {
+        if !reached() {
+            return Ok(tmp);
+        }
+        partial(&mut tmp).ok();
+        // No destructor runs in a killed process: the temporary file stays.
+        tmp.keep().ok();
+        Err(killed(dest))
+    }
+
+    pub(super) fn after_rename(dest: &Path) -> Result<()> {
+        if reached() {
+            return Err(killed(dest));
+        }
+        Ok(())
     }
 }
 
@@ -1446,6 +1529,65 @@ mod tests {
         }
         store.add_program_bytes(&bytes, None).unwrap();
         assert_eq!(store.load_program(&id.to_string()).unwrap().bytes, bytes);
+    }
+
+    /// In the style of sqlite's crash tests: a compile's add killed at every step of its writes
+    /// (halfway through the bytes, before the rename, after it; the program, then the compile
+    /// record). After each kill the store is consistent: every listed entry holds its id's bytes,
+    /// the compile record finds the right program or nothing, nothing partial is in
+    /// `programs/`, and the same compile then completes and is found.
+    #[test]
+    fn an_add_killed_at_every_step_leaves_the_store_consistent() {
+        let bytes = program_bytes("crash");
+        let id = ProgramId::of_bytes(&bytes);
+        let key = format!("b3:{}", "c".repeat(64));
+        let mut step = 0;
+        loop {
+            let (_dir, store) = temp_store();
+            let kept = store
+                .add_program_bytes(&program_bytes("kept"), None)
+                .unwrap();
+            crash::arm(Some(step));
+            let got = store.compile_cached(
+                &key,
+                false,
+                || Ok::<_, StoreError>((key.clone(), id, bytes.clone())),
+                |(key, id, bytes)| CompiledProgram { key, id, bytes },
+            );
+            let completed = crash::pending();
+            crash::arm(None);
+            assert_eq!(got.is_ok(), completed, "step {step}");
+            for p in store.list_programs().unwrap() {
+                let stored = fs::read(&p.path).unwrap();
+                assert_eq!(ProgramId::of_bytes(&stored), p.id, "step {step}");
+            }
+            assert_eq!(
+                fs::read_dir(store.programs_dir()).unwrap().count(),
+                store.list_programs().unwrap().len(),
+                "step {step}"
+            );
+            if let Some(found) = store.lookup_compile(&key).unwrap() {
+                assert_eq!(found.id, id, "step {step}");
+            }
+            assert_eq!(store.read_stored(&kept.id).unwrap(), program_bytes("kept"));
+            // The same compile after the crash: completes, and is found by its key.
+            store
+                .compile_cached(
+                    &key,
+                    false,
+                    || Ok::<_, StoreError>((key.clone(), id, bytes.clone())),
+                    |(key, id, bytes)| CompiledProgram { key, id, bytes },
+                )
+                .unwrap();
+            assert_eq!(store.lookup_compile(&key).unwrap().unwrap().id, id);
+            assert_eq!(store.read_stored(&id).unwrap(), bytes);
+            if completed {
+                break;
+            }
+            step += 1;
+        }
+        // Two writes (program, compile record) of three steps each were killed.
+        assert_eq!(step, 6);
     }
 
     #[test]
