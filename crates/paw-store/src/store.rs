@@ -827,6 +827,8 @@ impl Store {
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
     fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let tmp_dir = self.tmp_dir();
+        // Under test the crash points rebind it mutably.
+        #[cfg_attr(test, allow(unused_mut))]
         let mut tmp = temp_file_in(&tmp_dir, "write-")
             .map_err(io_err("creating a temporary file in", &tmp_dir))?;
         #[cfg(test)]
