@@ -214,17 +214,34 @@ pub fn read_content<R: Read + Seek>(reader: &mut R) -> Result<Content> {
     let start = reader.stream_position().map_err(io)?;
     let file_size = reader.seek(SeekFrom::End(0)).map_err(io)?;
     reader.seek(SeekFrom::Start(start)).map_err(io)?;
-    // Any read error ends the scan: candle's reader then reports the damage properly.
-    if let Some(alignment) = walk_to_alignment(reader, file_size).unwrap_or(None) {
-        if !(alignment.is_power_of_two() && alignment <= MAX_ALIGNMENT) {
+    // The walk checks what candle's reader does not. Where it cannot walk the metadata (an
+    // unknown type, a length past the end, deep nesting), candle's reader reports the damage;
+    // a file candle then accepts anyway is refused, so nothing unchecked gets through.
+    let walked = walk_metadata(reader, file_size).ok().flatten();
+    if let Some(walked) = &walked {
+        if let Some(key) = &walked.duplicate_key {
             return Err(Error::BadMetadata {
-                key: "general.alignment".into(),
-                expected: "a power of two up to 65536",
+                key: key.clone(),
+                expected: "one entry per key (this key appears twice)",
             });
+        }
+        if let Some(alignment) = walked.alignment {
+            if !(alignment.is_power_of_two() && alignment <= MAX_ALIGNMENT) {
+                return Err(Error::BadMetadata {
+                    key: "general.alignment".into(),
+                    expected: "a power of two up to 65536",
+                });
+            }
         }
     }
     reader.seek(SeekFrom::Start(start)).map_err(io)?;
     let ct = Content::read(reader)?;
+    if walked.is_none() {
+        return Err(Error::BadMetadata {
+            key: "(metadata)".into(),
+            expected: "values of known types nested at most 4 deep",
+        });
+    }
     for (name, info) in &ct.tensor_infos {
         let bad = |why: &'static str| Error::BadTensor {
             name: name.clone(),
@@ -270,16 +287,32 @@ fn read_len<R: Read>(r: &mut R, v1: bool) -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// The value of `general.alignment`, found by walking the metadata without storing it (values
-/// are skipped, lengths checked against the file). Errors in the walk are left to candle's
-/// reader, which reports them; only a found alignment matters here.
-fn walk_to_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> std::io::Result<Option<u64>> {
+/// What walking a GGUF header's metadata finds.
+struct WalkedMetadata {
+    /// The value of `general.alignment` where it has a type candle reads it as.
+    alignment: Option<u64>,
+    /// A key that appears more than once (candle keeps the last, llama.cpp refuses the file).
+    duplicate_key: Option<String>,
+}
+
+/// Walks the metadata without storing values (they are skipped, lengths checked against the
+/// file). `None` when the walk cannot go on (not a GGUF file, an unknown type, a length past
+/// the end, nesting deeper than [`MAX_VALUE_DEPTH`]); I/O errors likewise end it.
+fn walk_metadata<R: Read + Seek>(
+    r: &mut R,
+    file_size: u64,
+) -> std::io::Result<Option<WalkedMetadata>> {
     if read_u32(r)? != 0x4655_4747 {
         return Ok(None);
     }
     let v1 = read_u32(r)? == 1;
     let _tensors = read_len(r, v1)?;
     let kvs = read_len(r, v1)?;
+    let mut walked = WalkedMetadata {
+        alignment: None,
+        duplicate_key: None,
+    };
+    let mut keys = std::collections::HashSet::new();
     for _ in 0..kvs {
         let key_len = read_len(r, v1)?;
         if key_len > remaining(r, file_size)? {
@@ -288,31 +321,36 @@ fn walk_to_alignment<R: Read + Seek>(r: &mut R, file_size: u64) -> std::io::Resu
         let mut key = vec![0u8; key_len as usize];
         r.read_exact(&mut key)?;
         let ty = read_u32(r)?;
-        if key == b"general.alignment" {
-            return read_uint(r, ty);
-        }
-        if !skip_value(r, ty, v1, file_size, 0)? {
+        if key == b"general.alignment" && fixed_size(ty).is_some_and(|n| n <= 4) {
+            walked.alignment = read_uint(r, ty)?;
+        } else if !skip_value(r, ty, v1, file_size, 0)? {
             return Ok(None);
         }
+        // candle keys its map by the lossy UTF-8 text of the key (NULs trimmed at the end).
+        let text = String::from_utf8_lossy(&key)
+            .trim_end_matches('\0')
+            .to_string();
+        if !keys.insert(text.clone()) && walked.duplicate_key.is_none() {
+            walked.duplicate_key = Some(text);
+        }
     }
-    Ok(None)
+    Ok(Some(walked))
 }
 
 fn remaining<R: Seek>(r: &mut R, file_size: u64) -> std::io::Result<u64> {
     Ok(file_size.saturating_sub(r.stream_position()?))
 }
 
-/// An unsigned (or non-negative signed) integer value of GGUF type `ty`, as candle reads
-/// `general.alignment`; `None` for other types (candle then uses its default).
+/// An unsigned (or non-negative signed) integer value of GGUF type `ty` (1, 2 or 4 bytes), as
+/// candle reads `general.alignment`; `None` for a negative one or a float or bool (candle then
+/// uses its default).
 fn read_uint<R: Read>(r: &mut R, ty: u32) -> std::io::Result<Option<u64>> {
     let mut b = [0u8; 8];
-    let size = match ty {
-        0 | 1 => 1,
-        2 | 3 => 2,
-        4 | 5 => 4,
-        _ => return Ok(None),
-    };
+    let size = fixed_size(ty).unwrap_or(0) as usize;
     r.read_exact(&mut b[..size])?;
+    if !matches!(ty, 0..=5) {
+        return Ok(None);
+    }
     let raw = u64::from_le_bytes(b);
     let negative = matches!(ty, 1 | 3 | 5) && (raw >> (size * 8 - 1)) & 1 == 1;
     Ok((!negative).then_some(raw))
