@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod heldback;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build the held-back suite (real specs from outside the repository) for `eval --suite`.
+    Heldback(heldback::HeldbackArgs),
     /// Regenerate the hostile-input suite in fixtures/hostile (paw_testkit::hostile).
     Hostile,
     /// Benchmark paw-rt against llama.cpp (same model, adapter, threads; alternating runs).
@@ -66,6 +69,7 @@ fn repo_root() -> &'static Path {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Heldback(args) => heldback::run(&args, repo_root()),
         Cmd::Hostile => {
             let dir = repo_root().join("fixtures/hostile");
             if dir.exists() {
