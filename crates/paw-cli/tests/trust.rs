@@ -202,9 +202,17 @@ fn set_modes(path: &Path, dir_mode: u32, file_mode: u32) {
 
 /// `paw ARGS` as a user who cannot write `home`: the current user when that is not root (the
 /// permissions bind it), else `nobody` (root ignores permissions).
+/// The binary is run from a copy in `cwd`: the build directory may not be reachable by
+/// `nobody` (a clone under a private temporary directory).
 fn paw_unprivileged(cwd: &Path, home: &Path, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paw"));
+    let exe = cwd.join("paw-unprivileged");
+    if !exe.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_paw"), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut command = Command::new(&exe);
     command
         .args(args)
         .current_dir(cwd)
