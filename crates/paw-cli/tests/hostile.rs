@@ -22,36 +22,14 @@ fn fixtures_hostile() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hostile")
 }
 
-/// Every file under `dir`, relative path to bytes.
-fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 /// `fixtures/hostile/` holds exactly what the generator writes (`cargo xtask hostile` rewrites it).
 #[test]
 fn committed_hostile_suite_is_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
     let cases = paw_testkit::hostile::write_suite(dir.path());
     assert!(cases.len() >= 45, "{}", cases.len());
-    let fresh = files_under(dir.path());
-    let committed = files_under(&fixtures_hostile());
+    let fresh = paw_testkit::files_under(dir.path());
+    let committed = paw_testkit::files_under(&fixtures_hostile());
     let differ: Vec<&String> = fresh
         .keys()
         .chain(committed.keys())

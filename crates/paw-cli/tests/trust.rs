@@ -242,7 +242,7 @@ fn a_read_only_store_serves_reads_and_refuses_writes_without_damage() {
     let b = dir.path().join("b.paw");
     std::fs::copy(fixture("labels-contract.paw"), &b).unwrap();
     make_read_only(&home);
-    let before = snapshot(&home);
+    let before = paw_testkit::files_under(&home);
 
     let listed = ok(&paw_unprivileged(dir.path(), &home, &["list", "--json"]));
     assert!(listed.contains(&a_id), "{listed}");
@@ -261,26 +261,11 @@ fn a_read_only_store_serves_reads_and_refuses_writes_without_damage() {
         &["add", b.to_str().unwrap()],
     ));
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
-    assert_eq!(snapshot(&home), before, "a refused add changed the store");
+    assert_eq!(
+        paw_testkit::files_under(&home),
+        before,
+        "a refused add changed the store"
+    );
     // Writable again, so that the temporary directory can be removed by a non-root user.
     set_modes(&home, 0o755, 0o644);
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                files.push((path, bytes));
-            }
-        }
-    }
-    files.sort();
-    files
 }

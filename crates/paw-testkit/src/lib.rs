@@ -316,3 +316,25 @@ pub fn output_with_peak_rss(mut command: std::process::Command) -> (std::process
     let out = child.wait_with_output().expect("the command runs");
     (out, watcher.join().expect("the watcher ends"))
 }
+
+/// Every file under `dir` (recursively), its path relative to `dir` to its bytes: to compare
+/// directory trees byte for byte.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                files.insert(
+                    rel.to_string_lossy().into_owned(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    files
+}
