@@ -877,7 +877,7 @@ fn render(args: &BenchArgs, model: &Path, python: &Path, sessions: &[Session]) -
         python.display(),
         args.llama_build.cmake_args()
     )?;
-    writeln!(r, "- paw-rt: this workspace, release, `-C target-cpu=x86-64-v3` (candle picks AVX512-VNNI/AVX-VNNI int8 kernels at run time where the CPU has them); threads via RAYON_NUM_THREADS/CANDLE_NUM_THREADS, llama.cpp via n_threads = n_threads_batch")?;
+    writeln!(r, "- paw-rt: this workspace, release, `-C target-cpu=x86-64-v3` (paw-rt picks its AVX512-VNNI, AVX2 or scalar kernel at run time; candle's for other block types); threads via RAYON_NUM_THREADS/CANDLE_NUM_THREADS, llama.cpp via n_threads = n_threads_batch")?;
     writeln!(r, "- method: each engine in its own child process; {} alternating rounds per thread count (engine order swapped every round) after one untimed warm-up call; medians over rounds", args.rounds)?;
     writeln!(
         r,

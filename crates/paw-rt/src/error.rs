@@ -41,6 +41,9 @@ pub enum Error {
     #[error("GGUF tensor `{name}` is invalid: {why}")]
     BadTensor { name: String, why: &'static str },
 
+    #[error("token id {id} has no embedding row (the table has {vocab})")]
+    TokenOutOfRange { id: usize, vocab: usize },
+
     #[error("weight tensor `{name}` is missing from the model")]
     MissingTensor { name: String },
 

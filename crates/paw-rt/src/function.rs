@@ -25,6 +25,12 @@ pub const DEFAULT_CONTEXT_WINDOW: usize = 2048;
 /// size of the attention score matrix for long prompts.
 const PREFILL_CHUNK: usize = 512;
 
+/// Rows decoded together by [`Function::call_batch`]. Each row holds its own copy of the
+/// prefix's key/value cache (so that it computes exactly what a single call does), ~25 KB per
+/// position on Qwen2.5-0.5B: 64 rows behind a 400-token prompt held 630 MB. Beyond 16 rows a
+/// decode step gains little, since it is bound by reading the weights once per step.
+pub const MAX_BATCH_ROWS: usize = 16;
+
 /// Options for [`Interpreter::load_with`].
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -489,13 +495,15 @@ impl Function {
         outs.pop().ok_or(Error::NoOutput)
     }
 
-    /// Runs the program on several inputs together (one padded, masked batch sharing the prefix
-    /// cache). Each output equals what [`Function::call`] returns for that input.
+    /// Runs the program on several inputs together (padded, masked batches of up to
+    /// [`MAX_BATCH_ROWS`] rows sharing the prefix cache). Each output equals what
+    /// [`Function::call`] returns for that input.
     pub fn call_batch(&self, inputs: &[&str], opts: &CallOptions) -> Result<Vec<Output>> {
-        if inputs.is_empty() {
-            return Ok(Vec::new());
+        let mut outputs = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(MAX_BATCH_ROWS) {
+            outputs.extend(self.run(chunk, opts)?);
         }
-        self.run(inputs, opts)
+        Ok(outputs)
     }
 
     fn run(&self, inputs: &[&str], opts: &CallOptions) -> Result<Vec<Output>> {

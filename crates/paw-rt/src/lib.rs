@@ -21,16 +21,17 @@
 //! the model declares, at stop strings, or at `max_tokens`. Prefix + input + suffix + max_tokens
 //! must fit the context window, otherwise [`Error::ContextOverflow`] says by how much.
 //!
-//! Batching: [`Function::call_batch`] right-pads the inputs into one batch that shares the prefix
-//! cache. The projections and MLPs run over the whole batch (their rows are independent);
-//! attention runs row by row over each row's own key/value cache, with exactly the shapes a
-//! single call uses, so each output equals the corresponding single call bit for bit.
+//! Batching: [`Function::call_batch`] right-pads the inputs into batches of up to
+//! [`MAX_BATCH_ROWS`] rows that share the prefix cache. The projections and MLPs run over the
+//! whole batch (their rows are independent); attention runs row by row over each row's own
+//! key/value cache, with exactly the shapes a single call uses, so each output equals the
+//! corresponding single call bit for bit.
 //!
-//! Weights stay quantized (candle `QMatMul`); Q5_0 tensors are re-encoded as value-identical
-//! Q8_0 at load because candle only has scalar Q5_0 kernels, and on CPUs with 8-bit dot-product
-//! instructions Q8_0 rows are zero-padded to whole 256-column tiles so candle's tiled int8
-//! kernels apply (see `matmul.rs`). LoRA is applied unmerged:
-//! `y = W·x + (alpha/rank)·B·(A·x)` on q, k, v, o, gate, up and down.
+//! Weights stay quantized, one copy each: Q8_0 and Q5_0 tensors run on paw-rt's own kernels
+//! (`kernels.rs`, the only module with `unsafe`: AVX512-VNNI over 16-row tiles where the CPU
+//! has it, else AVX2 or scalar over the file's own blocks), other block types on candle's
+//! `QMatMul`; a tied embedding table is held once for lookup and LM head. LoRA is applied
+//! unmerged: `y = W·x + (alpha/rank)·B·(A·x)` on q, k, v, o, gate, up and down.
 //!
 //! Threading: [`Interpreter`] and [`Function`] are `Send + Sync` and cheap to clone; there is
 //! no global mutable state. Concurrent `call`s run in parallel (no lock), each with its own
@@ -47,6 +48,8 @@ mod ggml;
 mod gguf;
 mod hash_cache;
 mod hf;
+#[allow(unsafe_code)]
+mod kernels;
 mod lora;
 mod matmul;
 mod model;
@@ -60,7 +63,7 @@ pub use contract::{ContractChecker, ContractOutcome};
 pub use error::{Error, Result};
 pub use function::{
     CallOptions, Function, Interpreter, LoadOptions, Output, Quantization, StopReason, Timings,
-    DEFAULT_CONTEXT_WINDOW,
+    DEFAULT_CONTEXT_WINDOW, MAX_BATCH_ROWS,
 };
 pub use gguf::{read_content, tokenizer_hash, Architecture, ModelConfig};
 pub use hf::check_hf_configs;

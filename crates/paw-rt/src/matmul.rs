@@ -1,115 +1,128 @@
-//! Weight matmuls `x·Wᵀ` of the base model, stored in the layout candle multiplies fastest.
+//! Weight matmuls `x·Wᵀ` of the base model.
 //!
-//! Two re-encodings, both value-preserving:
-//! - Q5_0 becomes Q8_0 (see [`crate::ggml::q5_0_to_q8_0`]): candle has only a scalar Q5_0 dot
-//!   product.
-//! - On CPUs with 8-bit dot-product instructions (AVX512-VNNI or AVX-VNNI), Q8_0 rows are padded
-//!   with zero blocks to a multiple of 256 columns, and inputs with zeros to match. candle's
-//!   tiled int8 kernels need whole 256-column super-blocks; without them a Q8_0 matmul falls back
-//!   to one dot product per (row, column) pair. On Qwen2.5-0.5B (hidden 896) this is the
-//!   difference between ~9 and ~45 GMAC/s for prefill-sized matmuls on this machine's EPYC
-//!   (`examples/q8_tiles.rs`).
+//! Q8_0 and Q5_0 weights (most of a llama.cpp Q4_K_M file of a model whose rows are not a
+//! multiple of 256, e.g. Qwen2.5-0.5B) run on paw-rt's own kernels (`crate::kernels`), held
+//! once, exactly as the file stores them. Other block types (Q4_K, Q6_K...) and dense weights
+//! go through candle's `QMatMul`.
+
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor, D};
+use candle_core::{Device, Module, Tensor};
 
 use crate::error::Result;
-use crate::ggml::{pad_q8_0_columns, q5_0_to_q8_0};
-
-/// Columns per super-block of candle's tiled int8 kernels (`QK_K`).
-const TILE_COLUMNS: usize = 256;
+use crate::kernels::{BlockFormat, BlockMatrix, QuantizedActivations, BLOCK};
 
 /// A frozen base-model weight `[out, in]` multiplied as `x·Wᵀ` (by the runtime and, through
 /// the same model, by the trainer: `crate::train`).
 #[derive(Debug)]
-pub struct Matmul {
-    w: QMatMul,
-    /// Zero columns appended to the weight (and to every input) to reach whole tiles.
-    pad: usize,
+pub enum Matmul {
+    /// paw-rt's kernels; shared with the embedding lookup when the model ties them.
+    Blocks(Arc<BlockMatrix>),
+    Candle(QMatMul),
 }
 
 impl Matmul {
     /// A block-quantized (or f32/f16 `QTensor`) weight `[out, in]`.
     pub fn quantized(t: QTensor, device: &Device) -> Result<Self> {
-        let t = if t.dtype() == GgmlDType::Q5_0 {
-            q5_0_to_q8_0(&t, device)?
-        } else {
-            t
-        };
-        let (_, cols) = t.shape().dims2()?;
-        let padded = cols.next_multiple_of(TILE_COLUMNS);
-        let (t, pad) = if t.dtype() == GgmlDType::Q8_0 && padded != cols && int8_tiles_available() {
-            (pad_q8_0_columns(&t, padded, device)?, padded - cols)
-        } else {
-            (t, 0)
-        };
-        Ok(Self {
-            w: QMatMul::from_qtensor(t)?,
-            pad,
-        })
+        if let Some(m) = block_matrix(&t, device)? {
+            return Ok(Self::Blocks(Arc::new(m)));
+        }
+        Ok(Self::Candle(QMatMul::from_qtensor(t)?))
     }
 
     /// A dense f32 weight `[out, in]`.
     pub fn dense(w: Tensor) -> Self {
-        Self {
-            w: QMatMul::Tensor(w),
-            pad: 0,
+        Self::Candle(QMatMul::Tensor(w))
+    }
+
+    /// The weight when it runs on paw-rt's kernels.
+    pub(crate) fn blocks(&self) -> Option<&Arc<BlockMatrix>> {
+        match self {
+            Self::Blocks(m) => Some(m),
+            Self::Candle(_) => None,
         }
     }
 
     /// `x` is `[.., in]`; returns `[.., out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.pad == 0 {
-            return Ok(self.w.forward(x)?);
+        match self {
+            Self::Candle(w) => Ok(w.forward(x)?),
+            Self::Blocks(w) => {
+                let mut dims = x.dims().to_vec();
+                let k = dims.pop().unwrap_or(0);
+                let m: usize = dims.iter().product();
+                let xs: Vec<f32> = x
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1()?;
+                if k != w.cols() {
+                    return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                        lhs: x.shape().clone(),
+                        rhs: (w.rows(), w.cols()).into(),
+                        op: "matmul",
+                    }
+                    .into());
+                }
+                let mut out = vec![0f32; m * w.rows()];
+                w.matmul(&QuantizedActivations::new(&xs, m, k), &mut out);
+                dims.push(w.rows());
+                Ok(Tensor::from_vec(out, dims, x.device())?)
+            }
         }
-        Ok(self.w.forward(&x.pad_with_zeros(D::Minus1, 0, self.pad)?)?)
     }
 }
 
-/// Whether candle's CPU backend has tiled int8 kernels for Q8_0 here (its own dispatch checks
-/// the same features at run time).
-fn int8_tiles_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        (std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni"))
-            || (std::arch::is_x86_feature_detected!("avxvnni")
-                && std::arch::is_x86_feature_detected!("avx2"))
+/// `t` as a [`BlockMatrix`] when paw-rt's kernels can run it: a Q8_0 or Q5_0 matrix on the CPU.
+pub(crate) fn block_matrix(t: &QTensor, device: &Device) -> Result<Option<BlockMatrix>> {
+    let format = match t.dtype() {
+        GgmlDType::Q8_0 => BlockFormat::Q8_0,
+        GgmlDType::Q5_0 => BlockFormat::Q5_0,
+        _ => return Ok(None),
+    };
+    let Ok((n, k)) = t.shape().dims2() else {
+        return Ok(None);
+    };
+    if !device.is_cpu() || !k.is_multiple_of(BLOCK) {
+        return Ok(None);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Ok(BlockMatrix::new(format, n, k, &t.data()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Padded or not, the product is the same as the unpadded Q8_0 weight's dequantized product.
+    /// Both weight paths give the dequantized product up to the activations' 8-bit rounding.
     #[test]
-    fn padded_q8_0_matmul_matches_dense() -> Result<()> {
+    fn quantized_matmul_matches_dense() -> Result<()> {
         let dev = Device::Cpu;
         let (out, cols, m) = (32, 96, 5);
         let vals: Vec<f32> = (0..out * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
             .collect();
-        let w = QTensor::quantize(&Tensor::from_vec(vals, (out, cols), &dev)?, GgmlDType::Q8_0)?;
-        let dense = w.dequantize(&dev)?;
         let x: Vec<f32> = (0..m * cols)
             .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
             .collect();
         let x = Tensor::from_vec(x, (m, cols), &dev)?;
-        let mm = Matmul::quantized(w, &dev)?;
-        let got: Vec<f32> = mm.forward(&x)?.flatten_all()?.to_vec1()?;
-        let want: Vec<f32> = x.matmul(&dense.t()?)?.flatten_all()?.to_vec1()?;
-        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-        // Inputs are quantized to 8 bits inside the kernel: a few per mille of the range.
-        assert!(err <= 0.02 * scale, "max error {err} vs scale {scale}");
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q5_0, GgmlDType::Q4_0] {
+            let w = QTensor::quantize(&Tensor::from_vec(vals.clone(), (out, cols), &dev)?, dtype)?;
+            let dense = w.dequantize(&dev)?;
+            let mm = Matmul::quantized(w, &dev)?;
+            assert_eq!(mm.blocks().is_some(), dtype != GgmlDType::Q4_0);
+            let got: Vec<f32> = mm.forward(&x)?.flatten_all()?.to_vec1()?;
+            let want: Vec<f32> = x.matmul(&dense.t()?)?.flatten_all()?.to_vec1()?;
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            // Inputs are quantized to 8 bits inside the kernel: a few per mille of the range.
+            assert!(
+                err <= 0.02 * scale,
+                "{dtype:?}: max error {err} vs scale {scale}"
+            );
+        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -14,8 +15,9 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::gguf::ModelConfig;
+use crate::kernels::BlockMatrix;
 use crate::lora::{LoraDelta, LoraLinear, LoraWeights, N_MODULES};
-use crate::matmul::Matmul;
+use crate::matmul::{block_matrix, Matmul};
 use paw_format::TargetModule;
 
 /// A projection of the base model: quantized weight plus optional bias.
@@ -109,6 +111,8 @@ impl Layer {
 /// size, otherwise dequantized once.
 #[derive(Debug)]
 pub(crate) enum Embedding {
+    /// Rows in paw-rt's kernel layout; the same matrix as the LM head when the model ties them.
+    Blocks(Arc<BlockMatrix>),
     Quantized(QTensor),
     Dense(Tensor),
 }
@@ -275,22 +279,36 @@ impl Model {
         }
         let embed_w = get("token_embd.weight", Some(&[ANY_SIZE, hidden]))?;
         let vocab = embed_w.dims().first().copied().unwrap_or(0);
-        // Tied embeddings: without `output.weight` the embedding table is the LM head.
-        let head_w = if has_head {
-            get("output.weight", Some(&[vocab, hidden]))?
+        let train_head = dense_from.is_some();
+        let (lm_head, embed) = if has_head {
+            let head_w = get("output.weight", Some(&[vocab, hidden]))?;
+            let lm_head = linear(head_w, None, quantize, train_head, device)?;
+            (lm_head, embedding(embed_w, hidden, device)?)
         } else {
-            match &embed_w {
+            // Tied embeddings: without `output.weight` the embedding table is the LM head.
+            match embed_w {
                 // A dense table is shared (no copy) unless the head gets quantized.
-                RawWeight::Dense(t) => RawWeight::Dense(t.clone()),
-                RawWeight::Quantized(_) => get("token_embd.weight", None)?,
+                RawWeight::Dense(t) => {
+                    let lm_head = linear(
+                        RawWeight::Dense(t.clone()),
+                        None,
+                        quantize,
+                        train_head,
+                        device,
+                    )?;
+                    (lm_head, Embedding::Dense(t))
+                }
+                RawWeight::Quantized(q) => {
+                    let lm_head =
+                        linear(RawWeight::Quantized(q), None, quantize, train_head, device)?;
+                    // Run by paw-rt's kernels: one copy serves lookup and LM head.
+                    let embed = match lm_head.w.blocks() {
+                        Some(m) => Embedding::Blocks(Arc::clone(m)),
+                        None => embedding(get("token_embd.weight", None)?, hidden, device)?,
+                    };
+                    (lm_head, embed)
+                }
             }
-        };
-        let lm_head = linear(head_w, None, quantize, dense_from.is_some(), device)?;
-        let embed = match embed_w {
-            RawWeight::Quantized(q) if hidden.is_multiple_of(q.dtype().block_size()) => {
-                Embedding::Quantized(q)
-            }
-            w => Embedding::Dense(w.into_dense(device)?),
         };
         let norm = get("output_norm.weight", Some(&[hidden]))?.into_dense(device)?;
         let (cos, sin) = cfg.rope_tables(max_positions, device)?;
@@ -311,6 +329,22 @@ impl Model {
     pub(crate) fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         Ok(match &self.embed {
+            Embedding::Blocks(m) => {
+                let hidden = m.cols();
+                let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+                let mut out = vec![0f32; ids.len() * hidden];
+                for (&id, row) in ids.iter().zip(out.chunks_exact_mut(hidden)) {
+                    let id = id as usize;
+                    if id >= m.rows() {
+                        return Err(Error::TokenOutOfRange {
+                            id,
+                            vocab: m.rows(),
+                        });
+                    }
+                    m.dequantize_row(id, row);
+                }
+                Tensor::from_vec(out, (b, t, hidden), &self.device)?
+            }
             Embedding::Quantized(q) => q.embedding(ids)?,
             Embedding::Dense(w) => {
                 w.index_select(&ids.flatten_all()?, 0)?
@@ -428,6 +462,7 @@ impl Model {
     /// Width of the logits: the embedding table's rows (may exceed the tokenizer's vocabulary).
     pub(crate) fn vocab(&self) -> usize {
         match &self.embed {
+            Embedding::Blocks(m) => m.rows(),
             Embedding::Quantized(q) => q.shape().dims()[0],
             Embedding::Dense(t) => t.dims()[0],
         }
@@ -591,6 +626,18 @@ fn linear(
         w: projection(w, quantize, device)?,
         bias,
         dense,
+    })
+}
+
+/// The token embedding table of `w` `[vocab, hidden]`.
+fn embedding(w: RawWeight, hidden: usize, device: &Device) -> Result<Embedding> {
+    Ok(match w {
+        RawWeight::Quantized(q) => match block_matrix(&q, device)? {
+            Some(m) => Embedding::Blocks(Arc::new(m)),
+            None if hidden.is_multiple_of(q.dtype().block_size()) => Embedding::Quantized(q),
+            None => Embedding::Dense(q.dequantize(device)?),
+        },
+        RawWeight::Dense(t) => Embedding::Dense(t),
     })
 }
 

@@ -258,9 +258,9 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// paw-rt against candle-transformers on a real quantized model: the same distribution and the
-/// same greedy token, not the same bits. paw-rt multiplies Q8_0 weights through candle's tiled
-/// int8 kernels (inputs quantized per 256 values, see `src/matmul.rs`) where candle-transformers
-/// uses per-32-value blocks (or a scalar Q5_0 dot product), and it groups query heads instead of
+/// same greedy token, not the same bits. paw-rt multiplies Q8_0 and Q5_0 weights with its own
+/// kernels (paw-rt's `src/kernels.rs`), candle-transformers with candle's (inputs quantized per
+/// 256 values on its tiled path), and paw-rt groups query heads instead of
 /// repeating K/V; 8-bit activation rounding amplifies those last-bit differences to a few tenths
 /// of a logit. (The tiny f32 models, with no activation quantization, match far tighter.)
 pub fn assert_close_to_reference(label: &str, ours: &[f32], theirs: &[f32]) {
