@@ -224,7 +224,17 @@ fn paw_unprivileged(cwd: &Path, home: &Path, args: &[&str]) -> Output {
     if root {
         command.uid(65534).gid(65534);
     }
-    command.output().expect("paw runs")
+    // Another test thread forking while the copy above was open for writing holds that
+    // descriptor until its exec: running the copy then fails with ETXTBSY for a moment.
+    for _ in 0..100 {
+        match command.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.expect("paw runs"),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", exe.display());
 }
 
 /// A store its user cannot write (a container image, a shared cache): reading, verifying and
