@@ -1,16 +1,18 @@
-//! The quantized matmul kernels paw-rt runs itself: weights in ggml's Q8_0 or Q5_0 blocks, kept
-//! exactly as the file stores them (one copy, no repacking), multiplied by activations quantized
-//! to 8 bits per block of 32.
+//! The quantized matmul kernels paw-rt runs itself: weights in ggml's Q8_0 or Q5_0 blocks,
+//! held once, multiplied by activations quantized to 8 bits per block of 32.
 //!
 //! Why here and not in candle: candle 0.11 multiplies Q5_0 with a scalar dot product, and its
 //! fast Q8_0 path keeps a repacked copy of every weight beside the original and needs rows that
-//! are whole 256-column tiles (Qwen2.5-0.5B's are 896). Decoding reads every weight once per
-//! token, so bytes per weight set the decode speed: Q5_0 is 22 bytes per 32 weights where the
-//! padded Q8_0 copy was 39.
+//! are whole 256-column tiles (Qwen2.5-0.5B's are 896).
 //!
-//! This is the only module of the workspace with `unsafe` code: the AVX2 intrinsics and the
-//! disjoint writes of the worker threads into one output buffer. Every SIMD routine has a scalar
-//! twin ([`scalar`]) that the tests compare it with on random blocks.
+//! Two layouts, chosen once per machine (so a row's arithmetic never depends on the batch):
+//! where the CPU has AVX512-VNNI, each matrix is packed at load into 16-row tiles ([`tiles`],
+//! the file's blocks are then dropped); elsewhere it stays in the file's row-major blocks and
+//! runs on AVX2 (or scalar) dot products.
+//!
+//! This is the only module of the workspace with `unsafe` code: the AVX2 and AVX512
+//! intrinsics and the disjoint writes of the worker threads into one output buffer. Every SIMD
+//! routine has a scalar twin ([`scalar`]) that the tests compare it with on random blocks.
 
 use std::cell::RefCell;
 
@@ -186,38 +188,44 @@ impl BlockMatrix {
         assert_eq!(x.blocks * BLOCK, self.k, "activation width");
         assert_eq!(out.len(), x.m * self.n, "output size");
         let dst = SharedOut(out.as_mut_ptr());
+        match &self.storage {
+            Storage::Tiles(data) => self.matmul_tiles(data, x, &dst),
+            Storage::Rows(bytes) => self.matmul_rows(bytes, x, &dst),
+        }
+    }
+
+    /// The VNNI kernel, one tile of [`TILE_ROWS`] weight rows per work item.
+    fn matmul_tiles(&self, data: &[u8], x: &QuantizedActivations, dst: &SharedOut) {
         let blocks = self.k / BLOCK;
-        let bytes = match &self.storage {
-            Storage::Tiles(data) => {
-                let offset = tiles::offset(self.format);
-                let per_tile = blocks * tiles::BLOCK_BYTES;
-                candle_core::utils::barrier_pool().execute_chunked(
-                    self.n.div_ceil(TILE_ROWS),
-                    |ts| {
-                        for t in ts {
-                            let tile = &data[t * per_tile..(t + 1) * per_tile];
-                            let rows = t * TILE_ROWS..(t * TILE_ROWS + TILE_ROWS).min(self.n);
-                            for i0 in (0..x.m).step_by(vnni::ACT_ROWS) {
-                                let acts = i0..(i0 + vnni::ACT_ROWS).min(x.m);
-                                let got = vnni::tile_dot(tile, blocks, offset, x, acts.clone());
-                                for (i, lanes) in acts.zip(got) {
-                                    for (r, v) in rows.clone().zip(lanes) {
-                                        // SAFETY: `i < m` and `r < n`, so the index is inside
-                                        // `out`; the pool hands every tile to exactly one worker, so
-                                        // no two threads write the same element, and
-                                        // `execute_chunked` returns only after all finished.
-                                        unsafe { dst.write(i * self.n + r, v) };
-                                    }
-                                }
-                            }
+        let offset = tiles::offset(self.format);
+        let per_tile = blocks * tiles::BLOCK_BYTES;
+        candle_core::utils::barrier_pool().execute_chunked(self.n.div_ceil(TILE_ROWS), |ts| {
+            for t in ts {
+                let tile = &data[t * per_tile..(t + 1) * per_tile];
+                let rows = t * TILE_ROWS..(t * TILE_ROWS + TILE_ROWS).min(self.n);
+                for i0 in (0..x.m).step_by(vnni::ACT_ROWS) {
+                    let acts = i0..(i0 + vnni::ACT_ROWS).min(x.m);
+                    let got = vnni::tile_dot(tile, blocks, offset, x, acts.clone());
+                    for (i, lanes) in acts.zip(got) {
+                        for (r, v) in rows.clone().zip(lanes) {
+                            // SAFETY: `i < m` and `r < n`, so the index is inside `out`; the
+                            // pool hands every tile to exactly one worker, so no two threads
+                            // write the same element, and `execute_chunked` returns only after
+                            // all finished.
+                            unsafe { dst.write(i * self.n + r, v) };
                         }
-                    },
-                );
-                return;
+                    }
+                }
             }
-            Storage::Rows(bytes) => bytes,
-        };
+        });
+    }
+
+    /// The AVX2 or scalar kernels over the file's blocks, one weight row per work item (Q5_0
+    /// rows unpacked to signed bytes first, Q8_0 rows read in place).
+    fn matmul_rows(&self, bytes: &[u8], x: &QuantizedActivations, dst: &SharedOut) {
+        let blocks = self.k / BLOCK;
         let simd = simd_available();
+        let unpacked = self.format == BlockFormat::Q5_0;
         let len = blocks * self.format.block_bytes();
         candle_core::utils::barrier_pool().execute_chunked(self.n, |rows| {
             SCRATCH.with(|scratch| {
@@ -227,9 +235,10 @@ impl BlockMatrix {
                 scales.resize(blocks, 0.0);
                 for r in rows {
                     let w = &bytes[r * len..(r + 1) * len];
-                    let unpacked = self.format == BlockFormat::Q5_0;
-                    if unpacked {
-                        unpack_row(simd, self.format, w, quants, scales);
+                    if unpacked && simd {
+                        simd::unpack_q5_0_row(w, quants, scales);
+                    } else if unpacked {
+                        scalar::unpack_row(self.format, w, quants, scales);
                     }
                     for i in 0..x.m {
                         let (xq, xs) = x.row(i);
@@ -239,7 +248,8 @@ impl BlockMatrix {
                             (false, true) => simd::dot_q8_0(w, xq, xs),
                             (false, false) => scalar::dot_q8_0(w, xq, xs),
                         };
-                        // SAFETY: as above, one worker per `r`.
+                        // SAFETY: `i < m` and `r < n`; one worker per `r` (as in
+                        // `matmul_tiles`).
                         unsafe { dst.write(i * self.n + r, v) };
                     }
                 }
@@ -345,14 +355,6 @@ impl SharedOut {
     }
 }
 
-fn unpack_row(simd: bool, format: BlockFormat, w: &[u8], quants: &mut [i8], scales: &mut [f32]) {
-    if simd && format == BlockFormat::Q5_0 {
-        simd::unpack_q5_0_row(w, quants, scales);
-    } else {
-        scalar::unpack_row(format, w, quants, scales);
-    }
-}
-
 /// Whether the AVX2 routines can run here (checked once by std, cheaply after that).
 fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -372,7 +374,6 @@ fn vnni_available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vnni")
-            && simd_available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

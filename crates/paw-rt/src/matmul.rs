@@ -1,9 +1,9 @@
 //! Weight matmuls `x·Wᵀ` of the base model.
 //!
 //! Q8_0 and Q5_0 weights (most of a llama.cpp Q4_K_M file of a model whose rows are not a
-//! multiple of 256, e.g. Qwen2.5-0.5B) run on paw-rt's own kernels (`crate::kernels`), held
-//! once, exactly as the file stores them. Other block types (Q4_K, Q6_K...) and dense weights
-//! go through candle's `QMatMul`.
+//! multiple of 256, e.g. Qwen2.5-0.5B) run on paw-rt's own kernels (`crate::kernels`), one
+//! copy each. Other block types (Q4_K, Q6_K...) and dense weights go through candle's
+//! `QMatMul`.
 
 use std::sync::Arc;
 
@@ -52,10 +52,6 @@ impl Matmul {
                 let mut dims = x.dims().to_vec();
                 let k = dims.pop().unwrap_or(0);
                 let m: usize = dims.iter().product();
-                let xs: Vec<f32> = x
-                    .flatten_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1()?;
                 if k != w.cols() {
                     return Err(candle_core::Error::ShapeMismatchBinaryOp {
                         lhs: x.shape().clone(),
@@ -64,6 +60,10 @@ impl Matmul {
                     }
                     .into());
                 }
+                let xs: Vec<f32> = x
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1()?;
                 let mut out = vec![0f32; m * w.rows()];
                 w.matmul(&QuantizedActivations::new(&xs, m, k), &mut out);
                 dims.push(w.rows());
