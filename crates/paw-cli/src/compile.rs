@@ -45,6 +45,11 @@ pub struct CompileArgs {
     /// in total (default: about 48 items in all, at least 8 per label).
     #[arg(long, value_name = "N")]
     requests: Option<usize>,
+    /// Teacher training items wanted: when the first round of requests leaves fewer (after the
+    /// checks, relabelling and balancing), the teacher is asked again, up to two more rounds;
+    /// 0 makes one round only.
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").train_items)]
+    train_items: usize,
     /// Kinds of input the teacher lists first for each label of a label set, one kind per
     /// request; 0 turns this off.
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").kinds)]
@@ -200,6 +205,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
         opts.train.steps = steps;
     }
     opts.requests = args.requests;
+    opts.train_items = args.train_items;
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
     opts.relabel = !args.no_relabel;

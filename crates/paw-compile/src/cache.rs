@@ -79,16 +79,20 @@ pub(crate) fn data_key(
     reference: &[(String, String)],
     requests: usize,
 ) -> String {
-    KeyHasher::new("paw-stage-data-v4", opts)
-        .str(teacher.unwrap_or("none"))
+    let mut key = KeyHasher::new("paw-stage-data-v4", opts);
+    key.str(teacher.unwrap_or("none"))
         .pairs(reference)
         .u64(requests as u64)
         .u64(opts.held_out as u64)
         .u64(u64::from(opts.agreement_filter))
         .u64(u64::from(opts.relabel))
         .u64(opts.kinds as u64)
-        .u64(opts.seed)
-        .finish()
+        .u64(opts.seed);
+    // Only a top-up target enters the key, so that stages cached without one stay valid.
+    if opts.train_items > 0 {
+        key.str("train_items").u64(opts.train_items as u64);
+    }
+    key.finish()
 }
 
 /// The cached output of `stage` under `key`, if the store holds a sound one.

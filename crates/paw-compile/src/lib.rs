@@ -133,8 +133,8 @@ pub(crate) fn key_from_hashes(
     interp: &str,
     teacher: Option<&str>,
 ) -> String {
-    KeyHasher::new("paw-compile-key-v1", opts)
-        .str(interp)
+    let mut key = KeyHasher::new("paw-compile-key-v1", opts);
+    key.str(interp)
         .str(opts.interpreter_name.as_deref().unwrap_or(""))
         .str(&opts.interpreter_name())
         .str(teacher.unwrap_or("none"))
@@ -153,8 +153,12 @@ pub(crate) fn key_from_hashes(
             opts.adapter_dtype,
             opts.contract,
             opts.adapter_prompt
-        ))
-        .finish()
+        ));
+    // Only a top-up target enters the key, so that compiles without one keep their keys.
+    if opts.train_items > 0 {
+        key.str(&format!("train_items={}", opts.train_items));
+    }
+    key.finish()
 }
 
 /// Reads `{"input","output"}` JSONL examples (the CLI's `--examples` file) with paw-eval's case

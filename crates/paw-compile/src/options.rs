@@ -30,6 +30,10 @@ pub struct CompileOptions {
     /// Teacher requests per label (closed label set) or in total (open outputs);
     /// `None` picks about 48 items in total, at least 8 per label.
     pub requests: Option<usize>,
+    /// Teacher training items wanted: when the first round of requests leaves fewer (after the
+    /// checks, relabelling and balancing), the compile asks the teacher again, up to two more
+    /// rounds; 0 makes one round only.
+    pub train_items: usize,
     /// Held-out items the teacher writes by their own request for hard and unusual inputs
     /// (spread over the labels of a label set); candidates are chosen on them. 0 holds out
     /// every 4th training item instead.
@@ -75,6 +79,7 @@ impl CompileOptions {
             seed: 0,
             train: TrainOptions::default(),
             requests: None,
+            train_items: 0,
             held_out: 24,
             min_train_items: 16,
             agreement_filter: false,

@@ -76,6 +76,9 @@ pub(crate) struct SynthRequest<'a> {
     /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
     /// 4th training item instead.
     pub held_out: usize,
+    /// Teacher training items wanted: fewer after the first round of requests (and the checks,
+    /// relabelling and balancing) asks again, up to [`TOP_UP_ROUNDS`] times; 0 never does.
+    pub train_items: usize,
     pub seed: u64,
 }
 
@@ -334,7 +337,7 @@ fn norm_key(s: &str) -> String {
 pub(crate) fn synthesize(
     teacher: Option<&ChatModel>,
     req: &SynthRequest<'_>,
-    on_progress: impl FnMut(usize, usize),
+    mut on_progress: impl FnMut(usize, usize),
 ) -> Result<TrainingData> {
     let mut data = TrainingData::default();
     let mut seen: Vec<String> = Vec::new();
@@ -352,8 +355,14 @@ pub(crate) fn synthesize(
         .map_or(req.held_out, |l| req.held_out.div_ceil(l.len().max(1)));
     let held_targets = request_targets(req.labels, held_per);
     let kinds = input_kinds(teacher, req)?;
-    let (replies, held_replies) =
-        request_inputs(teacher, req, &targets, &held_targets, &kinds, on_progress)?;
+    let (replies, held_replies) = request_inputs(
+        teacher,
+        req,
+        &targets,
+        &held_targets,
+        &kinds,
+        &mut on_progress,
+    )?;
     let mut synth = screen_inputs(&targets, &replies, &mut seen, &mut data.rejected);
     let mut held = screen_inputs(&held_targets, &held_replies, &mut seen, &mut data.rejected);
 
@@ -383,10 +392,62 @@ pub(crate) fn synthesize(
             data.relabel_refused = refused;
         }
     }
+    // Relabelled items follow the teacher's skew: cutting to the rarest label starves them.
+    let ratio = if req.relabel && data.relabel_refused.is_empty() {
+        RELABEL_BALANCE_RATIO
+    } else {
+        1
+    };
+    let mut asked = targets.len() + held_targets.len();
+    for round in 1..=TOP_UP_ROUNDS {
+        let Some(more) = top_up_targets(req, ratio, &synth) else {
+            break;
+        };
+        let kinds_offset = req.requests * round;
+        let tails: Vec<String> = more
+            .iter()
+            .enumerate()
+            .map(|(n, (label, k))| {
+                let group = req
+                    .labels
+                    .and_then(|l| l.iter().position(|x| Some(x.as_str()) == *label));
+                let kind = group
+                    .and_then(|g| kinds.get(g))
+                    .filter(|g| !g.is_empty())
+                    .map(|g| g[(k + kinds_offset) % g.len()].as_str());
+                input_prompt_tail(*label, kind, kinds_offset + n)
+            })
+            .collect();
+        let more_targets: Vec<Option<&str>> = more.iter().map(|(l, _)| *l).collect();
+        tracing::info!(
+            round,
+            requests = tails.len(),
+            have = synth.len(),
+            "topping up the training data"
+        );
+        let seed = req.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let base = asked;
+        let total = asked + tails.len();
+        let replies = teacher.ask(
+            &input_prompt_shared(req),
+            &tails,
+            64,
+            0.8,
+            seed,
+            true,
+            |done| on_progress(base + done, total),
+        )?;
+        asked = total;
+        let items = screen_inputs(&more_targets, &replies, &mut seen, &mut data.rejected);
+        let items = if need_answers && data.relabel_refused.is_empty() {
+            let [answered] = answer_or_agree(teacher, req, [items], &mut data.rejected)?;
+            answered
+        } else {
+            items
+        };
+        synth.extend(items);
+    }
     if let Some(labels) = req.labels {
-        // Relabelled items follow the teacher's skew: cutting to the rarest label starves them.
-        let relabelled = req.relabel && data.relabel_refused.is_empty();
-        let ratio = if relabelled { RELABEL_BALANCE_RATIO } else { 1 };
         balance_labels(labels, ratio, &mut synth);
     }
     if synth.is_empty() && user.is_empty() {
@@ -465,7 +526,7 @@ fn request_inputs(
     targets: &[Option<&str>],
     held_targets: &[Option<&str>],
     kinds: &[Vec<String>],
-    mut on_progress: impl FnMut(usize, usize),
+    on_progress: &mut impl FnMut(usize, usize),
 ) -> Result<(Vec<String>, Vec<String>)> {
     let per = req.labels.map_or(1, <[String]>::len);
     let mut tails: Vec<String> = targets
@@ -627,6 +688,57 @@ fn labels_never_answered(
         .collect()
 }
 
+/// Extra rounds of input requests a compile makes when the first round leaves fewer training
+/// items than [`SynthRequest::train_items`].
+const TOP_UP_ROUNDS: usize = 2;
+
+/// The next top-up round's requests, as (label, index of the request for that label), or
+/// `None` when the data is large enough (or no target is set). A label set asks for each label
+/// the items it lacks to reach its share of the target, counted after balancing (a rare label
+/// caps every other one), half again over for the items the checks will drop.
+fn top_up_targets<'a>(
+    req: &SynthRequest<'a>,
+    ratio: usize,
+    synth: &[Example],
+) -> Option<Vec<(Option<&'a str>, usize)>> {
+    let goal = req.train_items;
+    let mut balanced = synth.to_vec();
+    if let Some(labels) = req.labels {
+        balance_labels(labels, ratio, &mut balanced);
+    }
+    if goal == 0 || balanced.len() >= goal {
+        return None;
+    }
+    let with_margin = |missing: usize| missing + missing.div_ceil(2);
+    let more: Vec<(Option<&str>, usize)> = match req.labels {
+        None => (0..with_margin(goal - balanced.len()))
+            .map(|k| (None, k))
+            .collect(),
+        Some(labels) => {
+            let share = goal.div_ceil(labels.len().max(1));
+            let wanted: Vec<usize> = labels
+                .iter()
+                .map(|l| {
+                    let have = synth.iter().filter(|e| &e.output == l).count();
+                    with_margin(share.saturating_sub(have))
+                })
+                .collect();
+            // Interleaved over the labels, so that every batch mixes them.
+            let rounds = wanted.iter().copied().max().unwrap_or(0);
+            (0..rounds)
+                .flat_map(|k| {
+                    labels
+                        .iter()
+                        .zip(&wanted)
+                        .filter(move |(_, &w)| k < w)
+                        .map(move |(l, _)| (Some(l.as_str()), k))
+                })
+                .collect()
+        }
+    };
+    (!more.is_empty()).then_some(more)
+}
+
 /// With `relabel`, the most items a label keeps, as a multiple of the rarest label's count.
 /// Relabelled data follows the teacher's skew (log-level: ERROR 11, WARN 4, INFO 13, DEBUG 4):
 /// cutting every label to the rarest left 12 and 5 training items on log-level and
@@ -786,6 +898,51 @@ mod tests {
         let mut v = items([3, 0, 1]);
         balance_labels(&labels, 2, &mut v);
         assert_eq!(v.len(), 3);
+    }
+
+    #[test]
+    fn top_up_asks_for_the_missing_share_of_each_label_with_a_margin() {
+        let labels: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let item = |l: &str, i: usize| Example {
+            input: format!("{l}{i}"),
+            output: l.to_string(),
+            origin: Origin::LabelConditioned,
+        };
+        let req = |train_items, labels: Option<&'static [String]>| SynthRequest {
+            spec: "s",
+            user_examples: &[],
+            reference: &[],
+            labels,
+            requests: 8,
+            agreement_filter: false,
+            relabel: true,
+            kinds: 0,
+            held_out: 0,
+            train_items,
+            seed: 0,
+        };
+        let labels: &'static [String] = Vec::leak(labels);
+        // 10 a, 2 b: balanced (ratio 2) that is 4 + 2 = 6 < 16; share 8 each.
+        let synth: Vec<Example> = (0..10)
+            .map(|i| item("a", i))
+            .chain((0..2).map(|i| item("b", i)))
+            .collect();
+        let more = top_up_targets(&req(16, Some(labels)), 2, &synth).expect("short");
+        let count = |l: &str| more.iter().filter(|(x, _)| *x == Some(l)).count();
+        assert_eq!(
+            (count("a"), count("b")),
+            (0, 9),
+            "b lacks 6, plus half again"
+        );
+        assert_eq!(more[0], (Some("b"), 0));
+        // Enough after balancing, or no target: no more requests.
+        assert!(top_up_targets(&req(6, Some(labels)), 2, &synth).is_none());
+        assert!(top_up_targets(&req(0, Some(labels)), 2, &synth).is_none());
+        // Open outputs: the missing count, half again over.
+        let open: Vec<Example> = (0..10).map(|i| item("", i)).collect();
+        let more = top_up_targets(&req(14, None), 1, &open).expect("short");
+        assert_eq!(more.len(), 6);
+        assert!(more.iter().all(|(l, _)| l.is_none()));
     }
 
     #[test]

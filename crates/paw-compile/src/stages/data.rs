@@ -66,6 +66,7 @@ pub(crate) fn run(
                 relabel: opts.relabel,
                 kinds: opts.kinds,
                 held_out: opts.held_out,
+                train_items: opts.train_items,
                 seed: opts.seed,
             },
             |done, total| clock.report(done, total, Some("teacher requests".into())),
