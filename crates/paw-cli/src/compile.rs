@@ -12,6 +12,7 @@ use paw_compile::{
 };
 use paw_eval::load_cases;
 use paw_format::OutputContract;
+use paw_project::ContractDecl;
 use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
 use serde::Serialize;
 
@@ -122,33 +123,52 @@ struct ContractArgs {
 }
 
 impl ContractArgs {
-    fn request(&self) -> Result<ContractRequest> {
-        let read = |path: &PathBuf| read_text_file(path);
-        let given = if let Some(labels) = &self.labels {
-            OutputContract::Labels {
-                labels: labels.iter().map(|l| l.trim().to_string()).collect(),
-            }
+    fn decl(&self) -> ContractDecl {
+        if let Some(labels) = &self.labels {
+            ContractDecl::Labels(labels.clone())
         } else if let Some(path) = &self.json_schema {
-            let schema = read(path)?;
+            ContractDecl::JsonSchema(path.clone())
+        } else if let Some(regex) = &self.pattern {
+            ContractDecl::Pattern(regex.clone())
+        } else if let Some(path) = &self.grammar {
+            ContractDecl::Grammar(path.clone())
+        } else if let Some(max_chars) = self.free {
+            ContractDecl::Free(max_chars)
+        } else if self.no_contract {
+            ContractDecl::Without
+        } else {
+            ContractDecl::Infer
+        }
+    }
+}
+
+/// The compiler's contract request for a declared contract (`paw compile`'s flags or a
+/// `paw.toml` function), files read and the contract checked.
+pub(crate) fn contract_request(decl: &ContractDecl) -> Result<ContractRequest> {
+    let given = match decl {
+        ContractDecl::Infer => return Ok(ContractRequest::Infer),
+        ContractDecl::Without => return Ok(ContractRequest::Without),
+        ContractDecl::Labels(labels) => OutputContract::Labels {
+            labels: labels.iter().map(|l| l.trim().to_string()).collect(),
+        },
+        ContractDecl::JsonSchema(path) => {
+            let schema = read_text_file(path)?;
             serde_json::from_str::<serde_json::Value>(&schema)
                 .with_context(|| format!("{} is not JSON", path.display()))?;
             OutputContract::JsonSchema { schema }
-        } else if let Some(regex) = &self.pattern {
-            OutputContract::Pattern {
-                regex: regex.clone(),
-            }
-        } else if let Some(path) = &self.grammar {
-            OutputContract::Grammar { lark: read(path)? }
-        } else if let Some(max_chars) = self.free {
-            OutputContract::Free { max_chars }
-        } else if self.no_contract {
-            return Ok(ContractRequest::Without);
-        } else {
-            return Ok(ContractRequest::Infer);
-        };
-        given.validate().context("the output contract")?;
-        Ok(ContractRequest::Given(given))
-    }
+        }
+        ContractDecl::Pattern(regex) => OutputContract::Pattern {
+            regex: regex.clone(),
+        },
+        ContractDecl::Grammar(path) => OutputContract::Grammar {
+            lark: read_text_file(path)?,
+        },
+        ContractDecl::Free(max_chars) => OutputContract::Free {
+            max_chars: *max_chars,
+        },
+    };
+    given.validate().context("the output contract")?;
+    Ok(ContractRequest::Given(given))
 }
 
 #[derive(Debug, Serialize)]
@@ -212,7 +232,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;
-    opts.contract = args.contract.request()?;
+    opts.contract = contract_request(&args.contract.decl())?;
     if !args.no_cache {
         opts.cache = Some(store.clone());
     }
@@ -297,7 +317,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
 }
 
 /// Runs the compiler with one progress bar per stage, each with its elapsed time.
-fn compile_with_bars(opts: &CompileOptions) -> Result<CompileOutput> {
+pub(crate) fn compile_with_bars(opts: &CompileOptions) -> Result<CompileOutput> {
     let bars = MultiProgress::new();
     let style =
         ProgressStyle::with_template("{prefix:>15} [{elapsed:>4}] {wide_bar} {pos}/{len} {msg}")

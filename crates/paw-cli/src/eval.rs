@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use paw_eval::{evaluate, load_cases, Case, Metric, PawTarget, Report, RunOptions};
-use paw_format::Program;
+use paw_format::{Program, ProgramId};
+use paw_project::ProjectManifest;
 use paw_rt::CallOptions;
-use paw_store::Store;
+use paw_store::{Lockfile, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::interpreter::BindArgs;
@@ -151,6 +152,12 @@ struct ProjectFile {
     test: TestDefaults,
     #[serde(default, rename = "program")]
     programs: Vec<ProgramEntry>,
+    /// Built functions (spec/paw-toml.md): read by [`ProjectManifest`]; tested against
+    /// `paw.lock`'s programs.
+    #[serde(default, rename = "defaults")]
+    _defaults: Option<toml::Table>,
+    #[serde(default, rename = "function")]
+    functions: Vec<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +208,8 @@ struct TestTarget {
     tests: PathBuf,
     examples: PathBuf,
     spec: PathBuf,
+    /// The id `paw.lock` pins for a built function: the program read must hash to it.
+    locked: Option<ProgramId>,
 }
 
 /// Reads `paw.toml` in `dir`, or discovers `*.tests.jsonl` files there.
@@ -224,6 +233,8 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
         names.sort();
         ProjectFile {
             test: TestDefaults::default(),
+            _defaults: None,
+            functions: Vec::new(),
             programs: names
                 .into_iter()
                 .map(|name| ProgramEntry {
@@ -238,24 +249,22 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
                 .collect(),
         }
     };
-    let targets: Vec<TestTarget> = project
-        .programs
-        .into_iter()
-        .map(|p| {
-            let file = |given: Option<PathBuf>, suffix: &str| {
-                dir.join(given.unwrap_or_else(|| format!("{}{suffix}", p.name).into()))
-            };
-            TestTarget {
-                metric: p.metric.unwrap_or(project.test.metric),
-                threshold: p.threshold.unwrap_or(project.test.threshold),
-                program: file(p.program, ".paw"),
-                tests: file(p.tests, ".tests.jsonl"),
-                examples: file(p.examples, ".examples.jsonl"),
-                spec: file(p.spec, ".txt"),
-                name: p.name,
-            }
-        })
-        .collect();
+    let mut targets = locked_function_targets(dir, &toml_path, &project)?;
+    targets.extend(project.programs.into_iter().map(|p| {
+        let file = |given: Option<PathBuf>, suffix: &str| {
+            dir.join(given.unwrap_or_else(|| format!("{}{suffix}", p.name).into()))
+        };
+        TestTarget {
+            metric: p.metric.unwrap_or(project.test.metric),
+            threshold: p.threshold.unwrap_or(project.test.threshold),
+            program: file(p.program, ".paw"),
+            tests: file(p.tests, ".tests.jsonl"),
+            examples: file(p.examples, ".examples.jsonl"),
+            spec: file(p.spec, ".txt"),
+            name: p.name,
+            locked: None,
+        }
+    }));
     for t in &targets {
         if !(0.0..=1.0).contains(&t.threshold) {
             bail!(
@@ -264,6 +273,50 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
                 t.threshold
             );
         }
+    }
+    Ok(targets)
+}
+
+/// The manifest's built functions that declare tests, each with the program `paw.lock` pins
+/// (in the store, by id). None without `[[function]]` entries.
+fn locked_function_targets(
+    dir: &Path,
+    toml_path: &Path,
+    project: &ProjectFile,
+) -> Result<Vec<TestTarget>> {
+    if project.functions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let manifest = ProjectManifest::read(toml_path)?;
+    let lock_path = dir.join(crate::build::LOCK_FILE);
+    let lock =
+        Lockfile::read(&lock_path).context("paw.toml declares functions: run `paw build` first")?;
+    let store = open_store()?;
+    let mut targets = Vec::new();
+    for f in manifest.functions.iter().filter(|f| f.tests.is_some()) {
+        let entry = lock.functions.get(&f.name).with_context(|| {
+            format!(
+                "function `{}` is not in {}: run `paw build`",
+                f.name,
+                lock_path.display()
+            )
+        })?;
+        targets.push(TestTarget {
+            name: f.name.clone(),
+            metric: match f.metric {
+                paw_project::Metric::Exact => MetricArg::Exact,
+                paw_project::Metric::Normalised => MetricArg::Normalised,
+            },
+            threshold: f.threshold,
+            program: store.program_path(&entry.program),
+            tests: f.tests.clone().unwrap_or_default(),
+            examples: f.examples.clone().unwrap_or_default(),
+            spec: match &f.spec {
+                paw_project::SpecSource::File(p) => p.clone(),
+                paw_project::SpecSource::Inline(_) => PathBuf::new(),
+            },
+            locked: Some(entry.program),
+        });
     }
     Ok(targets)
 }
@@ -298,6 +351,15 @@ pub fn test(args: TestArgs) -> Result<std::process::ExitCode> {
         let cases = load_cases(&t.tests)?;
         let (program, id) = Program::read(&t.program)
             .with_context(|| format!("reading {}", t.program.display()))?;
+        if let Some(locked) = &t.locked {
+            if &id != locked {
+                bail!(
+                    "function `{}`: {} does not hash to the locked id {locked}",
+                    t.name,
+                    t.program.display()
+                );
+            }
+        }
         let mut warnings = Vec::new();
         if t.examples.exists() {
             let examples = load_cases(&t.examples)?;

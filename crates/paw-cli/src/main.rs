@@ -4,6 +4,7 @@
 // The binary's job is to print.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod build;
 mod compile;
 mod eval;
 mod export;
@@ -42,6 +43,12 @@ enum Command {
     /// are the same either way. The program enters the store only when complete, never in part.
     /// A repeated compile with the same compile key returns the stored program at once.
     Compile(Box<compile::CompileArgs>),
+    /// Compile every function of paw.toml whose compile key changed and pin them in paw.lock.
+    ///
+    /// Unchanged functions take no time (the lock's program, verified by id); an interrupted
+    /// build resumes from the stage cache. A failing function does not stop the others; the
+    /// command exits 1 after reporting all failures.
+    Build(build::BuildArgs),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),
     /// Recompute every hash of a program; optionally check it against an interpreter.
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(*args, cli.verbose > 0),
+        Command::Build(args) => build::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => export::run(args),
     };

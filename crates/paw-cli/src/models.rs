@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use paw_store::fetch::{fetch_model, fetch_plan, installed_path, FetchEvent};
-use paw_store::{Manifest, Source};
+use paw_store::{sha256_file, ExpectedModel, Manifest, Source};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, outln, print_json};
@@ -32,6 +32,21 @@ enum ModelsCommand {
     Fetch(FetchArgs),
     /// Print the installed file of a model (fails if it is not installed).
     Path(PathArgs),
+    /// Install a GGUF file of your own into the store (copied and hashed), so that programs
+    /// compiled for it find it by hash (`paw run`, `paw test`, `paw::Project`).
+    Add(AddArgs),
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The GGUF file.
+    file: PathBuf,
+    /// A name recorded beside it (default: the file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,7 +86,57 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         Some(ModelsCommand::List(args)) => list(args),
         Some(ModelsCommand::Fetch(args)) => fetch(args),
         Some(ModelsCommand::Path(args)) => path(args),
+        Some(ModelsCommand::Add(args)) => add(args),
     }
+}
+
+#[derive(Debug, Serialize)]
+struct AddedModel {
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+    blake3: String,
+}
+
+fn add(args: AddArgs) -> Result<()> {
+    let store = open_store()?;
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .len();
+    // Hashed first, then verified again while copying: the file must not change in between.
+    let sha256 =
+        sha256_file(&args.file).with_context(|| format!("hashing {}", args.file.display()))?;
+    let name = args.name.clone().or_else(|| {
+        args.file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    let installed = store.install_model(
+        &args.file,
+        ExpectedModel {
+            size,
+            sha256,
+            manifest_id: name,
+        },
+    )?;
+    let added = AddedModel {
+        path: installed.path,
+        size: installed.meta.size,
+        sha256: installed.meta.sha256,
+        blake3: installed.meta.blake3,
+    };
+    if args.json {
+        return print_json(&added);
+    }
+    outln!(
+        "installed {} ({}) as {}\n  sha256 {}\n  weights hash {}",
+        args.file.display(),
+        human_bytes(added.size),
+        added.path.display(),
+        added.sha256,
+        added.blake3
+    );
+    Ok(())
 }
 
 fn list(args: ListArgs) -> Result<()> {

@@ -11,9 +11,11 @@
 //! installs them verified; `paw models fetch` and `cargo xtask models fetch` both call it.
 
 pub mod fetch;
+pub mod lock;
 pub mod manifest;
 mod store;
 
+pub use lock::{is_function_name, sha256_file, LockError, LockedFunction, Lockfile, LOCK_VERSION};
 pub use manifest::{
     resolve_model, Manifest, ManifestError, ModelEntry, ResolveModelError, ResolvedModel, Role,
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,

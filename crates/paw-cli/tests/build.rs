@@ -1,0 +1,253 @@
+//! `paw build`, `paw.lock` and loading functions by name (issue 17), end to end on SmolLM2-135M
+//! (`PAW_TEST_SMOLLM2`): compiles from examples only, a few training steps each.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use paw_store::{Lockfile, Store};
+
+fn paw_in(cwd: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_paw"))
+        .args(args)
+        .current_dir(cwd)
+        .env("PAW_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("paw runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "paw failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// `paw build --json ARGS`: each function's status by name.
+fn build(dir: &Path, home: &Path, args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["build", "--json"];
+    all.extend_from_slice(args);
+    let out = ok(&paw_in(dir, home, &all));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn write_cases(path: &Path, cases: &[(&str, &str)]) {
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|(i, o)| serde_json::json!({"input": i, "output": o}).to_string())
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A three-function project on `model` (teacher none, 4 training steps).
+fn write_project(dir: &Path, model: &Path) {
+    write_cases(
+        &dir.join("shout.jsonl"),
+        &[
+            ("hello", "HELLO"),
+            ("good day", "GOOD DAY"),
+            ("rust", "RUST"),
+        ],
+    );
+    write_cases(
+        &dir.join("mood.jsonl"),
+        &[
+            ("I love it", "positive"),
+            ("I hate it", "negative"),
+            ("great", "positive"),
+        ],
+    );
+    write_cases(
+        &dir.join("mood.tests.jsonl"),
+        &[("I adore this", "positive"), ("terrible", "negative")],
+    );
+    write_cases(
+        &dir.join("first.jsonl"),
+        &[("a b c", "a"), ("x y", "x"), ("dog cat", "dog")],
+    );
+    std::fs::write(
+        dir.join("mood.txt"),
+        "Say whether the text is positive or negative.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("paw.toml"),
+        format!(
+            r#"[defaults]
+interpreter = "{}"
+teacher = "none"
+steps = 4
+
+[[function]]
+name = "shout"
+spec = "Upper-case the input."
+examples = "shout.jsonl"
+
+[[function]]
+name = "mood"
+spec-file = "mood.txt"
+examples = "mood.jsonl"
+labels = ["positive", "negative"]
+tests = "mood.tests.jsonl"
+threshold = 0.0
+
+[[function]]
+name = "first_word"
+spec = "Reply with the first word of the input."
+examples = "first.jsonl"
+"#,
+            model.display()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn build_lock_rebuild_locked_frozen_and_call_by_name() {
+    let Some(model) = paw_testkit::require_model("PAW_TEST_SMOLLM2") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, home) = (tmp.path().join("proj"), tmp.path().join("home"));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_project(&dir, &model);
+    ok(&paw_in(
+        &dir,
+        &home,
+        &["models", "add", model.to_str().unwrap()],
+    ));
+
+    // First build: every function compiles; the lock pins all three.
+    let first = build(&dir, &home, &[]);
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().all(|(_, s)| s == "compiled"), "{first:?}");
+    let lock_path = dir.join("paw.lock");
+    let lock_text = std::fs::read_to_string(&lock_path).unwrap();
+    let lock = Lockfile::read(&lock_path).unwrap();
+    assert_eq!(
+        lock.functions.keys().collect::<Vec<_>>(),
+        ["first_word", "mood", "shout"]
+    );
+
+    // Rebuild: nothing compiles, the lock keeps its bytes; --locked and --frozen agree.
+    for args in [&[][..], &["--locked"], &["--frozen"]] {
+        let again = build(&dir, &home, args);
+        assert!(
+            again.iter().all(|(_, s)| s == "unchanged"),
+            "{args:?}: {again:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), lock_text);
+    }
+
+    // One spec changes: --locked and --frozen refuse, naming it; a build compiles only it.
+    std::fs::write(
+        dir.join("mood.txt"),
+        "Is the text positive or negative? One word.\n",
+    )
+    .unwrap();
+    for flag in ["--locked", "--frozen"] {
+        let err = failed(&paw_in(&dir, &home, &["build", flag]));
+        assert!(
+            err.contains("mood: its compile key changed"),
+            "{flag}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), lock_text);
+    }
+    let second = build(&dir, &home, &[]);
+    let statuses: Vec<(&str, &str)> = second
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("shout", "unchanged"),
+            ("mood", "compiled"),
+            ("first_word", "unchanged")
+        ]
+    );
+    let lock = Lockfile::read(&lock_path).unwrap();
+
+    // Calling by name gives what `paw run` gives for the same program.
+    let store = Store::open(&home).unwrap();
+    let project = paw::Project::open_in(&lock_path, &store).unwrap();
+    assert_eq!(
+        project.names().collect::<Vec<_>>(),
+        ["first_word", "mood", "shout"]
+    );
+    for (name, input) in [("mood", "I adore this"), ("shout", "loud noises")] {
+        let out = project
+            .function(name)
+            .unwrap()
+            .call(input, &paw::CallOptions::default())
+            .unwrap();
+        let id = lock.functions[name].program.to_string();
+        let run = ok(&paw_in(&dir, &home, &["run", &id, input]));
+        assert_eq!(run.trim_end_matches('\n'), out.text, "{name}");
+    }
+    assert!(matches!(
+        project.function("nope"),
+        Err(paw::ProjectError::UnknownFunction { .. })
+    ));
+    drop(project);
+
+    // `paw test` runs the manifest's tests on the locked programs.
+    let out = ok(&paw_in(&dir, &home, &["test", "."]));
+    assert!(out.contains("PASS mood"), "{out}");
+
+    // A damaged program: the frozen build and the project both refuse it, by name.
+    let path = store.program_path(&lock.functions["shout"].program);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let err = failed(&paw_in(&dir, &home, &["build", "--frozen"]));
+    assert!(err.contains("shout"), "{err}");
+    let err = paw::Project::open_in(&lock_path, &store).unwrap_err();
+    assert!(
+        matches!(&err, paw::ProjectError::Program { name, .. } if name == "shout"),
+        "{err}"
+    );
+    // A plain build repairs it: the same compile key, compiled again.
+    let third = build(&dir, &home, &["shout"]);
+    assert_eq!(third, [("shout".to_owned(), "compiled".to_owned())]);
+}
+
+#[test]
+fn manifest_mistakes_fail_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::write(
+        tmp.path().join("paw.toml"),
+        "[[function]]\nname = \"a\"\nspec = \"x\"\ntreshold = 0.5\n",
+    )
+    .unwrap();
+    let err = failed(&paw_in(tmp.path(), &home, &["build"]));
+    assert!(err.contains("treshold") && err.contains("line 4"), "{err}");
+    std::fs::write(
+        tmp.path().join("paw.toml"),
+        "[[function]]\nname = \"a\"\nspec = \"x\"\n",
+    )
+    .unwrap();
+    let err = failed(&paw_in(tmp.path(), &home, &["build", "b"]));
+    assert!(err.contains("no function `b`"), "{err}");
+}
