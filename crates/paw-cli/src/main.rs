@@ -8,6 +8,7 @@ mod build;
 mod compile;
 mod eval;
 mod export;
+mod init;
 mod interpreter;
 mod models;
 mod output;
@@ -49,6 +50,8 @@ enum Command {
     /// build resumes from the stage cache. A failing function does not stop the others; the
     /// command exits 1 after reporting all failures.
     Build(build::BuildArgs),
+    /// Start a project: a commented paw.toml with one function, its examples and tests.
+    Init(init::InitArgs),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),
     /// Recompute every hash of a program; optionally check it against an interpreter.
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(*args, cli.verbose > 0),
         Command::Build(args) => build::run(args),
+        Command::Init(args) => init::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => export::run(args),
     };

@@ -233,6 +233,24 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
 }
 
 #[test]
+fn init_writes_a_manifest_that_parses_and_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, home) = (tmp.path().join("new"), tmp.path().join("home"));
+    let out = ok(&paw_in(tmp.path(), &home, &["init", "new"]));
+    assert!(out.contains("log_alert"), "{out}");
+    let manifest = paw_project::ProjectManifest::read(&dir.join("paw.toml")).unwrap();
+    assert_eq!(manifest.functions.len(), 1);
+    let f = &manifest.functions[0];
+    for file in [f.examples.as_ref().unwrap(), f.tests.as_ref().unwrap()] {
+        assert_eq!(paw_eval::load_cases(file).unwrap().len(), 4);
+    }
+    let before = std::fs::read(dir.join("paw.toml")).unwrap();
+    let err = failed(&paw_in(tmp.path(), &home, &["init", "new"]));
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(dir.join("paw.toml")).unwrap(), before);
+}
+
+#[test]
 fn manifest_mistakes_fail_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
