@@ -8,6 +8,7 @@ mod build;
 mod compile;
 mod eval;
 mod export;
+mod gc;
 mod init;
 mod interpreter;
 mod models;
@@ -52,6 +53,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Start a project: a commented paw.toml with one function, its examples and tests.
     Init(init::InitArgs),
+    /// Remove stored programs no given lock pins (dry run unless --apply).
+    Gc(gc::GcArgs),
     /// Print a program's content id and every field.
     Inspect(programs::InspectArgs),
     /// Recompute every hash of a program; optionally check it against an interpreter.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(*args, cli.verbose > 0),
         Command::Build(args) => build::run(args),
         Command::Init(args) => init::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => export::run(args),
     };

@@ -35,6 +35,15 @@ enum ModelsCommand {
     /// Install a GGUF file of your own into the store (copied and hashed), so that programs
     /// compiled for it find it by hash (`paw run`, `paw test`, `paw::Project`).
     Add(AddArgs),
+    /// Remove installed models: by manifest id, by the name given to `add`, or by SHA-256.
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// Models to remove.
+    #[arg(required = true)]
+    models: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +96,7 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         Some(ModelsCommand::Fetch(args)) => fetch(args),
         Some(ModelsCommand::Path(args)) => path(args),
         Some(ModelsCommand::Add(args)) => add(args),
+        Some(ModelsCommand::Rm(args)) => rm(args),
     }
 }
 
@@ -96,6 +106,42 @@ struct AddedModel {
     size: u64,
     sha256: String,
     blake3: String,
+}
+
+fn rm(args: RmArgs) -> Result<()> {
+    let store = open_store()?;
+    let installed = store.installed_models()?;
+    // Resolve every name first: a typo removes nothing.
+    let mut doomed = Vec::new();
+    for reference in &args.models {
+        let found = installed.iter().find(|m| {
+            m.meta.sha256 == *reference || m.meta.manifest_id.as_deref() == Some(reference)
+        });
+        match found {
+            Some(m) => doomed.push(m),
+            None => anyhow::bail!(
+                "no installed model `{reference}` (installed: {})",
+                installed
+                    .iter()
+                    .map(|m| m
+                        .meta
+                        .manifest_id
+                        .clone()
+                        .unwrap_or_else(|| m.meta.sha256.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    for m in doomed {
+        let freed = store.remove_model(&m.meta.sha256)?;
+        outln!(
+            "removed {} ({})",
+            m.meta.manifest_id.as_deref().unwrap_or(&m.meta.sha256),
+            human_bytes(freed)
+        );
+    }
+    Ok(())
 }
 
 fn add(args: AddArgs) -> Result<()> {

@@ -133,11 +133,12 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
     ok(&paw_in(
         &dir,
         &home,
-        &["models", "add", model.to_str().unwrap()],
+        &["models", "add", model.to_str().unwrap(), "--name", "smollm2"],
     ));
 
     // First build: every function compiles; the lock pins all three.
     let first = build(&dir, &home, &[]);
+    let first_mood = Lockfile::read(&dir.join("paw.lock")).unwrap().functions["mood"].program;
     assert_eq!(first.len(), 3);
     assert!(first.iter().all(|(_, s)| s == "compiled"), "{first:?}");
     let lock_path = dir.join("paw.lock");
@@ -214,6 +215,21 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
     let out = ok(&paw_in(&dir, &home, &["test", "."]));
     assert!(out.contains("PASS mood"), "{out}");
 
+    // gc: a dry run lists the superseded program and removes nothing; --apply removes it
+    // and keeps every pinned one.
+    let old = store.program_path(&first_mood);
+    let dry: serde_json::Value =
+        serde_json::from_str(&ok(&paw_in(&dir, &home, &["gc", "--json"]))).unwrap();
+    assert_eq!(
+        dry["removed_programs"],
+        serde_json::json!([first_mood.to_string()])
+    );
+    assert!(old.is_file());
+    ok(&paw_in(&dir, &home, &["gc", "--apply", "--stages"]));
+    assert!(!old.exists());
+    let frozen = build(&dir, &home, &["--frozen"]);
+    assert!(frozen.iter().all(|(_, s)| s == "unchanged"), "{frozen:?}");
+
     // A damaged program: the frozen build and the project both refuse it, by name.
     let path = store.program_path(&lock.functions["shout"].program);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -230,6 +246,14 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
     // A plain build repairs it: the same compile key, compiled again.
     let third = build(&dir, &home, &["shout"]);
     assert_eq!(third, [("shout".to_owned(), "compiled".to_owned())]);
+
+    // Without its interpreter installed, the project says which function needs which model.
+    ok(&paw_in(&dir, &home, &["models", "rm", "smollm2"]));
+    let err = paw::Project::open_in(&lock_path, &store).unwrap_err();
+    assert!(
+        matches!(&err, paw::ProjectError::InterpreterNotInstalled { .. }),
+        "{err}"
+    );
 }
 
 #[test]

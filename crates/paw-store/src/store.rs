@@ -679,6 +679,62 @@ impl Store {
         writer.finish()
     }
 
+    /// Removes a stored program; returns the bytes freed (0 if it was not there). Compile
+    /// records pointing at it become misses (the compile runs again); [`Store::prune_compile_records`]
+    /// removes them.
+    pub fn remove_program(&self, id: &ProgramId) -> Result<u64> {
+        let path = self.program_path(id);
+        remove_counted(&path)
+    }
+
+    /// Removes an installed model and its metadata; returns the bytes freed.
+    pub fn remove_model(&self, sha256: &str) -> Result<u64> {
+        let freed = remove_counted(&self.model_path(sha256)?)?;
+        Ok(freed + remove_counted(&self.model_meta_path(sha256)?)?)
+    }
+
+    /// Removes compile records whose program is no longer stored; returns how many.
+    pub fn prune_compile_records(&self) -> Result<usize> {
+        let dir = self.root.join(COMPILES_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("listing", &dir)(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry.map_err(io_err("listing", &dir))?.path();
+            let stored = read_small(&path, MAX_RECORD_BYTES)
+                .ok()
+                .and_then(|bytes| parse_compile_record(&bytes))
+                .is_some_and(|id| self.program_path(&id).is_file());
+            if !stored {
+                remove_counted(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Bytes held by the stage cache (finished compile stages kept for resuming).
+    pub fn stage_cache_bytes(&self) -> Result<u64> {
+        dir_bytes(&self.root.join(STAGES_DIR))
+    }
+
+    /// Empties the stage cache; returns the bytes freed. Compiles still work: they recompute
+    /// the stages.
+    pub fn clear_stage_cache(&self) -> Result<u64> {
+        let dir = self.root.join(STAGES_DIR);
+        let freed = dir_bytes(&dir)?;
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("removing", &dir)(e)),
+        }
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        Ok(freed)
+    }
+
     /// Where the program compiled under `key` (a `b3:` compile key) is recorded.
     fn compile_record_path(&self, key: &str) -> Result<PathBuf> {
         Ok(self.root.join(COMPILES_DIR).join(key_hex(key)?))
@@ -1140,6 +1196,45 @@ const MAX_RECORD_BYTES: u64 = 64 << 10;
 
 /// At most `max + 1` bytes of the file at `path`: a longer file yields `max + 1` bytes, which
 /// the record parsers then reject.
+/// Removes a file; returns its size (0 if it was missing).
+fn remove_counted(path: &Path) -> Result<u64> {
+    let size = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("inspecting", path)(e)),
+    };
+    match fs::remove_file(path) {
+        Ok(()) => Ok(size),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_err("removing", path)(e)),
+    }
+}
+
+/// Total size of the files under `dir` (0 if it is missing); symbolic links are not followed.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("listing", dir)(e)),
+    };
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", dir))?;
+        let kind = entry
+            .file_type()
+            .map_err(io_err("inspecting", &entry.path()))?;
+        if kind.is_dir() {
+            total += dir_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry
+                .metadata()
+                .map_err(io_err("inspecting", &entry.path()))?
+                .len();
+        }
+    }
+    Ok(total)
+}
+
 fn read_small(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
