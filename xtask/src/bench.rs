@@ -449,6 +449,8 @@ fn paw_worker(config: &Path) -> Result<()> {
     };
     let t0 = Instant::now();
     let interp = Interpreter::load(s(&cfg["model"])?)?;
+    let model_secs = t0.elapsed().as_secs_f64();
+    let after_load = (vm_kib("VmRSS:")?, vm_hwm_kib()?);
     let mut fns = BTreeMap::new();
     let mut base = BTreeMap::new();
     for name in ["classify", "generate"] {
@@ -461,9 +463,16 @@ fn paw_worker(config: &Path) -> Result<()> {
         }
     }
     let load_secs = t0.elapsed().as_secs_f64();
+    // Where paw-rt's memory goes: the weights (and the packing's transient peak), then what
+    // binding adds (prefix caches, adapters, contracts, and the buffers of the first forward
+    // passes).
     let ready = json!({
         "ready": true,
         "load_secs": load_secs,
+        "model_load_secs": model_secs,
+        "rss_after_load_kib": after_load.0,
+        "hwm_after_load_kib": after_load.1,
+        "rss_after_bind_kib": vm_kib("VmRSS:")?,
         "threads": candle_core::utils::get_num_threads(),
     });
     println!("{ready}");
@@ -540,13 +549,18 @@ fn paw_worker(config: &Path) -> Result<()> {
 }
 
 fn vm_hwm_kib() -> Result<u64> {
+    vm_kib("VmHWM:")
+}
+
+/// A `/proc/self/status` memory line (`VmHWM:`, `VmRSS:`) in KiB.
+fn vm_kib(field: &str) -> Result<u64> {
     let status = fs::read_to_string("/proc/self/status")?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmHWM in /proc/self/status"))
+        .ok_or_else(|| anyhow!("no {field} in /proc/self/status"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -656,6 +670,16 @@ struct Session {
     check: Option<LogitCheck>,
     loadavg: Vec<String>,
     llama_version: String,
+    paw_phases: PawPhases,
+}
+
+/// paw-rt's load split into its phases (from the worker's ready line).
+#[derive(Debug)]
+struct PawPhases {
+    model_load_secs: f64,
+    rss_after_load_mib: f64,
+    hwm_after_load_mib: f64,
+    rss_after_bind_mib: f64,
 }
 
 #[derive(Debug)]
@@ -700,6 +724,12 @@ fn session(python: &Path, config: &Path, threads: usize, rounds: usize) -> Resul
         check: None,
         loadavg: vec![loadavg()],
         llama_version: llama.ready["version"].as_str().unwrap_or("?").to_string(),
+        paw_phases: PawPhases {
+            model_load_secs: f64_of(&paw.ready, "model_load_secs")?,
+            rss_after_load_mib: f64_of(&paw.ready, "rss_after_load_kib")? / 1024.0,
+            hwm_after_load_mib: f64_of(&paw.ready, "hwm_after_load_kib")? / 1024.0,
+            rss_after_bind_mib: f64_of(&paw.ready, "rss_after_bind_kib")? / 1024.0,
+        },
     };
 
     // Both engines must run the same adapter: compare first-token logits.
@@ -986,6 +1016,17 @@ fn render(args: &BenchArgs, model: &Path, python: &Path, sessions: &[Session]) -
             r,
             "  load (incl. prefix caches for paw-rt): paw {:.1} s, llama {:.1} s",
             s.paw.load_secs, s.llama.load_secs
+        )?;
+        let m = &s.paw_phases;
+        writeln!(
+            r,
+            "  paw-rt phases: model load {:.1} s, then binding (3 prefix caches) {:.1} s; \
+             RSS after model load {:.0} MiB (peak so far {:.0}), after binding {:.0} MiB",
+            m.model_load_secs,
+            s.paw.load_secs - m.model_load_secs,
+            m.rss_after_load_mib,
+            m.hwm_after_load_mib,
+            m.rss_after_bind_mib
         )?;
         writeln!(
             r,

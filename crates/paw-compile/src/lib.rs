@@ -62,7 +62,7 @@ use cache::KeyHasher;
 /// Name recorded in the program's provenance.
 pub const COMPILER_NAME: &str = "paw-compile/train";
 /// Bumped whenever the compiler's output for the same inputs changes.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.14");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.15");
 
 /// The result of a compile.
 #[derive(Debug, Clone)]

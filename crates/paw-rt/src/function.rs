@@ -348,8 +348,9 @@ pub struct CallOptions {
     pub seed: u64,
     /// Stop strings in addition to the program's and the model's end-of-generation tokens.
     pub extra_stop: Vec<String>,
-    /// Reuse the program's prefix KV cache (default). `false` recomputes the whole prompt for
-    /// a single call, which only exists to verify the cache; batches always use the cache.
+    /// Reuse the program's prefix KV cache (default). `false` recomputes the prompt's prefix
+    /// for a single call (then runs the rest as a cached call does, so outputs are the same
+    /// bits), which exists to verify the cache and measure prefill; batches always use it.
     pub use_prefix_cache: bool,
     /// Enforce the program's output contract (default). `false` decodes unconstrained, for
     /// debugging a program (`paw run --no-contract`).
@@ -571,10 +572,17 @@ impl Function {
             };
             (cache, logits)
         } else {
-            let mut cache = m.new_cache(1, capacity)?;
-            let mut all = f.prefix_ids.clone();
-            all.extend_from_slice(&rows[0]);
-            let logits = prefill_single(m, &all, 0, &mut cache, lora)?;
+            // The prefix computed afresh exactly as `bind` computes it, then the rest as a
+            // cached call runs it: skipping the cache costs time but never changes a bit.
+            let prefix_kv = if p == 0 {
+                Vec::new()
+            } else {
+                let mut cache = m.new_cache(1, p)?;
+                prefill_single(m, &f.prefix_ids, 0, &mut cache, lora)?;
+                cache.view()?
+            };
+            let mut cache = m.cache_from_prefix(&prefix_kv, p, 1, capacity)?;
+            let logits = prefill_single(m, &rows[0], p, &mut cache, lora)?;
             (cache, logits)
         };
         let prefill = t_prefill.elapsed();
