@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use paw_eval::{evaluate, load_cases, Case, Metric, PawTarget, Report, RunOptions};
 use paw_format::{Program, ProgramId};
-use paw_project::ProjectManifest;
+use paw_project::{ProjectManifest, TestDefaults};
 use paw_rt::CallOptions;
 use paw_store::{Lockfile, Store};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,15 @@ use crate::run::read_program;
 pub enum MetricArg {
     Exact,
     Normalised,
+}
+
+impl From<paw_project::Metric> for MetricArg {
+    fn from(m: paw_project::Metric) -> Self {
+        match m {
+            paw_project::Metric::Exact => MetricArg::Exact,
+            paw_project::Metric::Normalised => MetricArg::Normalised,
+        }
+    }
 }
 
 impl From<MetricArg> for Metric {
@@ -162,35 +171,9 @@ struct ProjectFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TestDefaults {
-    #[serde(default = "default_metric")]
-    metric: MetricArg,
-    #[serde(default = "default_threshold")]
-    threshold: f64,
-}
-
-impl Default for TestDefaults {
-    fn default() -> Self {
-        Self {
-            metric: default_metric(),
-            threshold: default_threshold(),
-        }
-    }
-}
-
-fn default_metric() -> MetricArg {
-    MetricArg::Exact
-}
-
-fn default_threshold() -> f64 {
-    0.9
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ProgramEntry {
     name: String,
-    metric: Option<MetricArg>,
+    metric: Option<paw_project::Metric>,
     threshold: Option<f64>,
     program: Option<PathBuf>,
     tests: Option<PathBuf>,
@@ -255,7 +238,7 @@ fn test_targets(dir: &Path) -> Result<Vec<TestTarget>> {
             dir.join(given.unwrap_or_else(|| format!("{}{suffix}", p.name).into()))
         };
         TestTarget {
-            metric: p.metric.unwrap_or(project.test.metric),
+            metric: p.metric.unwrap_or(project.test.metric).into(),
             threshold: p.threshold.unwrap_or(project.test.threshold),
             program: file(p.program, ".paw"),
             tests: file(p.tests, ".tests.jsonl"),
@@ -303,10 +286,7 @@ fn locked_function_targets(
         })?;
         targets.push(TestTarget {
             name: f.name.clone(),
-            metric: match f.metric {
-                paw_project::Metric::Exact => MetricArg::Exact,
-                paw_project::Metric::Normalised => MetricArg::Normalised,
-            },
+            metric: f.metric.into(),
             threshold: f.threshold,
             program: store.program_path(&entry.program),
             tests: f.tests.clone().unwrap_or_default(),

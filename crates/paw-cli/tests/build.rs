@@ -3,32 +3,20 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use paw_store::{Lockfile, Store};
 
 fn paw_in(cwd: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paw"))
-        .args(args)
-        .current_dir(cwd)
-        .env("PAW_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("paw runs")
+    paw_testkit::run_in(env!("CARGO_BIN_EXE_paw"), cwd, home, args)
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "paw failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    paw_testkit::stdout_of_success(out)
 }
 
 fn failed(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8(out.stderr.clone()).unwrap()
+    paw_testkit::stderr_of_failure(out)
 }
 
 /// `paw build --json ARGS`: each function's status by name.
@@ -133,7 +121,13 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
     ok(&paw_in(
         &dir,
         &home,
-        &["models", "add", model.to_str().unwrap(), "--name", "smollm2"],
+        &[
+            "models",
+            "add",
+            model.to_str().unwrap(),
+            "--name",
+            "smollm2",
+        ],
     ));
 
     // First build: every function compiles; the lock pins all three.

@@ -13,27 +13,15 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `paw ARGS` in `cwd` with the store at `home`.
 fn paw_in(cwd: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paw"))
-        .args(args)
-        .current_dir(cwd)
-        .env("PAW_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("paw runs")
+    paw_testkit::run_in(env!("CARGO_BIN_EXE_paw"), cwd, home, args)
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "paw failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    paw_testkit::stdout_of_success(out)
 }
 
 fn failed(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8(out.stderr.clone()).unwrap()
+    paw_testkit::stderr_of_failure(out)
 }
 
 fn id_of(path: &Path) -> String {

@@ -1,10 +1,9 @@
 //! `paw.toml`: parsing, checking and resolving paths (relative to the manifest's directory).
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use paw_store::is_function_name;
+use paw_store::{is_function_name, read_text_at_most};
 use serde::Deserialize;
 
 /// The manifest's file name in a project directory.
@@ -197,21 +196,15 @@ struct FunctionToml {
 impl ProjectManifest {
     /// Reads and checks the manifest at `path` (a `paw.toml` file).
     pub fn read(path: &Path) -> Result<Self, ProjectError> {
-        let io = |source| ProjectError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut text = String::new();
-        file.take(MAX_MANIFEST_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ProjectError::TooLarge {
+        let text = read_text_at_most(path, MAX_MANIFEST_BYTES)
+            .map_err(|source| ProjectError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| ProjectError::TooLarge {
                 path: path.to_owned(),
                 max: MAX_MANIFEST_BYTES,
-            });
-        }
+            })?;
         Self::parse(&text, path)
     }
 

@@ -15,7 +15,10 @@ pub mod lock;
 pub mod manifest;
 mod store;
 
-pub use lock::{is_function_name, sha256_file, LockError, LockedFunction, Lockfile, LOCK_VERSION};
+pub use lock::{
+    is_function_name, read_text_at_most, sha256_file, LockError, LockedFunction, Lockfile,
+    LOCK_VERSION,
+};
 pub use manifest::{
     resolve_model, Manifest, ManifestError, ModelEntry, ResolveModelError, ResolvedModel, Role,
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,

@@ -103,21 +103,15 @@ fn is_sha256(s: &str) -> bool {
 impl Lockfile {
     /// Reads and checks `path`; a missing file is an error (see [`Lockfile::read_or_empty`]).
     pub fn read(path: &Path) -> Result<Self, LockError> {
-        let io = |source| LockError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut text = String::new();
-        file.take(MAX_LOCK_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_LOCK_BYTES {
-            return Err(LockError::TooLarge {
+        let text = read_text_at_most(path, MAX_LOCK_BYTES)
+            .map_err(|source| LockError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| LockError::TooLarge {
                 path: path.to_owned(),
                 max: MAX_LOCK_BYTES,
-            });
-        }
+            })?;
         Self::parse(&text, path)
     }
 
@@ -200,6 +194,16 @@ impl Lockfile {
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// A UTF-8 text file of at most `max` bytes (`Ok(None)` if it is larger), read without ever
+/// holding more than `max + 1` bytes: for manifests and locks, which may come from anywhere.
+pub fn read_text_at_most(path: &Path, max: u64) -> std::io::Result<Option<String>> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    Ok((text.len() as u64 <= max).then_some(text))
 }
 
 /// SHA-256 (64 lowercase hex digits) of a file's bytes, streamed.

@@ -338,3 +338,31 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     files
 }
+
+/// Runs the binary `bin` (a test's `env!("CARGO_BIN_EXE_paw")`) with `args` in `cwd`, with its
+/// store at `home` (`PAW_HOME`) and no `RUST_LOG`, output captured.
+pub fn run_in(bin: &str, cwd: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin)
+        .args(args)
+        .current_dir(cwd)
+        .env("PAW_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+/// The stdout of a command that must have succeeded (its stderr in the panic otherwise).
+pub fn stdout_of_success(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")
+}
+
+/// The stderr of a command that must have exited with status 1.
+pub fn stderr_of_failure(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8(out.stderr.clone()).expect("UTF-8 stderr")
+}
