@@ -235,27 +235,42 @@ impl<L: LoraDelta> BlockOps for TrainOps<'_, L> {
     fn attend(&mut self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let (b, nh, t, hd) = q.dims4()?;
         let nkv = k.dim(1)?;
-        let (keys, values) = match self.past {
+        let groups = nh / nkv;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let qg = q.reshape((b, nkv, groups * t, hd))?;
+        // The runtime's arithmetic exactly (paw-rt `RunOps::attend`): scores over the prefix and
+        // over the row by separate products, joined; probs·V summed over the two parts.
+        let own = (qg.matmul(&k.t()?)? * scale)?;
+        let past = match self.past {
             Some((pk, pv)) => {
                 let shape = (b, nkv, pk.dim(2)?, hd);
-                (
-                    Tensor::cat(&[&pk.broadcast_as(shape)?.contiguous()?, k], 2)?,
-                    Tensor::cat(&[&pv.broadcast_as(shape)?.contiguous()?, v], 2)?,
-                )
+                Some((
+                    pk.broadcast_as(shape)?.contiguous()?,
+                    pv.broadcast_as(shape)?.contiguous()?,
+                ))
             }
-            None => (k.clone(), v.clone()),
+            None => None,
         };
-        let total = keys.dim(2)?;
-        let groups = nh / nkv;
-        let qg = q.reshape((b, nkv, groups * t, hd))?;
-        let scores = (qg.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = match &past {
+            Some((pk, _)) => Tensor::cat(&[&(qg.matmul(&pk.t()?)? * scale)?, &own], 3)?,
+            None => own,
+        };
+        let total = scores.dim(3)?;
         let scores = scores.reshape((b, nh, t, total))?;
         let mask = causal_mask(t, total - t, scores.dtype(), q.device())?;
         let scores = scores.broadcast_add(&mask)?;
         let probs = softmax(&scores, self.grad)?.reshape((b, nkv, groups * t, total))?;
         self.kv = Some((k.clone(), v.clone()));
-        Ok(probs
-            .matmul(&values)?
+        let mixed = match &past {
+            Some((_, pv)) => {
+                let p = pv.dim(2)?;
+                let before = probs.narrow(3, 0, p)?.contiguous()?.matmul(pv)?;
+                let after = probs.narrow(3, p, t)?.contiguous()?.matmul(v)?;
+                (before + after)?
+            }
+            None => probs.matmul(v)?,
+        };
+        Ok(mixed
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?)
