@@ -124,10 +124,9 @@ pub fn run(args: BuildArgs) -> Result<()> {
                 args.frozen,
                 &prefix,
             )
-            .map(|(status, entry)| (status, entry, plan))
         });
         let built = match outcome {
-            Ok((status, entry, _plan)) => {
+            Ok((status, entry)) => {
                 if locked && old_lock.functions.get(&name) != Some(&entry) {
                     let e = format!(
                         "the program differs from the one {} pins (compiles are byte-reproducible \
