@@ -125,6 +125,9 @@ struct CompileFlags {
     /// Teacher training items wanted (up to two more rounds of requests); 0 = one round.
     #[arg(long)]
     train_items: Option<usize>,
+    /// Inputs per teacher request for training data (a numbered list); 1 = one.
+    #[arg(long)]
+    inputs_per_request: Option<usize>,
     /// Kinds of input the teacher lists first for each label of a label set; 0 = none.
     #[arg(long)]
     kinds: Option<usize>,
@@ -154,6 +157,7 @@ impl CompileFlags {
         opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.train_items = self.train_items.unwrap_or(opts.train_items);
+        opts.inputs_per_request = self.inputs_per_request.unwrap_or(opts.inputs_per_request);
         opts.held_out = self.held_out.unwrap_or(opts.held_out);
         opts.min_train_items = self.min_train_items.unwrap_or(opts.min_train_items);
         opts.kinds = self.kinds.unwrap_or(opts.kinds);
@@ -191,6 +195,10 @@ impl CompileFlags {
         );
         flag("requests", self.requests.map(|v| v.to_string()));
         flag("train-items", self.train_items.map(|v| v.to_string()));
+        flag(
+            "inputs-per-request",
+            self.inputs_per_request.map(|v| v.to_string()),
+        );
         flag("kinds", self.kinds.map(|v| v.to_string()));
         flag("train-layers", self.train_layers.map(|v| v.to_string()));
         flag("train-steps", self.train_steps.map(|v| v.to_string()));

@@ -51,6 +51,10 @@ pub struct CompileArgs {
     /// 0 makes one round only.
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").train_items)]
     train_items: usize,
+    /// Inputs each training-data request asks the teacher for, as a numbered list (the
+    /// teacher then sees the inputs it already wrote); 1 asks for one input per request.
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").inputs_per_request)]
+    inputs_per_request: usize,
     /// Kinds of input the teacher lists first for each label of a label set, one kind per
     /// request; 0 turns this off.
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").kinds)]
@@ -226,6 +230,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     }
     opts.requests = args.requests;
     opts.train_items = args.train_items;
+    opts.inputs_per_request = args.inputs_per_request;
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
     opts.relabel = !args.no_relabel;

@@ -92,6 +92,10 @@ pub(crate) fn data_key(
     if opts.train_items > 0 {
         key.str("train_items").u64(opts.train_items as u64);
     }
+    if opts.inputs_per_request != 1 {
+        key.str("inputs_per_request")
+            .u64(opts.inputs_per_request as u64);
+    }
     key.finish()
 }
 

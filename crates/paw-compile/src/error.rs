@@ -51,8 +51,8 @@ pub enum CompileError {
     )]
     UnsupportedChatTemplate { model: String },
 
-    #[error("training option `{name}` is 0; it must be at least 1")]
-    ZeroTrainOption { name: &'static str },
+    #[error("compile option `{name}` is 0; it must be at least 1")]
+    ZeroOption { name: &'static str },
 
     #[error("no LoRA target modules given; train at least one module")]
     NoTrainModules,

@@ -158,6 +158,9 @@ pub(crate) fn key_from_hashes(
     if opts.train_items > 0 {
         key.str(&format!("train_items={}", opts.train_items));
     }
+    if opts.inputs_per_request != 1 {
+        key.str(&format!("inputs_per_request={}", opts.inputs_per_request));
+    }
     key.finish()
 }
 

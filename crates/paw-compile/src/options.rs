@@ -34,6 +34,9 @@ pub struct CompileOptions {
     /// checks, relabelling and balancing), the compile asks the teacher again, up to two more
     /// rounds; 0 makes one round only.
     pub train_items: usize,
+    /// Inputs each training-data request asks the teacher for, as a numbered list; 1 asks
+    /// for one input per request.
+    pub inputs_per_request: usize,
     /// Held-out items the teacher writes by their own request for hard and unusual inputs
     /// (spread over the labels of a label set); candidates are chosen on them. 0 holds out
     /// every 4th training item instead.
@@ -80,6 +83,7 @@ impl CompileOptions {
             train: TrainOptions::default(),
             requests: None,
             train_items: 0,
+            inputs_per_request: 1,
             held_out: 24,
             min_train_items: 16,
             agreement_filter: false,
@@ -117,6 +121,11 @@ impl CompileOptions {
         if self.teacher.is_none() && self.examples.is_empty() {
             return Err(CompileError::NothingToTrainOn);
         }
+        if self.inputs_per_request == 0 {
+            return Err(CompileError::ZeroOption {
+                name: "inputs_per_request",
+            });
+        }
         let t = &self.train;
         let counts = [
             ("rank", t.rank),
@@ -125,7 +134,7 @@ impl CompileOptions {
             ("batch", t.batch),
         ];
         if let Some(&(name, _)) = counts.iter().find(|(_, n)| *n == 0) {
-            return Err(CompileError::ZeroTrainOption { name });
+            return Err(CompileError::ZeroOption { name });
         }
         if t.modules.is_empty() {
             return Err(CompileError::NoTrainModules);
@@ -177,7 +186,7 @@ mod tests {
         };
         assert!(matches!(
             with(&|t| t.layers = 0),
-            CompileError::ZeroTrainOption { name: "layers" }
+            CompileError::ZeroOption { name: "layers" }
         ));
         assert!(matches!(
             with(&|t| t.modules.clear()),

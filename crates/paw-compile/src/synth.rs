@@ -79,6 +79,9 @@ pub(crate) struct SynthRequest<'a> {
     /// Teacher training items wanted: fewer after the first round of requests (and the checks,
     /// relabelling and balancing) asks again, up to [`TOP_UP_ROUNDS`] times; 0 never does.
     pub train_items: usize,
+    /// Inputs each training-data request asks for, as a numbered list (1: one input per
+    /// request). A list lets the teacher see the inputs it already wrote in the same reply.
+    pub inputs_per_request: usize,
     pub seed: u64,
 }
 
@@ -103,16 +106,25 @@ fn input_prompt_shared(req: &SynthRequest<'_>) -> String {
     spec_block(req.spec) + &reference_block(req.reference)
 }
 
-/// The rest of one input request. `kind`: the kind of input wanted (from [`kinds_prompt_tail`]).
-fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize) -> String {
+/// The rest of one input request for `n` inputs. `kind`: the kind of input wanted (from
+/// [`kinds_prompt_tail`]).
+fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize, n: usize) -> String {
+    let what = match n {
+        1 => "one new, realistic input".to_string(),
+        n => format!("{n} new, realistic inputs"),
+    };
     let mut p = match label {
-        Some(l) => format!(
-            "Write one new, realistic input for this task whose correct output is exactly: {l}\n"
-        ),
-        None => "Write one new, realistic input for this task.\n".to_string(),
+        Some(l) => format!("Write {what} for this task whose correct output is exactly: {l}\n"),
+        None => format!("Write {what} for this task.\n"),
     };
     if let Some(kind) = kind {
         p.push_str(&format!("The input must be of this kind: {kind}.\n"));
+    }
+    if n > 1 {
+        p.push_str(
+            "Make each one different from the others: other wording, length, names, numbers \
+             and details.\n",
+        );
     }
     // The style and variant number also keep requests of the same kind from being identical
     // prompts (which would sample identical replies in one batch).
@@ -121,8 +133,42 @@ fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize) -> Strin
         STYLES[k % STYLES.len()],
         k + 1
     ));
-    p.push_str("Reply with the input text only, on one line, without quotes or explanations.");
+    if n > 1 {
+        p.push_str(&format!(
+            "Reply with a numbered list, 1 to {n}, one input per line, without quotes or \
+             explanations."
+        ));
+    } else {
+        p.push_str("Reply with the input text only, on one line, without quotes or explanations.");
+    }
     p
+}
+
+/// The inputs in a reply to an input request for `n` inputs: its first meaningful line for one,
+/// else the items of its numbered list (at most `n`).
+fn reply_inputs(reply: &str, n: usize) -> Vec<String> {
+    if n <= 1 {
+        return vec![first_line(reply)];
+    }
+    list_items(reply)
+        .map(|i| i.trim_matches(['"', '`', '\'']).trim().to_string())
+        .take(n)
+        .collect()
+}
+
+/// The items of a numbered or bulleted list in `reply`, numbering and bullets stripped.
+fn list_items(reply: &str) -> impl Iterator<Item = &str> {
+    reply.lines().filter_map(|line| {
+        let is_item = line
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '*');
+        let item = line
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start_matches(['.', ')', '-', '*', ':'])
+            .trim();
+        (is_item && !item.is_empty()).then_some(item)
+    })
 }
 
 /// One held-out request: an input that is hard to get right. Held-out items come from their
@@ -173,19 +219,12 @@ fn kinds_prompt_tail(label: &str, n: usize) -> String {
 /// over-long lines dropped, at most `n`.
 fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
     let mut kinds: Vec<String> = Vec::new();
-    for line in reply.lines() {
-        let kind = line
-            .trim()
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-            .trim_start_matches(['.', ')', '-', '*', ':'])
-            .trim()
+    for item in list_items(reply) {
+        let kind = item
             .trim_matches(['*', '"', '`'])
             .trim()
             .trim_end_matches('.');
-        let is_item = line
-            .trim_start()
-            .starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '*');
-        if !is_item || kind.is_empty() || kind.len() > 160 {
+        if kind.is_empty() || kind.len() > 160 {
             continue;
         }
         if !kinds.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
@@ -363,8 +402,21 @@ pub(crate) fn synthesize(
         &kinds,
         &mut on_progress,
     )?;
-    let mut synth = screen_inputs(&targets, &replies, &mut seen, &mut data.rejected);
-    let mut held = screen_inputs(&held_targets, &held_replies, &mut seen, &mut data.rejected);
+    let per_request = req.inputs_per_request;
+    let mut synth = screen_inputs(
+        &targets,
+        &replies,
+        per_request,
+        &mut seen,
+        &mut data.rejected,
+    );
+    let mut held = screen_inputs(
+        &held_targets,
+        &held_replies,
+        1,
+        &mut seen,
+        &mut data.rejected,
+    );
 
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter || req.relabel;
@@ -415,7 +467,7 @@ pub(crate) fn synthesize(
                     .and_then(|g| kinds.get(g))
                     .filter(|g| !g.is_empty())
                     .map(|g| g[(k + kinds_offset) % g.len()].as_str());
-                input_prompt_tail(*label, kind, kinds_offset + n)
+                input_prompt_tail(*label, kind, kinds_offset + n, req.inputs_per_request)
             })
             .collect();
         let more_targets: Vec<Option<&str>> = more.iter().map(|(l, _)| *l).collect();
@@ -431,14 +483,20 @@ pub(crate) fn synthesize(
         let replies = teacher.ask(
             &input_prompt_shared(req),
             &tails,
-            64,
+            input_tokens(req.inputs_per_request),
             0.8,
             seed,
-            true,
+            req.inputs_per_request <= 1,
             |done| on_progress(base + done, total),
         )?;
         asked = total;
-        let items = screen_inputs(&more_targets, &replies, &mut seen, &mut data.rejected);
+        let items = screen_inputs(
+            &more_targets,
+            &replies,
+            req.inputs_per_request,
+            &mut seen,
+            &mut data.rejected,
+        );
         let items = if need_answers && data.relabel_refused.is_empty() {
             let [answered] = answer_or_agree(teacher, req, [items], &mut data.rejected)?;
             answered
@@ -538,7 +596,7 @@ fn request_inputs(
                 .get(group)
                 .filter(|g| !g.is_empty())
                 .map(|g| g[k % g.len()].as_str());
-            input_prompt_tail(*l, kind, k)
+            input_prompt_tail(*l, kind, k, req.inputs_per_request)
         })
         .collect();
     tails.extend(
@@ -549,11 +607,25 @@ fn request_inputs(
     );
     let total = tails.len();
     let shared = input_prompt_shared(req);
-    let mut replies = teacher.ask(&shared, &tails, 64, 0.8, req.seed, true, |done| {
-        on_progress(done, total)
-    })?;
+    // List replies span lines; the held-out requests share the batch, so they stop at the
+    // token budget and their first line is taken.
+    let list = req.inputs_per_request > 1;
+    let mut replies = teacher.ask(
+        &shared,
+        &tails,
+        input_tokens(req.inputs_per_request),
+        0.8,
+        req.seed,
+        !list,
+        |done| on_progress(done, total),
+    )?;
     let held = replies.split_off(targets.len().min(replies.len()));
     Ok((replies, held))
+}
+
+/// Token budget of a reply to an input request for `n` inputs.
+fn input_tokens(n: usize) -> u32 {
+    (64 * n.max(1)).min(1024) as u32
 }
 
 /// Request targets: `n` rounds over the labels of a label set (each label once per round), or
@@ -568,16 +640,21 @@ fn request_targets(labels: Option<&[String]>, n: usize) -> Vec<Option<&str>> {
 }
 
 /// The replies' inputs that pass the checks (not empty, not too long, not seen, not the label
-/// itself), as examples of their target label.
+/// itself), as examples of their target label. Each reply holds up to `per_request` inputs.
 fn screen_inputs(
     targets: &[Option<&str>],
     replies: &[String],
+    per_request: usize,
     seen: &mut Vec<String>,
     rejected: &mut Vec<(String, String)>,
 ) -> Vec<Example> {
     let mut synth: Vec<Example> = Vec::new();
-    for (label, reply) in targets.iter().zip(replies) {
-        let input = first_line(reply);
+    let inputs = targets.iter().zip(replies).flat_map(|(label, reply)| {
+        reply_inputs(reply, per_request)
+            .into_iter()
+            .map(move |i| (label, i))
+    });
+    for (label, input) in inputs {
         let reason = if input.is_empty() {
             Some("empty input")
         } else if input.len() > 400 {
@@ -919,6 +996,7 @@ mod tests {
             kinds: 0,
             held_out: 0,
             train_items,
+            inputs_per_request: 1,
             seed: 0,
         };
         let labels: &'static [String] = Vec::leak(labels);
@@ -967,6 +1045,22 @@ mod tests {
     fn first_line_strips_wrappers() {
         assert_eq!(first_line("```\nInput: \"disk full\"\n```"), "disk full");
         assert_eq!(first_line("\n  ALERT  \nbecause"), "ALERT");
+    }
+
+    #[test]
+    fn list_replies_give_one_input_per_item() {
+        let reply = "Here you go:\n1. \"Server down again\"\n2) refund please\n\n3. `hi`\n4. extra";
+        assert_eq!(
+            reply_inputs(reply, 3),
+            ["Server down again", "refund please", "hi"]
+        );
+        assert_eq!(reply_inputs("Input: one line\n2. more", 1), ["one line"]);
+        assert!(reply_inputs("no list at all", 4).is_empty());
+        let tail = input_prompt_tail(Some("billing"), Some("a refund"), 0, 4);
+        assert!(tail.contains("Write 4 new, realistic inputs"), "{tail}");
+        assert!(tail.contains("numbered list, 1 to 4"), "{tail}");
+        let single = input_prompt_tail(None, None, 0, 1);
+        assert!(single.contains("Write one new, realistic input for this task."));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub(crate) fn run(
                 kinds: opts.kinds,
                 held_out: opts.held_out,
                 train_items: opts.train_items,
+                inputs_per_request: opts.inputs_per_request,
                 seed: opts.seed,
             },
             |done, total| clock.report(done, total, Some("teacher requests".into())),
