@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{compile_key, CompileOptions, CompileOutput, COMPILER_NAME, COMPILER_VERSION};
 use paw_eval::load_cases;
 use paw_project::{FunctionDecl, ModelRef, ProjectManifest, SpecSource, MANIFEST_FILE};
@@ -113,9 +114,23 @@ pub fn run(args: BuildArgs) -> Result<()> {
     }
     let mut results = Vec::with_capacity(plans.len());
     let total = plans.len();
+    // One bar for the whole build (drawn on a terminal only), the compiler's stage bars below it.
+    let bars = MultiProgress::new();
+    let overall = bars.add(
+        ProgressBar::new(total as u64)
+            .with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>15} [{elapsed:>4}] {wide_bar} {pos}/{len} functions {msg}",
+                )
+                .context("progress bar template")?
+                .progress_chars("=> "),
+            )
+            .with_prefix("build"),
+    );
     for (i, (name, plan)) in plans.into_iter().enumerate() {
         let started = Instant::now();
         let prefix = format!("[{}/{total}] {name}", i + 1);
+        overall.set_message(name.clone());
         let outcome = plan.and_then(|plan| {
             build_one(
                 &store,
@@ -123,6 +138,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
                 old_lock.functions.get(&name),
                 args.frozen,
                 &prefix,
+                &bars,
             )
         });
         let built = match outcome {
@@ -152,7 +168,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
             Err(e) => Built::failed(name.clone(), started, format!("{e:#}")),
         };
         if !args.json {
-            match &built.error {
+            bars.suspend(|| match &built.error {
                 None => outln!(
                     "{prefix}: {} {} ({:.1}s)",
                     built.status,
@@ -160,10 +176,12 @@ pub fn run(args: BuildArgs) -> Result<()> {
                     built.seconds
                 ),
                 Some(e) => outln!("{prefix}: FAILED: {e}"),
-            }
+            });
         }
+        overall.inc(1);
         results.push(built);
     }
+    overall.finish_and_clear();
 
     let lock_changed = new_lock != old_lock;
     if lock_changed && !locked {
@@ -273,6 +291,7 @@ fn build_one(
     locked: Option<&LockedFunction>,
     frozen: bool,
     prefix: &str,
+    bars: &MultiProgress,
 ) -> Result<(&'static str, LockedFunction)> {
     if let Some(l) = locked.filter(|l| l.compile_key == plan.key) {
         // Loading by id re-hashes the bytes: a damaged or swapped entry is refused here.
@@ -290,8 +309,8 @@ fn build_one(
         &plan.key,
         false,
         || -> Result<CompileOutput> {
-            progress_line(&format!("{prefix}: compiling"));
-            compile_with_bars(&plan.opts)
+            bars.suspend(|| progress_line(&format!("{prefix}: compiling")));
+            compile_with_bars(&plan.opts, bars)
         },
         |output| CompiledProgram {
             bytes: &output.bytes,

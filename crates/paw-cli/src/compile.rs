@@ -248,7 +248,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
         &key,
         args.force || args.no_cache,
         || -> Result<CompileOutput> {
-            let output = compile_with_bars(&opts)?;
+            let output = compile_with_bars(&opts, &MultiProgress::new())?;
             if let Some(dir) = &args.keep_data {
                 keep_data(dir, &output)?;
             }
@@ -321,9 +321,12 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     print_summary(&summary, args.json)
 }
 
-/// Runs the compiler with one progress bar per stage, each with its elapsed time.
-pub(crate) fn compile_with_bars(opts: &CompileOptions) -> Result<CompileOutput> {
-    let bars = MultiProgress::new();
+/// Runs the compiler with one progress bar per stage, each with its elapsed time, added to
+/// `bars` (below any bar already there, such as `paw build`'s overall one).
+pub(crate) fn compile_with_bars(
+    opts: &CompileOptions,
+    bars: &MultiProgress,
+) -> Result<CompileOutput> {
     let style =
         ProgressStyle::with_template("{prefix:>15} [{elapsed:>4}] {wide_bar} {pos}/{len} {msg}")
             .context("progress bar template")?
