@@ -11,8 +11,8 @@ use paw_compile::{compile_key, CompileOptions, CompileOutput, COMPILER_NAME, COM
 use paw_eval::load_cases;
 use paw_project::{FunctionDecl, ModelRef, ProjectManifest, SpecSource, MANIFEST_FILE};
 use paw_store::{
-    resolve_model, sha256_file, CompileCached, CompiledProgram, LockedFunction, Lockfile, Manifest,
-    Store,
+    model_dir_sha256, resolve_model, sha256_file, CompileCached, CompiledProgram, LockedFunction,
+    Lockfile, Manifest, Store,
 };
 use serde::Serialize;
 
@@ -352,6 +352,11 @@ fn interpreter_sha256(store: &Store, path: &Path, program: &paw_format::Program)
         .find(|m| m.meta.blake3 == program.interpreter.weights_hash)
     {
         return Ok(m.meta.sha256.clone());
+    }
+    if path.is_dir() {
+        return Ok(model_dir_sha256(path)
+            .with_context(|| format!("hashing {}", path.display()))?
+            .1);
     }
     sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }

@@ -32,8 +32,9 @@ enum ModelsCommand {
     Fetch(FetchArgs),
     /// Print the installed file of a model (fails if it is not installed).
     Path(PathArgs),
-    /// Install a GGUF file of your own into the store (copied and hashed), so that programs
-    /// compiled for it find it by hash (`paw run`, `paw test`, `paw::Project`).
+    /// Install a GGUF file or a Hugging Face safetensors directory of your own into the store
+    /// (copied and hashed), so that programs compiled for it find it by hash (`paw run`,
+    /// `paw test`, `paw::Project`).
     Add(AddArgs),
     /// Remove installed models: by manifest id, by the name given to `add`, or by SHA-256.
     Rm(RmArgs),
@@ -48,9 +49,10 @@ struct RmArgs {
 
 #[derive(Debug, Args)]
 struct AddArgs {
-    /// The GGUF file.
+    /// The GGUF file, or a directory with `config.json`, `*.safetensors` and the tokenizer
+    /// files (its `.json` and `.safetensors` files are copied).
     file: PathBuf,
-    /// A name recorded beside it (default: the file name).
+    /// A name recorded beside it (default: the file or directory name).
     #[arg(long)]
     name: Option<String>,
     /// Print JSON instead of text.
@@ -146,25 +148,19 @@ fn rm(args: RmArgs) -> Result<()> {
 
 fn add(args: AddArgs) -> Result<()> {
     let store = open_store()?;
-    let size = std::fs::metadata(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?
-        .len();
-    // Hashed first, then verified again while copying: the file must not change in between.
-    let sha256 =
-        sha256_file(&args.file).with_context(|| format!("hashing {}", args.file.display()))?;
     let name = args.name.clone().or_else(|| {
         args.file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
     });
-    let installed = store.install_model(
-        &args.file,
-        ExpectedModel {
-            size,
-            sha256,
-            manifest_id: name,
-        },
-    )?;
+    let installed = if args.file.is_dir() {
+        // The weights hash is computed on the store's copy, so it describes the bytes kept.
+        store
+            .install_model_dir(&args.file, name, paw_rt::weights_hash)
+            .with_context(|| format!("installing {}", args.file.display()))?
+    } else {
+        install_file(&store, &args.file, name)?
+    };
     let added = AddedModel {
         path: installed.path,
         size: installed.meta.size,
@@ -183,6 +179,26 @@ fn add(args: AddArgs) -> Result<()> {
         added.blake3
     );
     Ok(())
+}
+
+fn install_file(
+    store: &paw_store::Store,
+    file: &std::path::Path,
+    name: Option<String>,
+) -> Result<paw_store::InstalledModel> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    // Hashed first, then verified again while copying: the file must not change in between.
+    let sha256 = sha256_file(file).with_context(|| format!("hashing {}", file.display()))?;
+    Ok(store.install_model(
+        file,
+        ExpectedModel {
+            size,
+            sha256,
+            manifest_id: name,
+        },
+    )?)
 }
 
 fn list(args: ListArgs) -> Result<()> {
@@ -210,6 +226,28 @@ fn list(args: ListArgs) -> Result<()> {
             sha256: entry.sha256.clone(),
             installed,
             get,
+        });
+    }
+    // Models added with `paw models add` (not in the manifest) are listed after it.
+    for m in store.installed_models()? {
+        if rows
+            .iter()
+            .any(|r| r.sha256.as_ref() == Some(&m.meta.sha256))
+        {
+            continue;
+        }
+        rows.push(ModelRow {
+            id: m
+                .meta
+                .manifest_id
+                .clone()
+                .unwrap_or_else(|| m.meta.sha256.clone()),
+            architecture: "-".to_owned(),
+            role: "added".to_owned(),
+            size: Some(m.meta.size),
+            sha256: Some(m.meta.sha256.clone()),
+            installed: Some(m.path),
+            get: "paw models add".to_owned(),
         });
     }
     if args.json {

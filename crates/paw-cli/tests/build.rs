@@ -287,3 +287,95 @@ fn manifest_mistakes_fail_before_any_work() {
     let err = failed(&paw_in(tmp.path(), &home, &["build", "b"]));
     assert!(err.contains("no function `b`"), "{err}");
 }
+
+/// `paw models add DIR`: a safetensors directory is copied into the store under the SHA-256 of
+/// its file listing, listed, found by hash from a lock (`paw::Project`), and removed by name.
+/// Tiny random weights: runs in every plain `cargo test`.
+#[test]
+fn a_safetensors_directory_is_added_found_by_hash_and_removed() {
+    use paw_testkit::tiny_model::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, home) = (tmp.path().join("project"), tmp.path().join("home"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    let weights = random_weights(Arch::Qwen2, vocab_size());
+    write_gguf(Arch::Qwen2, &gguf_layout(Arch::Qwen2, &weights), &gguf);
+    let hf = tmp.path().join("tiny-hf");
+    write_hf_dir(
+        &hf,
+        &hf_weights(&weights),
+        StDtype::F32,
+        1,
+        &hf_config(Arch::Qwen2),
+        &tokenizer_json(&gguf),
+    );
+    std::fs::write(hf.join("README.md"), "not copied").unwrap();
+
+    let added = ok(&paw_in(
+        &dir,
+        &home,
+        &[
+            "models",
+            "add",
+            hf.to_str().unwrap(),
+            "--name",
+            "tiny-hf",
+            "--json",
+        ],
+    ));
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let identity = paw_rt::identity(&hf, None).unwrap();
+    assert_eq!(added["blake3"], identity.weights_hash.as_str());
+    let sha256 = paw_store::model_dir_sha256(&hf).unwrap().1;
+    assert_eq!(added["sha256"], sha256.as_str());
+    let stored = std::path::PathBuf::from(added["path"].as_str().unwrap());
+    assert!(stored.join("model.safetensors").is_file());
+    assert!(!stored.join("README.md").exists());
+
+    let listed = ok(&paw_in(&dir, &home, &["models", "list", "--json"]));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "tiny-hf")
+        .expect("the added directory is listed");
+    assert_eq!(row["role"], "added");
+
+    // A lock naming a program for the directory's identity: found by BLAKE3 and SHA-256.
+    let program = paw_testkit::program(&identity, paw_testkit::CHATML_TEMPLATE, None);
+    let path = tmp.path().join("p.paw");
+    program.write_to(&path).unwrap();
+    let store = Store::open(&home).unwrap();
+    let id = store.add_program_file(&path).unwrap().id;
+    let mut lock = Lockfile::default();
+    lock.functions.insert(
+        "echo".into(),
+        paw_store::LockedFunction {
+            program: id,
+            compile_key: format!("b3:{}", "0".repeat(64)),
+            interpreter_name: identity.name.clone(),
+            interpreter: identity.weights_hash.clone(),
+            interpreter_sha256: sha256.clone(),
+            teacher: "none".into(),
+            compiler: "test".into(),
+        },
+    );
+    let lock_path = dir.join("paw.lock");
+    lock.write(&lock_path).unwrap();
+    let project = paw::Project::open_in(&lock_path, &store).unwrap();
+    let out = project
+        .function("echo")
+        .unwrap()
+        .call("hello", &paw::CallOptions::default())
+        .unwrap();
+    // `paw run` by id finds the stored directory by the program's weights hash.
+    let run = ok(&paw_in(&dir, &home, &["run", &id.to_string(), "hello"]));
+    assert_eq!(run.trim_end_matches('\n'), out.text);
+    drop(project);
+
+    ok(&paw_in(&dir, &home, &["models", "rm", "tiny-hf"]));
+    assert!(!stored.exists());
+    let err = paw::Project::open_in(&lock_path, &store).unwrap_err();
+    assert!(err.to_string().contains("not installed"), "{err}");
+}

@@ -13,6 +13,7 @@
 pub mod fetch;
 pub mod lock;
 pub mod manifest;
+mod model_dir;
 mod store;
 
 pub use lock::{
@@ -23,6 +24,7 @@ pub use manifest::{
     resolve_model, Manifest, ManifestError, ModelEntry, ResolveModelError, ResolvedModel, Role,
     Source, WeightsFormat, WheelPart, EMBEDDED_TOML,
 };
+pub use model_dir::{model_dir_files, model_dir_sha256};
 pub use store::{
     decode_stage_entry, parse_compile_record, parse_model_meta, CompileCached, CompiledProgram,
     ExpectedModel, InstalledModel, LoadedProgram, ModelCheck, ModelMeta, ModelWriter, ProgramRef,

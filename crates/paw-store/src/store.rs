@@ -5,6 +5,8 @@
 //! ```text
 //! programs/<blake3-hex>.paw   a program, named by the BLAKE3 of its bytes (id `b3:<hex>`)
 //! models/<sha256-hex>.gguf    a base model, named by the SHA-256 its manifest entry pins
+//! models/<sha256-hex>.dir/    a Hugging Face safetensors directory (`paw models add DIR`),
+//!                             named by the SHA-256 of its file listing (`src/model_dir.rs`)
 //! models/<sha256-hex>.json    what is known about it: size, SHA-256, `b3:` hash, manifest id
 //! compiles/<key-hex>          the id of the program a compile key produced
 //! stages/<kind>/<key-hex>     a finished compile stage (derived data, safe to delete)
@@ -41,7 +43,12 @@ const STORE_MARKER_TEXT: &str = "This directory is a paw store (programs, models
 /// Everything a store root may hold: a directory with anything else is not a store.
 const STORE_ENTRIES: [&str; 5] = [PROGRAMS_DIR, MODELS_DIR, TMP_DIR, COMPILES_DIR, STAGES_DIR];
 /// Name prefixes of what the store's writers create in `tmp/` (the only names it ever removes).
-pub(crate) const TMP_PREFIXES: [&str; 3] = ["write-", "model-", FETCH_TMP_PREFIX];
+pub(crate) const TMP_PREFIXES: [&str; 4] = [
+    "write-",
+    "model-",
+    FETCH_TMP_PREFIX,
+    crate::model_dir::MODEL_DIR_TMP_PREFIX,
+];
 /// Prefix of a model download's working directory in `tmp/`.
 pub(crate) const FETCH_TMP_PREFIX: &str = "fetch-";
 /// Temporary files older than this were left by killed writes (no write takes a day).
@@ -58,7 +65,7 @@ pub const MAX_STAGE_BYTES: u64 = 64 << 20;
 const MODEL_EXT: &str = "gguf";
 const MODEL_META_EXT: &str = "json";
 /// Large enough that hashing and the write syscalls, not buffer juggling, dominate a 1 GB copy.
-const COPY_BUFFER: usize = 1 << 20;
+pub(crate) const COPY_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +135,10 @@ pub enum StoreError {
         actual_size: u64,
         actual_sha256: String,
     },
+    #[error("{path} is not a Hugging Face model directory: {reason}")]
+    NotAModelDir { path: PathBuf, reason: &'static str },
+    #[error("the model directory is not one the runtime can load: {0}")]
+    WeightsHash(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("model metadata {path}: {source}")]
     ModelMeta {
         path: PathBuf,
@@ -157,7 +168,7 @@ fn join_ids(ids: &[ProgramId]) -> String {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io {
         action,
@@ -190,9 +201,13 @@ pub struct ModelMeta {
     pub size: u64,
     pub sha256: String,
     /// `b3:<hex>` of the file bytes: what programs record as `weights_hash`, kept here so that
-    /// nobody has to re-hash a gigabyte to learn it.
+    /// nobody has to re-hash a gigabyte to learn it. For a directory, the runtime's weights
+    /// hash of it (`spec/interpreter-identity.md`).
     pub blake3: String,
     pub manifest_id: Option<String>,
+    /// A safetensors directory (`models/<sha256>.dir/`) rather than a GGUF file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directory: bool,
 }
 
 /// A verified model in the store.
@@ -569,6 +584,12 @@ impl Store {
             path: meta_path.clone(),
             source,
         })?;
+        if meta.directory {
+            return Ok(self
+                .installed_model_dir(&meta)?
+                .filter(|_| meta.sha256 == sha256)
+                .map(|path| InstalledModel { path, meta }));
+        }
         match fs::metadata(&path) {
             Ok(m) if m.is_file() && m.len() == meta.size && meta.sha256 == sha256 => {
                 Ok(Some(InstalledModel { path, meta }))
@@ -632,6 +653,7 @@ impl Store {
             sha256,
             blake3,
             manifest_id: expected.manifest_id.clone(),
+            directory: false,
         };
         let meta_path = self.model_meta_path(&expected.sha256)?;
         if self
@@ -689,7 +711,7 @@ impl Store {
 
     /// Removes an installed model and its metadata; returns the bytes freed.
     pub fn remove_model(&self, sha256: &str) -> Result<u64> {
-        let freed = remove_counted(&self.model_path(sha256)?)?;
+        let freed = remove_counted(&self.model_path(sha256)?)? + self.remove_model_dir(sha256)?;
         Ok(freed + remove_counted(&self.model_meta_path(sha256)?)?)
     }
 
@@ -881,7 +903,7 @@ impl Store {
     }
 
     /// Writes `bytes` to `dest` via a fsynced temporary file in `tmp/` and a rename.
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let tmp_dir = self.tmp_dir();
         // Under test the crash points rebind it mutably.
         #[cfg_attr(test, allow(unused_mut))]
@@ -1075,6 +1097,7 @@ impl ModelWriter {
             sha256,
             blake3,
             manifest_id: expected.manifest_id,
+            directory: false,
         };
         // Metadata first: a model file is then never visible without it.
         let meta_path = store.model_meta_path(&meta.sha256)?;
@@ -1130,7 +1153,7 @@ impl Write for Hashes {
     }
 }
 
-fn meta_json(meta: &ModelMeta, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn meta_json(meta: &ModelMeta, path: &Path) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(meta).map_err(|source| StoreError::ModelMeta {
         path: path.to_path_buf(),
         source,
@@ -1211,7 +1234,7 @@ fn remove_counted(path: &Path) -> Result<u64> {
 }
 
 /// Total size of the files under `dir` (0 if it is missing); symbolic links are not followed.
-fn dir_bytes(dir: &Path) -> Result<u64> {
+pub(crate) fn dir_bytes(dir: &Path) -> Result<u64> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -1289,7 +1312,7 @@ fn stage_checksum(kind: &str, key: &str, payload: &[u8]) -> blake3::Hash {
     h.finalize()
 }
 
-fn is_full_hex(s: &str) -> bool {
+pub(crate) fn is_full_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -2107,6 +2130,7 @@ mod tests {
                 sha256: expected.sha256.clone(),
                 blake3: format!("b3:{}", blake3::hash(&whole).to_hex()),
                 manifest_id: Some("tiny".into()),
+                directory: false,
             }
         );
         assert_eq!(
