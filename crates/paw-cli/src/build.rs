@@ -8,15 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{compile_key, CompileOptions, CompileOutput, COMPILER_NAME, COMPILER_VERSION};
-use paw_eval::load_cases;
 use paw_project::{FunctionDecl, ModelRef, ProjectManifest, SpecSource, MANIFEST_FILE};
 use paw_store::{
-    model_dir_sha256, resolve_model, sha256_file, CompileCached, CompiledProgram, LockedFunction,
-    Lockfile, Manifest, Store,
+    model_dir_sha256, sha256_file, CompileCached, CompiledProgram, LockedFunction, Lockfile, Store,
 };
 use serde::Serialize;
 
-use crate::compile::{compile_with_bars, contract_request};
+use crate::compile::{base_options, compile_with_bars, contract_request, TeacherChoice};
 use crate::output::{open_store, outln, print_json, read_text_file};
 
 /// The lock file's name, beside the manifest.
@@ -237,38 +235,33 @@ struct Plan {
 }
 
 fn plan(store: &Store, f: &FunctionDecl) -> Result<Plan> {
-    let models = Manifest::embedded()?;
     let spec = match &f.spec {
         SpecSource::Inline(s) => s.clone(),
         SpecSource::File(p) => read_text_file(p)?,
     };
-    let examples = match &f.examples {
-        Some(p) => load_cases(p)?
-            .into_iter()
-            .map(|c| (c.input, c.output))
-            .collect(),
-        None => Vec::new(),
+    let path_text = |p: &Path| p.to_string_lossy().into_owned();
+    let interpreter = match &f.interpreter {
+        Some(ModelRef::Named(id)) => Some(id.clone()),
+        Some(ModelRef::Path(p)) => Some(path_text(p)),
+        Some(ModelRef::None) | None => None,
     };
-    let reference = |m: &ModelRef| match m {
-        ModelRef::Named(id) => Some(id.clone()),
-        ModelRef::Path(p) => Some(p.to_string_lossy().into_owned()),
-        ModelRef::None => None,
-    };
-    let interpreter_ref = f
-        .interpreter
-        .as_ref()
-        .and_then(reference)
-        .unwrap_or_else(|| models.default_interpreter().id.clone());
-    let interpreter = resolve_model(&interpreter_ref, store)?;
+    let teacher_path;
     let teacher = match &f.teacher {
-        Some(ModelRef::None) => None,
-        Some(m) => Some(resolve_model(&reference(m).unwrap_or_default(), store)?.path),
-        None => Some(resolve_model(&models.default_teacher().id, store)?.path),
+        Some(ModelRef::None) => TeacherChoice::None,
+        Some(ModelRef::Named(id)) => TeacherChoice::Model(id),
+        Some(ModelRef::Path(p)) => {
+            teacher_path = path_text(p);
+            TeacherChoice::Model(&teacher_path)
+        }
+        None => TeacherChoice::Default,
     };
-    let mut opts = CompileOptions::new(spec, &interpreter.path);
-    opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
-    opts.examples = examples;
-    opts.teacher = teacher;
+    let mut opts = base_options(
+        store,
+        spec,
+        f.examples.as_deref(),
+        interpreter.as_deref(),
+        teacher,
+    )?;
     opts.seed = f.seed;
     if let Some(steps) = f.steps {
         opts.train.steps = steps;

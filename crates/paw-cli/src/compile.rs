@@ -194,36 +194,23 @@ struct CompileSummary {
 pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     let started = Instant::now();
     let store = open_store()?;
-    let manifest = Manifest::embedded()?;
     let spec = match (&args.spec, &args.spec_file) {
         (Some(spec), _) => spec.clone(),
         (None, Some(path)) => read_text_file(path)?,
         (None, None) => bail!("give the spec as an argument or with --spec-file"),
     };
-    let examples = match &args.examples {
-        Some(path) => load_cases(path)?
-            .into_iter()
-            .map(|c| (c.input, c.output))
-            .collect(),
-        None => Vec::new(),
-    };
-    let interpreter_ref = args
-        .interpreter
-        .clone()
-        .unwrap_or_else(|| manifest.default_interpreter().id.clone());
-    let interpreter = resolve_model(&interpreter_ref, &store)?;
     let teacher = match args.teacher.as_deref() {
-        Some("none") => None,
-        other => {
-            let reference =
-                other.map_or_else(|| manifest.default_teacher().id.clone(), str::to_owned);
-            Some(resolve_model(&reference, &store)?.path)
-        }
+        Some("none") => TeacherChoice::None,
+        Some(reference) => TeacherChoice::Model(reference),
+        None => TeacherChoice::Default,
     };
-    let mut opts = CompileOptions::new(spec, &interpreter.path);
-    opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
-    opts.examples = examples;
-    opts.teacher = teacher;
+    let mut opts = base_options(
+        &store,
+        spec,
+        args.examples.as_deref(),
+        args.interpreter.as_deref(),
+        teacher,
+    )?;
     opts.seed = args.seed;
     if let Some(steps) = args.steps {
         opts.train.steps = steps;
@@ -319,6 +306,46 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
         }
     };
     print_summary(&summary, args.json)
+}
+
+/// The teacher of a compile: the manifest's default, none (train from examples only), or a
+/// manifest id or path.
+pub(crate) enum TeacherChoice<'a> {
+    Default,
+    None,
+    Model(&'a str),
+}
+
+/// The options `paw compile` and `paw build` both start from: the spec, the examples of a
+/// JSONL file, and the models resolved (a manifest id or a path; `None` for the interpreter is
+/// the manifest's default).
+pub(crate) fn base_options(
+    store: &paw_store::Store,
+    spec: String,
+    examples: Option<&Path>,
+    interpreter: Option<&str>,
+    teacher: TeacherChoice<'_>,
+) -> Result<CompileOptions> {
+    let manifest = Manifest::embedded()?;
+    let examples = match examples {
+        Some(path) => load_cases(path)?
+            .into_iter()
+            .map(|c| (c.input, c.output))
+            .collect(),
+        None => Vec::new(),
+    };
+    let interpreter_ref = interpreter.unwrap_or(&manifest.default_interpreter().id);
+    let interpreter = resolve_model(interpreter_ref, store)?;
+    let teacher = match teacher {
+        TeacherChoice::None => None,
+        TeacherChoice::Model(reference) => Some(resolve_model(reference, store)?.path),
+        TeacherChoice::Default => Some(resolve_model(&manifest.default_teacher().id, store)?.path),
+    };
+    let mut opts = CompileOptions::new(spec, &interpreter.path);
+    opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
+    opts.examples = examples;
+    opts.teacher = teacher;
+    Ok(opts)
 }
 
 /// Runs the compiler with one progress bar per stage, each with its elapsed time, added to
