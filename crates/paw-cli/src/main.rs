@@ -15,6 +15,7 @@ mod models;
 mod output;
 mod programs;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -73,6 +74,12 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run a project's declared program tests; non-zero exit on regressions.
     Test(eval::TestArgs),
+    /// Serve functions over HTTP: a lock's (default ./paw.lock) or the given programs, each
+    /// interpreter loaded once, requests batched (spec/serve.md).
+    ///
+    /// SIGTERM or Ctrl-C stops taking connections and finishes the requests in flight; SIGHUP
+    /// reloads the lock (new functions served, removed ones drained).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => gc::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Export(args) => export::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
