@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod eval;
 mod heldback;
+mod loadtest;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Baselines table on the suite: interpreter/teacher prompted directly, pseudo-program only, paw.
     Eval(Box<eval::EvalArgs>),
+    /// `paw serve` under concurrent load on loopback (3 programs on the default interpreter),
+    /// against sequential calls; every answer checked.
+    Loadtest(loadtest::LoadtestArgs),
     /// paw's main job on the default models: fetch them, compile the log-triage task, run it.
     Demo,
 }
@@ -105,5 +109,6 @@ fn main() -> Result<()> {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Eval(args) => eval::run(*args),
         Cmd::Demo => demo::run(),
+        Cmd::Loadtest(args) => loadtest::run(args, repo_root()),
     }
 }

@@ -107,7 +107,11 @@ fn serves_a_lock_by_name_reloads_on_sighup_and_stops_on_sigterm() {
         assert_eq!(status, 200, "{v}");
         let id = lock.functions[name].program.to_string();
         let run = paw_testkit::stdout_of_success(&paw_in(&dir, &home, &["run", &id, "I love it"]));
-        assert_eq!(v["output"]["text"], run.strip_suffix('\n').unwrap(), "{name}");
+        assert_eq!(
+            v["output"]["text"],
+            run.strip_suffix('\n').unwrap(),
+            "{name}"
+        );
     }
 
     // SIGHUP: the lock now pins beta only.
