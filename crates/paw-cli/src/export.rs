@@ -14,6 +14,9 @@ use crate::run::read_program;
 pub enum ExportFormat {
     /// llama.cpp GGUF LoRA adapter (`--lora` in llama.cpp tools).
     GgufLora,
+    /// Hugging Face PEFT LoRA directory (vLLM `--lora-modules`, LoRAX, `PeftModel`), with the
+    /// prompt template and output contract beside it; `-o` names the directory.
+    Peft,
 }
 
 #[derive(Debug, Args)]
@@ -22,9 +25,17 @@ pub struct ExportArgs {
     program: String,
     #[arg(long, value_enum)]
     format: ExportFormat,
-    /// Output file.
-    #[arg(short, long, value_name = "FILE")]
+    /// Output file (a directory for `peft`).
+    #[arg(short, long, value_name = "PATH")]
     output: PathBuf,
+    /// `peft`: the base model's Hugging Face name for `base_model_name_or_path` (default: the
+    /// interpreter's name as the program records it).
+    #[arg(long, value_name = "NAME")]
+    base_model: Option<String>,
+    /// `peft`: the interpreter (manifest id or path) whose layout the adapter was trained in
+    /// (default: the one the program was compiled for, found in the store by hash).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -33,10 +44,11 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> Result<()> {
     let store = open_store()?;
     let (program, id) = read_program(&store, &args.program)?;
-    let mut bytes = Vec::new();
-    match args.format {
-        ExportFormat::GgufLora => write_gguf_lora(&program, &mut bytes)?,
+    if let ExportFormat::Peft = args.format {
+        return export_peft(&store, &program, &id, &args);
     }
+    let mut bytes = Vec::new();
+    write_gguf_lora(&program, &mut bytes)?;
     // Written next to the destination and renamed, so an interrupted export leaves no half file.
     let dir = args
         .output
@@ -82,4 +94,47 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
         Ok(())
     }
+}
+
+fn export_peft(
+    store: &paw_store::Store,
+    program: &paw_format::Program,
+    id: &paw_format::ProgramId,
+    args: &ExportArgs,
+) -> Result<()> {
+    let path = match &args.model {
+        Some(reference) => paw_store::resolve_model(reference, store)?.path,
+        None => store.interpreter_for(program)?,
+    };
+    // The configuration says how the adapter's rows are laid out (heads, GGUF llama order).
+    let interpreter = paw_rt::Interpreter::load(&path)
+        .with_context(|| format!("loading interpreter {}", path.display()))?;
+    if interpreter.identity().weights_hash != program.interpreter.weights_hash {
+        anyhow::bail!(
+            "{} is not the interpreter {id} was compiled for (weights {})",
+            path.display(),
+            program.interpreter.weights_hash
+        );
+    }
+    let base = args
+        .base_model
+        .clone()
+        .unwrap_or_else(|| program.interpreter.name.clone());
+    let files = crate::peft::write_peft_dir(program, interpreter.config(), &base, &args.output)?;
+    if args.json {
+        return print_json(&serde_json::json!({
+            "id": id.to_string(),
+            "format": "peft",
+            "output": args.output,
+            "files": files,
+        }));
+    }
+    outln!(
+        "wrote {}: adapter of {id} as a PEFT LoRA (base model {base})",
+        args.output.display()
+    );
+    for f in files {
+        outln!("  {}", f.display());
+    }
+    Ok(())
 }

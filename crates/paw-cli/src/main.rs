@@ -13,6 +13,7 @@ mod init;
 mod interpreter;
 mod models;
 mod output;
+mod peft;
 mod programs;
 mod run;
 mod serve;
@@ -68,7 +69,7 @@ enum Command {
     Models(models::ModelsArgs),
     /// Run a program on one input, stdin, or a file of inputs.
     Run(run::RunArgs),
-    /// Write a program's adapter for other tools (llama.cpp GGUF LoRA).
+    /// Write a program's adapter for other tools (llama.cpp GGUF LoRA, Hugging Face PEFT).
     Export(export::ExportArgs),
     /// Score a program against a file of expected outputs.
     Eval(eval::EvalArgs),

@@ -56,6 +56,15 @@ pub(crate) const MODEL_TENSOR_NAMES: &[(&str, &str)] = &[
     ("output", "lm_head"),
 ];
 
+/// The Hugging Face path of an adapter target module inside a decoder layer
+/// (`self_attn.q_proj`, `mlp.down_proj`, ...): what PEFT names its LoRA weights after.
+pub fn hf_module_path(module: paw_format::TargetModule) -> &'static str {
+    LAYER_TENSOR_NAMES
+        .iter()
+        .find(|(gguf, _)| *gguf == module.gguf_stem())
+        .map_or("", |(_, hf)| hf)
+}
+
 /// The Hugging Face name of a runtime (GGUF) tensor name; `None` outside the tables.
 pub(crate) fn hf_tensor_name(gguf: &str) -> Option<String> {
     let (stem, suffix) = gguf.rsplit_once('.')?;
@@ -776,6 +785,17 @@ pub(crate) fn path_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_target_module_has_a_hugging_face_path() {
+        for m in paw_format::TargetModule::ALL {
+            assert!(hf_module_path(m).ends_with("_proj"), "{m:?}");
+        }
+        assert_eq!(
+            hf_module_path(paw_format::TargetModule::Down),
+            "mlp.down_proj"
+        );
+    }
 
     #[test]
     fn tensor_names_map_both_ways_of_the_table() {

@@ -66,7 +66,7 @@ pub use function::{
     DEFAULT_CONTEXT_WINDOW, MAX_BATCH_ROWS,
 };
 pub use gguf::{read_content, tokenizer_hash, Architecture, ModelConfig};
-pub use hf::check_hf_configs;
+pub use hf::{check_hf_configs, hf_module_path};
 pub use rng::SplitMix64;
 pub use tokenizer::{HfSpecialTokens, Tokenizer};
 
