@@ -17,6 +17,9 @@ pub enum ExportFormat {
     /// Hugging Face PEFT LoRA directory (vLLM `--lora-modules`, LoRAX, `PeftModel`), with the
     /// prompt template and output contract beside it; `-o` names the directory.
     Peft,
+    /// The published Program-as-Weights SDK's `.paw` (a ZIP of `adapter.gguf`,
+    /// `prompt_template.txt`, `meta.json`), loadable by its `paw.function(path)`.
+    PawSdk,
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +51,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
         return export_peft(&store, &program, &id, &args);
     }
     let mut bytes = Vec::new();
-    write_gguf_lora(&program, &mut bytes)?;
+    match args.format {
+        ExportFormat::PawSdk => bytes = crate::sdk::write_sdk(&program, &id)?,
+        _ => write_gguf_lora(&program, &mut bytes)?,
+    }
     // Written next to the destination and renamed, so an interrupted export leaves no half file.
     let dir = args
         .output
@@ -63,7 +69,19 @@ pub fn run(args: ExportArgs) -> Result<()> {
     tmp.persist(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     // The contract travels beside the adapter, in the form llama.cpp takes.
-    let contract_file = match program.contract.as_ref().and_then(llama_cpp_contract) {
+    let (format, what) = match args.format {
+        ExportFormat::PawSdk => ("paw-sdk", format!("{id} as the published SDK's .paw")),
+        _ => (
+            "gguf-lora",
+            format!("adapter of {id} as a llama.cpp GGUF LoRA"),
+        ),
+    };
+    let contract_file = match program
+        .contract
+        .as_ref()
+        .and_then(llama_cpp_contract)
+        .filter(|_| matches!(args.format, ExportFormat::GgufLora))
+    {
         Some((suffix, text)) => {
             let path = args.output.with_extension(suffix);
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -74,7 +92,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if args.json {
         print_json(&serde_json::json!({
             "id": id.to_string(),
-            "format": "gguf-lora",
+            "format": format,
             "output": args.output,
             "bytes": bytes.len(),
             "contract": program.contract.as_ref().map(|c| c.summary()),
@@ -82,7 +100,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }))
     } else {
         outln!(
-            "wrote {} ({} bytes): adapter of {id} as a llama.cpp GGUF LoRA",
+            "wrote {} ({} bytes): {what}",
             args.output.display(),
             bytes.len()
         );

@@ -16,6 +16,7 @@ mod output;
 mod peft;
 mod programs;
 mod run;
+mod sdk;
 mod serve;
 
 use std::process::ExitCode;
@@ -63,6 +64,8 @@ enum Command {
     Verify(programs::VerifyArgs),
     /// Import a program file into the local store.
     Add(programs::AddArgs),
+    /// Import a program of the published Program-as-Weights SDK (its `.paw` ZIP) into the store.
+    Import(programs::ImportArgs),
     /// List the programs in the local store.
     List(programs::ListArgs),
     /// Base models: list known and installed ones (default), `fetch` them, print a `path`.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => programs::verify(args),
         Command::Add(args) => programs::add(args),
         Command::List(args) => programs::list(args),
+        Command::Import(args) => programs::import(args),
         Command::Models(args) => models::run(args),
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::run(*args, cli.verbose > 0),

@@ -253,3 +253,88 @@ pub fn list(args: ListArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A `.paw` of the published Program-as-Weights SDK (a ZIP).
+    file: PathBuf,
+    /// The interpreter it runs on (manifest id or path; default: the default interpreter). Its
+    /// identity is recorded and the adapter's shapes are checked against it.
+    #[arg(long, value_name = "MODEL")]
+    interpreter: Option<String>,
+    /// Also write the paw program here.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `paw import`: a published SDK program as a paw program, stored (and written with `-o`).
+pub fn import(args: ImportArgs) -> Result<()> {
+    let store = open_store()?;
+    let bytes = read_bounded(&args.file)?;
+    let sdk = crate::sdk::read_sdk(&bytes)
+        .with_context(|| format!("{} is not a valid published .paw", args.file.display()))?;
+    let manifest = paw_store::Manifest::embedded()?;
+    let reference = args
+        .interpreter
+        .clone()
+        .unwrap_or_else(|| manifest.default_interpreter().id.clone());
+    let model = resolve_model(&reference, &store)?;
+    let interpreter = paw_rt::Interpreter::load(&model.path)
+        .with_context(|| format!("loading interpreter {}", model.path.display()))?;
+    let mut identity = interpreter.identity().clone();
+    if let Some(entry) = &model.entry {
+        identity.name = entry.id.clone();
+    }
+    let sdk_interpreter = sdk.meta_str("interpreter").map(str::to_owned);
+    let program = crate::sdk::to_program(sdk, identity);
+    // Binding checks every adapter shape against the model.
+    interpreter.bind(&program).with_context(|| {
+        format!(
+            "the adapter does not fit {} (the SDK names its interpreter {})",
+            model.path.display(),
+            sdk_interpreter.as_deref().unwrap_or("nowhere")
+        )
+    })?;
+    let program_bytes = program.to_bytes()?;
+    let stored = store.add_program_bytes(&program_bytes, None)?;
+    if let Some(out) = &args.output {
+        std::fs::write(out, &program_bytes)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    if args.json {
+        return print_json(&serde_json::json!({
+            "id": stored.id.to_string(),
+            "path": stored.path,
+            "interpreter": program.interpreter.name,
+            "sdk_interpreter": sdk_interpreter,
+        }));
+    }
+    outln!(
+        "imported {} as {} (interpreter {})",
+        args.file.display(),
+        stored.id,
+        program.interpreter.name
+    );
+    Ok(())
+}
+
+/// A file's bytes, refused above 1 GiB (what an archive of the largest adapter may take).
+fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX: u64 = 1 << 30;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .take(MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX,
+        "{} is larger than 1 GiB",
+        path.display()
+    );
+    Ok(bytes)
+}

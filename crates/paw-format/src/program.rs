@@ -436,7 +436,9 @@ impl Provenance {
 }
 
 impl Adapter {
-    fn validate(&self) -> Result<()> {
+    /// The rules a `.paw` enforces on an adapter (rank, alpha, pair order, tensor shapes and
+    /// sizes).
+    pub fn validate(&self) -> Result<()> {
         validate_adapter_header(self.rank, self.alpha, self.pairs.len())?;
         let mut previous = None;
         for pair in &self.pairs {
