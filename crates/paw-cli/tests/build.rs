@@ -2,6 +2,8 @@
 //! (`PAW_TEST_SMOLLM2`): compiles from examples only, a few training steps each.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -349,18 +351,8 @@ fn a_safetensors_directory_is_added_found_by_hash_and_removed() {
     let store = Store::open(&home).unwrap();
     let id = store.add_program_file(&path).unwrap().id;
     let mut lock = Lockfile::default();
-    lock.functions.insert(
-        "echo".into(),
-        paw_store::LockedFunction {
-            program: id,
-            compile_key: format!("b3:{}", "0".repeat(64)),
-            interpreter_name: identity.name.clone(),
-            interpreter: identity.weights_hash.clone(),
-            interpreter_sha256: sha256.clone(),
-            teacher: "none".into(),
-            compiler: "test".into(),
-        },
-    );
+    lock.functions
+        .insert("echo".into(), common::hand_locked(id, &identity, &sha256));
     let lock_path = dir.join("paw.lock");
     lock.write(&lock_path).unwrap();
     let project = paw::Project::open_in(&lock_path, &store).unwrap();

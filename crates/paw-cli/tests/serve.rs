@@ -6,11 +6,13 @@
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paw_store::{LockedFunction, Lockfile, Store};
+use paw_store::{Lockfile, Store};
 
 fn paw_in(cwd: &Path, home: &Path, args: &[&str]) -> std::process::Output {
     paw_testkit::run_in(env!("CARGO_BIN_EXE_paw"), cwd, home, args)
@@ -63,18 +65,8 @@ fn serves_a_lock_by_name_reloads_on_sighup_and_stops_on_sigterm() {
             .write_to(&path)
             .unwrap();
         let id = store.add_program_file(&path).unwrap().id;
-        lock.functions.insert(
-            name.into(),
-            LockedFunction {
-                program: id,
-                compile_key: format!("b3:{}", "0".repeat(64)),
-                interpreter_name: identity.name.clone(),
-                interpreter: identity.weights_hash.clone(),
-                interpreter_sha256: sha256.clone(),
-                teacher: "none".into(),
-                compiler: "test".into(),
-            },
-        );
+        lock.functions
+            .insert(name.into(), common::hand_locked(id, &identity, &sha256));
     }
     let lock_path = dir.join("paw.lock");
     lock.write(&lock_path).unwrap();
