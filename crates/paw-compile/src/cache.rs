@@ -93,7 +93,7 @@ pub(crate) fn data_key(
         key.str("train_items").u64(opts.train_items as u64);
     }
     if opts.inputs_per_request != 1 {
-        key.str("inputs_per_request")
+        key.str("inputs_per_request/styled")
             .u64(opts.inputs_per_request as u64);
     }
     key.finish()

@@ -159,7 +159,10 @@ pub(crate) fn key_from_hashes(
         key.str(&format!("train_items={}", opts.train_items));
     }
     if opts.inputs_per_request != 1 {
-        key.str(&format!("inputs_per_request={}", opts.inputs_per_request));
+        key.str(&format!(
+            "inputs_per_request/styled={}",
+            opts.inputs_per_request
+        ));
     }
     key.finish()
 }

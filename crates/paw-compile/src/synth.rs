@@ -121,18 +121,26 @@ fn input_prompt_tail(label: Option<&str>, kind: Option<&str>, k: usize, n: usize
         p.push_str(&format!("The input must be of this kind: {kind}.\n"));
     }
     if n > 1 {
+        // One style per item: a list without them came back as variations of one sentence
+        // ("The product is ..." for most sentiment items; 70% of dates in one year).
         p.push_str(
-            "Make each one different from the others: other wording, length, names, numbers \
-             and details.\n",
+            "Make each one different from the others (wording, length, names, numbers, dates), \
+             each in its own style:\n",
         );
+        for i in 0..n {
+            let style = STYLES[(k * n + i) % STYLES.len()];
+            p.push_str(&format!("- input {}: {style}\n", i + 1));
+        }
+        p.push_str(&format!("(Variant {}.)\n", k + 1));
+    } else {
+        // The style and variant number also keep requests of the same kind from being
+        // identical prompts (which would sample identical replies in one batch).
+        p.push_str(&format!(
+            "{} (Variant {}.)\n",
+            STYLES[k % STYLES.len()],
+            k + 1
+        ));
     }
-    // The style and variant number also keep requests of the same kind from being identical
-    // prompts (which would sample identical replies in one batch).
-    p.push_str(&format!(
-        "{} (Variant {}.)\n",
-        STYLES[k % STYLES.len()],
-        k + 1
-    ));
     if n > 1 {
         p.push_str(&format!(
             "Reply with a numbered list, 1 to {n}, one input per line, without quotes or \
@@ -1059,6 +1067,11 @@ mod tests {
         let tail = input_prompt_tail(Some("billing"), Some("a refund"), 0, 4);
         assert!(tail.contains("Write 4 new, realistic inputs"), "{tail}");
         assert!(tail.contains("numbered list, 1 to 4"), "{tail}");
+        // Each item of a list request gets its own style, rotating over requests.
+        assert!(tail.contains("- input 1: Make it short."), "{tail}");
+        assert!(tail.contains("- input 4: Make it a borderline case"), "{tail}");
+        let next = input_prompt_tail(Some("billing"), None, 1, 4);
+        assert!(next.contains("- input 1: Make it longer and detailed."), "{next}");
         let single = input_prompt_tail(None, None, 0, 1);
         assert!(single.contains("Write one new, realistic input for this task."));
     }
