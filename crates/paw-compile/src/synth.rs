@@ -1069,9 +1069,15 @@ mod tests {
         assert!(tail.contains("numbered list, 1 to 4"), "{tail}");
         // Each item of a list request gets its own style, rotating over requests.
         assert!(tail.contains("- input 1: Make it short."), "{tail}");
-        assert!(tail.contains("- input 4: Make it a borderline case"), "{tail}");
+        assert!(
+            tail.contains("- input 4: Make it a borderline case"),
+            "{tail}"
+        );
         let next = input_prompt_tail(Some("billing"), None, 1, 4);
-        assert!(next.contains("- input 1: Make it longer and detailed."), "{next}");
+        assert!(
+            next.contains("- input 1: Make it longer and detailed."),
+            "{next}"
+        );
         let single = input_prompt_tail(None, None, 0, 1);
         assert!(single.contains("Write one new, realistic input for this task."));
     }
