@@ -101,6 +101,8 @@ fn parse_body<T: for<'de> Deserialize<'de>>(
 
 /// Inputs run for one request, with how they were run.
 struct Ran {
+    /// The request's number (also in its tracing span).
+    request: u64,
     served: Served,
     outputs: Vec<Output>,
     queued: Duration,
@@ -249,6 +251,7 @@ async fn run(
             "answered"
         );
         Ok(Ran {
+            request,
             served,
             outputs,
             queued: result.queued,
@@ -394,10 +397,26 @@ fn usage(outputs: &[Output]) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-fn created() -> u64 {
-    SystemTime::now()
+/// The OpenAI answer envelope around `choices` (`object`: `text_completion` or
+/// `chat.completion`).
+fn openai_answer(
+    object: &str,
+    id_prefix: &str,
+    model: &str,
+    ran: &Ran,
+    choices: Vec<Value>,
+) -> Value {
+    let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "id": format!("{id_prefix}-{}", ran.request),
+        "object": object,
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage(&ran.outputs),
+    })
 }
 
 async fn completions(
@@ -421,15 +440,13 @@ async fn completions(
                 json!({"index": i, "text": o.text, "logprobs": null, "finish_reason": finish_reason(o)})
             })
             .collect();
-        let id = state.next_request.load(Ordering::Relaxed);
-        Ok::<_, ApiError>(Json(json!({
-            "id": format!("cmpl-{id}"),
-            "object": "text_completion",
-            "created": created(),
-            "model": req.model,
-            "choices": choices,
-            "usage": usage(&ran.outputs),
-        })))
+        Ok::<_, ApiError>(Json(openai_answer(
+            "text_completion",
+            "cmpl",
+            &req.model,
+            &ran,
+            choices,
+        )))
     }
     .await;
     finish(&state, "completions", started, answer.into_response())
@@ -507,15 +524,13 @@ async fn chat_completions(
                 })
             })
             .collect();
-        let id = state.next_request.load(Ordering::Relaxed);
-        Ok::<_, ApiError>(Json(json!({
-            "id": format!("chatcmpl-{id}"),
-            "object": "chat.completion",
-            "created": created(),
-            "model": req.model,
-            "choices": choices,
-            "usage": usage(&ran.outputs),
-        })))
+        Ok::<_, ApiError>(Json(openai_answer(
+            "chat.completion",
+            "chatcmpl",
+            &req.model,
+            &ran,
+            choices,
+        )))
     }
     .await;
     finish(&state, "chat_completions", started, answer.into_response())

@@ -171,6 +171,14 @@ fn every_endpoint_answers_what_a_direct_call_gives() {
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["choices"][0]["text"], direct(&beta, "so-so"));
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    // Each answer carries its own request's id.
+    let (_, again) = post(
+        base,
+        "/v1/completions",
+        &json!({"model": "beta", "prompt": "so-so"}),
+    );
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_ne!(v["id"], again["id"]);
 
     let (status, v) = post(
         base,
@@ -210,7 +218,7 @@ fn every_endpoint_answers_what_a_direct_call_gives() {
         text.contains("paw_requests_total{endpoint=\"function\",status=\"200\"} 2"),
         "{text}"
     );
-    assert!(text.contains("paw_inputs_total 6"), "{text}");
+    assert!(text.contains("paw_inputs_total 7"), "{text}");
     assert!(text.contains("paw_queue_depth 0"), "{text}");
 }
 
