@@ -84,16 +84,13 @@ impl Listing {
     }
 }
 
-/// Streams `from` into `to` (if given), returning its size and SHA-256 hex.
-fn hash_copy(from: &Path, to: Option<&Path>) -> Result<(u64, String)> {
+/// Copies `from` to `to` (synced), returning the size and SHA-256 hex of the bytes copied.
+fn hash_copy(from: &Path, to: &Path) -> Result<(u64, String)> {
     let mut reader = File::open(from).map_err(io_err("opening", from))?;
-    let mut out = match to {
-        Some(to) => Some(BufWriter::with_capacity(
-            COPY_BUFFER,
-            File::create(to).map_err(io_err("creating", to))?,
-        )),
-        None => None,
-    };
+    let mut out = BufWriter::with_capacity(
+        COPY_BUFFER,
+        File::create(to).map_err(io_err("creating", to))?,
+    );
     let (mut sha, mut size, mut buf) = (Sha256::new(), 0u64, vec![0u8; COPY_BUFFER]);
     loop {
         let n = match reader.read(&mut buf) {
@@ -104,16 +101,12 @@ fn hash_copy(from: &Path, to: Option<&Path>) -> Result<(u64, String)> {
         };
         sha.update(&buf[..n]);
         size += n as u64;
-        if let (Some(out), Some(to)) = (out.as_mut(), to) {
-            out.write_all(&buf[..n]).map_err(io_err("writing", to))?;
-        }
+        out.write_all(&buf[..n]).map_err(io_err("writing", to))?;
     }
-    if let (Some(out), Some(to)) = (out, to) {
-        let file = out
-            .into_inner()
-            .map_err(|e| io_err("writing", to)(e.into_error()))?;
-        file.sync_all().map_err(io_err("syncing", to))?;
-    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err("writing", to)(e.into_error()))?;
+    file.sync_all().map_err(io_err("syncing", to))?;
     Ok((size, hex::encode(sha.finalize())))
 }
 
@@ -121,7 +114,10 @@ fn hash_copy(from: &Path, to: Option<&Path>) -> Result<(u64, String)> {
 pub fn model_dir_sha256(dir: &Path) -> Result<(u64, String)> {
     let mut listing = Listing::default();
     for (name, path) in model_dir_files(dir)? {
-        let (size, sha) = hash_copy(&path, None)?;
+        let size = fs::metadata(&path)
+            .map_err(io_err("inspecting", &path))?
+            .len();
+        let sha = crate::sha256_file(&path).map_err(io_err("hashing", &path))?;
         listing.add(&name, &sha, size);
     }
     Ok(listing.finish())
@@ -153,7 +149,7 @@ impl Store {
             .map_err(io_err("creating a temporary directory in", &tmp_root))?;
         let mut listing = Listing::default();
         for (name, path) in &files {
-            let (size, sha) = hash_copy(path, Some(&tmp.path().join(name)))?;
+            let (size, sha) = hash_copy(path, &tmp.path().join(name))?;
             listing.add(name, &sha, size);
         }
         let (size, sha256) = listing.finish();
