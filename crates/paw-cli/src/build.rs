@@ -14,8 +14,9 @@ use paw_store::{
 };
 use serde::Serialize;
 
-use crate::compile::{base_options, compile_with_bars, contract_request, TeacherChoice};
+use crate::compile::{base_options, compile_with_bars, contract_request};
 use crate::output::{open_store, outln, print_json, read_text_file};
+use paw_compile::TeacherChoice;
 
 /// The lock file's name, beside the manifest.
 pub const LOCK_FILE: &str = "paw.lock";

@@ -9,11 +9,12 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{
     compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, PromptKind, Stage,
+    TeacherChoice,
 };
 use paw_eval::load_cases;
 use paw_format::OutputContract;
 use paw_project::ContractDecl;
-use paw_store::{resolve_model, CompileCached, CompiledProgram, Manifest};
+use paw_store::{CompileCached, CompiledProgram};
 use serde::Serialize;
 
 use crate::output::{human_bytes, open_store, outln, print_json, read_text_file};
@@ -308,17 +309,8 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     print_summary(&summary, args.json)
 }
 
-/// The teacher of a compile: the manifest's default, none (train from examples only), or a
-/// manifest id or path.
-pub(crate) enum TeacherChoice<'a> {
-    Default,
-    None,
-    Model(&'a str),
-}
-
 /// The options `paw compile` and `paw build` both start from: the spec, the examples of a
-/// JSONL file, and the models resolved (a manifest id or a path; `None` for the interpreter is
-/// the manifest's default).
+/// JSONL file, and the models resolved (see [`CompileOptions::resolved`]).
 pub(crate) fn base_options(
     store: &paw_store::Store,
     spec: String,
@@ -326,25 +318,13 @@ pub(crate) fn base_options(
     interpreter: Option<&str>,
     teacher: TeacherChoice<'_>,
 ) -> Result<CompileOptions> {
-    let manifest = Manifest::embedded()?;
-    let examples = match examples {
-        Some(path) => load_cases(path)?
+    let mut opts = CompileOptions::resolved(spec, store, interpreter, teacher)?;
+    if let Some(path) = examples {
+        opts.examples = load_cases(path)?
             .into_iter()
             .map(|c| (c.input, c.output))
-            .collect(),
-        None => Vec::new(),
-    };
-    let interpreter_ref = interpreter.unwrap_or(&manifest.default_interpreter().id);
-    let interpreter = resolve_model(interpreter_ref, store)?;
-    let teacher = match teacher {
-        TeacherChoice::None => None,
-        TeacherChoice::Model(reference) => Some(resolve_model(reference, store)?.path),
-        TeacherChoice::Default => Some(resolve_model(&manifest.default_teacher().id, store)?.path),
-    };
-    let mut opts = CompileOptions::new(spec, &interpreter.path);
-    opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
-    opts.examples = examples;
-    opts.teacher = teacher;
+            .collect();
+    }
     Ok(opts)
 }
 

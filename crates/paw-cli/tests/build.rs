@@ -205,6 +205,36 @@ fn build_lock_rebuild_locked_frozen_and_call_by_name() {
         project.function("nope"),
         Err(paw::ProjectError::UnknownFunction { .. })
     ));
+    // One function by name, and one program by id, share one loaded interpreter and answer
+    // as the whole project does.
+    let mut interpreters = paw::Interpreters::default();
+    let one = paw::Project::open_function(&lock_path, "mood", &store, &mut interpreters).unwrap();
+    let id = lock.functions["mood"].program.to_string();
+    let by_id = paw::open_function(&store, &id, None, &mut interpreters).unwrap();
+    assert_eq!(one.id, by_id.id);
+    assert_eq!(one.spec, by_id.spec);
+    let opts = paw::CallOptions::default();
+    let want = project
+        .function("mood")
+        .unwrap()
+        .call("meh", &opts)
+        .unwrap()
+        .text;
+    assert_eq!(one.function.call("meh", &opts).unwrap().text, want);
+    assert_eq!(by_id.function.call("meh", &opts).unwrap().text, want);
+    assert!(matches!(
+        paw::Project::open_function(&lock_path, "nope", &store, &mut interpreters),
+        Err(paw::ProjectError::UnknownFunction { .. })
+    ));
+    assert!(matches!(
+        paw::open_function(
+            &store,
+            &format!("b3:{}", "0".repeat(64)),
+            None,
+            &mut interpreters
+        ),
+        Err(paw::ProjectError::NoSuchProgram { .. })
+    ));
     drop(project);
 
     // `paw test` runs the manifest's tests on the locked programs.

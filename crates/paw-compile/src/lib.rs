@@ -51,7 +51,7 @@ use paw_format::{Program, ProgramId};
 
 pub use contract::{ContractRequest, ContractSource};
 pub use error::{CompileError, Result};
-pub use options::{CompileOptions, MAX_SPEC_LEN};
+pub use options::{CompileOptions, TeacherChoice, MAX_SPEC_LEN};
 pub use progress::{Progress, Stage};
 pub use report::{CompileReport, PromptKind};
 pub use synth::{Example, Origin, TrainingData};

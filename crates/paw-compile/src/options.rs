@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use paw_format::TensorDtype;
-use paw_store::Store;
+use paw_store::{resolve_model, Manifest, ResolveModelError, Store};
 
 use crate::contract::ContractRequest;
 use crate::error::{CompileError, Result};
@@ -71,7 +71,43 @@ pub struct CompileOptions {
     pub cache: Option<Store>,
 }
 
+/// The teacher of a compile, before it is resolved to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeacherChoice<'a> {
+    /// The manifest's default teacher.
+    Default,
+    /// No teacher: train from the trusted examples only.
+    None,
+    /// A manifest id or a path.
+    Model(&'a str),
+}
+
 impl CompileOptions {
+    /// Options for `spec` with the interpreter (a manifest id or path; `None` is the
+    /// manifest's default) and the teacher resolved in `store`, as `paw compile`, `paw build`
+    /// and the Python bindings do.
+    pub fn resolved(
+        spec: impl Into<String>,
+        store: &Store,
+        interpreter: Option<&str>,
+        teacher: TeacherChoice<'_>,
+    ) -> std::result::Result<Self, ResolveModelError> {
+        let manifest = Manifest::embedded()?;
+        let interpreter_ref = interpreter.unwrap_or(&manifest.default_interpreter().id);
+        let interpreter = resolve_model(interpreter_ref, store)?;
+        let teacher = match teacher {
+            TeacherChoice::None => None,
+            TeacherChoice::Model(reference) => Some(resolve_model(reference, store)?.path),
+            TeacherChoice::Default => {
+                Some(resolve_model(&manifest.default_teacher().id, store)?.path)
+            }
+        };
+        let mut opts = Self::new(spec, &interpreter.path);
+        opts.interpreter_name = interpreter.entry.as_ref().map(|e| e.id.clone());
+        opts.teacher = teacher;
+        Ok(opts)
+    }
+
     pub fn new(spec: impl Into<String>, interpreter: impl Into<PathBuf>) -> Self {
         Self {
             spec: spec.into(),
