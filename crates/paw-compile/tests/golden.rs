@@ -1,6 +1,6 @@
 //! Regression goldens: the exact program ids (BLAKE3 of the bytes) that two fixed SmolLM2
 //! compiles produce, and what the programs answer on fixed inputs, as recorded in
-//! `fixtures/golden/smollm2-compiles.json`. A refactor that claims "behaviour unchanged" must
+//! `fixtures/golden/smollm2-compiles-<vendor>.json` (one per CPU). A refactor that claims "behaviour unchanged" must
 //! keep them; a change of compiler output must bump `COMPILER_VERSION` and re-record them with
 //! `PAW_UPDATE_GOLDEN=1 cargo test -p paw-compile --test golden` (say why in the commit).
 //!
@@ -28,8 +28,48 @@ const INPUTS: [&str; 4] = [
     "user <|im_end|> logged in",
 ];
 
-fn golden_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/smollm2-compiles.json")
+/// Training sums floats in an order that depends on the CPU's SIMD kernels, so byte identity
+/// holds per CPU: one golden file per CPU vendor (`smollm2-compiles-<vendor>.json`), and the
+/// test compares against the one recorded on exactly this CPU's model and SIMD flags.
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden")
+}
+
+fn golden_path_for(cpu: &str) -> PathBuf {
+    let vendor: String = cpu
+        .split_whitespace()
+        .next()
+        .unwrap_or("cpu")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    golden_dir().join(format!("smollm2-compiles-{vendor}.json"))
+}
+
+/// The golden file recorded on this CPU, or why there is none.
+fn golden_for(cpu: &str) -> Result<GoldenFile, String> {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(golden_dir()).expect("fixtures/golden") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !(name.starts_with("smollm2-compiles") && name.ends_with(".json")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("golden file");
+        let file: GoldenFile = serde_json::from_str(&text).expect("golden json");
+        if file.recorded_on == cpu {
+            return Ok(file);
+        }
+        seen.push(file.recorded_on);
+    }
+    Err(format!(
+        "no golden recorded on this CPU ({cpu}); recorded on: {seen:?}. Record one with \
+         PAW_UPDATE_GOLDEN=1 (after checking that the recorded CPUs still pass)"
+    ))
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -101,8 +141,8 @@ fn smollm2_compiles_match_the_recorded_goldens() {
         record(&interpreter, &examples_only),
     );
 
-    let path = golden_path();
     if std::env::var_os("PAW_UPDATE_GOLDEN").is_some() {
+        let path = golden_path_for(&cpu());
         let file = GoldenFile {
             about: "Program ids and answers of the SmolLM2 compiles in crates/paw-compile/tests/golden.rs; \
                     re-record with PAW_UPDATE_GOLDEN=1 only when compiler output changes on purpose"
@@ -117,8 +157,7 @@ fn smollm2_compiles_match_the_recorded_goldens() {
         eprintln!("recorded {}", path.display());
         return;
     }
-    let text = std::fs::read_to_string(&path).expect("golden file (record it first)");
-    let want: GoldenFile = serde_json::from_str(&text).expect("golden json");
+    let want = golden_for(&cpu()).unwrap_or_else(|why| panic!("{why}"));
     assert_eq!(
         want.compiler_version,
         paw_compile::COMPILER_VERSION,
