@@ -199,23 +199,15 @@ impl Project {
 
     /// Opens `lock` with the programs and models of `store`.
     pub fn open_in(lock: impl AsRef<Path>, store: &Store) -> Result<Self, ProjectError> {
-        Self::open_sharing(lock, store, &mut Interpreters::default())
-    }
-
-    /// Opens `lock` with the programs and models of `store`, taking interpreters from (and
-    /// adding them to) `interpreters`.
-    pub fn open_sharing(
-        lock: impl AsRef<Path>,
-        store: &Store,
-        interpreters: &mut Interpreters,
-    ) -> Result<Self, ProjectError> {
+        let mut interpreters = Interpreters::default();
         let lock_path = lock.as_ref().to_path_buf();
         let lock = Lockfile::read(&lock_path)?;
         let installed = store.installed_models().map_err(ProjectError::Store)?;
         let mut functions = BTreeMap::new();
         for (name, entry) in &lock.functions {
             let program = read_program(store, name, entry)?;
-            let function = open_locked(store, &installed, name, entry, &program, interpreters)?;
+            let function =
+                open_locked(store, &installed, name, entry, &program, &mut interpreters)?;
             functions.insert(name.clone(), function);
         }
         Ok(Self {
