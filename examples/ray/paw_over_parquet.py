@@ -5,7 +5,9 @@
 Give Ray more CPU slots than workers (the reads and writes need one). PROGRAM is what
 `paw.function` takes (an id, a unique id prefix, a path, or a name in
 ./paw.lock). Every worker needs the program and its interpreter in its store ($PAW_HOME, else
-~/.cache/paw). The output holds every input column plus `output`, in the input's order.
+~/.cache/paw). The output holds every input column plus `output`. Ray writes one file per
+block and does not promise which file holds which rows, so keep an id column in the input
+when the order matters and sort on it after reading.
 """
 
 import argparse
@@ -29,8 +31,6 @@ class PawBatch:
 def run(program, source, destination, column="text", workers=1, batch_size=32, blocks=None):
     """Reads `source` (in `blocks` blocks: default, Ray's choice), answers every row's `column`
     with `program`, writes `destination`."""
-    # Rows come out in the input's order (Ray Data may reorder blocks otherwise).
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset = ray.data.read_parquet(source, override_num_blocks=blocks)
     answered = dataset.map_batches(
         PawBatch,
