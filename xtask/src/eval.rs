@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::chat::ChatTemplate;
 use paw_compile::pseudo_program::user_turn;
-use paw_compile::{compile_key, CompileOptions, CompileOutput, PromptKind};
+use paw_compile::{compile_key, CompileOptions, CompileOutput, Labelling, PromptKind};
 use paw_eval::{evaluate, load_cases, Case, Report, RunOptions, Target};
 use paw_format::{GenerationConfig, InterpreterId, Program, Provenance};
 use paw_rt::{CallOptions, Function, Interpreter, LoadOptions, Tokenizer};
@@ -110,6 +110,9 @@ struct CompileFlags {
     /// with the teacher's direct answer).
     #[arg(long)]
     no_relabel: bool,
+    /// How the teacher's answers to label-set inputs are read: `answer` or `calibrated`.
+    #[arg(long)]
+    labelling: Option<Labelling>,
     /// The prompt the adapter is trained under: `pseudo-program` or `spec`.
     #[arg(long)]
     adapter_prompt: Option<PromptKind>,
@@ -154,6 +157,7 @@ impl CompileFlags {
         }
         opts.agreement_filter |= self.agreement_filter;
         opts.relabel &= !self.no_relabel;
+        opts.labelling = self.labelling.unwrap_or(opts.labelling);
         opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.train_items = self.train_items.unwrap_or(opts.train_items);
@@ -187,6 +191,7 @@ impl CompileFlags {
         flag("reuse-stages", self.reuse_stages.then(String::new));
         flag("agreement-filter", self.agreement_filter.then(String::new));
         flag("no-relabel", self.no_relabel.then(String::new));
+        flag("labelling", self.labelling.map(|v| v.to_string()));
         flag("adapter-prompt", self.adapter_prompt.map(|v| v.to_string()));
         flag("held-out", self.held_out.map(|v| v.to_string()));
         flag(

@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod eval;
 mod heldback;
+mod labels;
 mod loadtest;
 mod models;
 
@@ -46,6 +47,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Baselines table on the suite: interpreter/teacher prompted directly, pseudo-program only, paw.
     Eval(Box<eval::EvalArgs>),
+    /// The teacher's labels (greedy answer, calibrated) against the suite's true labels.
+    Labels(labels::LabelsArgs),
     /// `paw serve` under concurrent load on loopback (3 programs on the default interpreter),
     /// against sequential calls; every answer checked.
     Loadtest(loadtest::LoadtestArgs),
@@ -108,6 +111,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(args) => bench::run(args),
         Cmd::Eval(args) => eval::run(*args),
+        Cmd::Labels(args) => labels::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Loadtest(args) => loadtest::run(args, repo_root()),
     }

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paw_compile::{
-    compile_key, CompileOptions, CompileOutput, ContractRequest, Progress, PromptKind, Stage,
-    TeacherChoice,
+    compile_key, CompileOptions, CompileOutput, ContractRequest, Labelling, Progress, PromptKind,
+    Stage, TeacherChoice,
 };
 use paw_eval::load_cases;
 use paw_format::OutputContract;
@@ -78,6 +78,11 @@ pub struct CompileArgs {
     /// inputs for a given label).
     #[arg(long)]
     no_relabel: bool,
+    /// How the teacher's answer to a label-set input is read: `answer` (the label its greedy
+    /// reply spells) or `calibrated` (the label whose first-token probability most exceeds
+    /// the teacher's probability of it on content-free inputs: its bias divided out).
+    #[arg(long, value_name = "HOW", default_value_t = CompileOptions::new("", "").labelling)]
+    labelling: Labelling,
     /// The prompt the adapter is trained under and ships with: the compiler's pseudo-program
     /// or the bare spec.
     #[arg(long, value_name = "PROMPT", default_value_t = CompileOptions::new("", "").adapter_prompt)]
@@ -222,6 +227,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.kinds = args.kinds;
     opts.held_out = args.held_out;
     opts.relabel = !args.no_relabel;
+    opts.labelling = args.labelling;
     opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;

@@ -96,6 +96,9 @@ pub(crate) fn data_key(
         key.str("inputs_per_request/styled")
             .u64(opts.inputs_per_request as u64);
     }
+    if opts.labelling != crate::Labelling::Answer {
+        key.str(&format!("labelling={}", opts.labelling));
+    }
     key.finish()
 }
 

@@ -51,7 +51,7 @@ use paw_format::{Program, ProgramId};
 
 pub use contract::{ContractRequest, ContractSource};
 pub use error::{CompileError, Result};
-pub use options::{CompileOptions, TeacherChoice, MAX_SPEC_LEN};
+pub use options::{CompileOptions, Labelling, TeacherChoice, MAX_SPEC_LEN};
 pub use progress::{Progress, Stage};
 pub use report::{CompileReport, PromptKind};
 pub use synth::{Example, Origin, TrainingData};
@@ -163,6 +163,9 @@ pub(crate) fn key_from_hashes(
             "inputs_per_request/styled={}",
             opts.inputs_per_request
         ));
+    }
+    if opts.labelling != Labelling::Answer {
+        key.str(&format!("labelling={}", opts.labelling));
     }
     key.finish()
 }

@@ -52,6 +52,8 @@ pub struct CompileOptions {
     /// its own label-conditioned items on 25-78% while answering 77-97% of real inputs right
     /// (bench/EVAL.md, eighth and ninth sessions).
     pub relabel: bool,
+    /// How the teacher's answers to label-set inputs are read.
+    pub labelling: Labelling,
     /// The prompt the adapter is trained under (and ships with, if it is kept). Default: the
     /// bare spec, which beat teacher-written pseudo-programs alone on 4 of 6 dev tasks; with
     /// `relabel`, dev exact match 45.6% -> 54.4% (bench/EVAL.md, ninth session).
@@ -69,6 +71,43 @@ pub struct CompileOptions {
     /// an interrupted or repeated compile resumes from them; `None` computes every stage and
     /// caches nothing. Not part of the compile key: it never changes the program.
     pub cache: Option<Store>,
+}
+
+/// How the teacher's direct answer to an input of a label set is read (relabelling, the
+/// agreement filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Labelling {
+    /// The label its greedy reply spells.
+    #[default]
+    Answer,
+    /// The label with the largest first-token probability over the teacher's probability
+    /// of it on content-free inputs (its bias divided out); labels that share a first token
+    /// fall back to [`Labelling::Answer`].
+    Calibrated,
+}
+
+impl std::str::FromStr for Labelling {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "answer" => Ok(Self::Answer),
+            "calibrated" => Ok(Self::Calibrated),
+            other => Err(format!(
+                "unknown labelling `{other}` (expected `answer` or `calibrated`)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Labelling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Answer => "answer",
+            Self::Calibrated => "calibrated",
+        })
+    }
 }
 
 /// The teacher of a compile, before it is resolved to a file.
@@ -124,6 +163,7 @@ impl CompileOptions {
             min_train_items: 16,
             agreement_filter: false,
             relabel: true,
+            labelling: Labelling::Answer,
             adapter_prompt: PromptKind::Spec,
             kinds: 8,
             pseudo_program_budget: 250,

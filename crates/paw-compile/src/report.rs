@@ -98,6 +98,10 @@ pub struct DataReport {
     /// Labels the teacher gave none of its own inputs, so relabelling was not applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel_refused: Vec<String>,
+    /// With calibrated labelling: the teacher's mean label probabilities on content-free
+    /// inputs (`label=p,...`), the bias divided out of its answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_prior: Option<String>,
 }
 
 /// The teacher's own one-shot answers on the held-out split.
@@ -230,6 +234,9 @@ impl CompileReport {
         }
         if !d.relabel_refused.is_empty() {
             put("data_relabel_refused", d.relabel_refused.join(","));
+        }
+        if let Some(prior) = &d.teacher_prior {
+            put("data_teacher_prior", prior.clone());
         }
         match d.teacher_direct {
             TeacherDirect::Hits(hits) => {

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CompileError, Result};
+use crate::options::Labelling;
 use crate::spec::canonical_label;
 use crate::teacher::ChatModel;
 
@@ -45,6 +46,10 @@ pub struct TrainingData {
     /// compile keep the labels the inputs were written for instead (see [`synthesize`]).
     #[serde(default)]
     pub relabel_refused: Vec<String>,
+    /// With [`Labelling::Calibrated`]: the teacher's label probabilities on content-free
+    /// inputs (its bias, divided out of every answer), as `label=p,...`.
+    #[serde(default)]
+    pub teacher_prior: Option<String>,
 }
 
 /// Variation hints cycled through the requests: small teachers repeat themselves otherwise.
@@ -71,6 +76,8 @@ pub(crate) struct SynthRequest<'a> {
     pub agreement_filter: bool,
     /// Label label-conditioned items with the teacher's direct answer instead.
     pub relabel: bool,
+    /// How the teacher's direct answer to an input of a label set is read.
+    pub labelling: Labelling,
     /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
     /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
@@ -245,6 +252,32 @@ fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
     kinds
 }
 
+/// The labels the teacher at `teacher` gives `inputs` as a compile reads them with
+/// `labelling` (the spec and `reference` examples shown first): each a label of `labels`, or
+/// `None` for an answer outside the set. For measuring labelling against true labels.
+pub fn teacher_labels(
+    teacher: &std::path::Path,
+    spec: &str,
+    reference: &[(String, String)],
+    labels: &[String],
+    inputs: &[&str],
+    labelling: Labelling,
+) -> Result<Vec<Option<String>>> {
+    let teacher = ChatModel::load(teacher)?;
+    let scored = match labelling {
+        Labelling::Calibrated => calibrated_labels(&teacher, spec, reference, labels, inputs)?,
+        Labelling::Answer => None,
+    };
+    let answers = match scored {
+        Some((answers, _)) => answers,
+        None => direct_replies(&teacher, spec, reference, Some(labels), inputs)?,
+    };
+    Ok(answers
+        .iter()
+        .map(|a| canonical_label(labels, a).map(str::to_string))
+        .collect())
+}
+
 /// The teacher's one-shot replies to `inputs` (greedy): the spec and the reference examples,
 /// then `Input: ...` and `Reply with the output only.` JSON answers span lines (the 1.5B
 /// pretty-prints them), so only other outputs stop at the first newline: with that stop,
@@ -257,10 +290,7 @@ pub(crate) fn direct_replies(
     inputs: &[&str],
 ) -> Result<Vec<String>> {
     let shared = format!("{}\n\n{}", spec.trim(), reference_block(reference));
-    let tails: Vec<String> = inputs
-        .iter()
-        .map(|i| format!("Input: {i}\n\nReply with the output only."))
-        .collect();
+    let tails: Vec<String> = inputs.iter().map(|i| direct_tail(i)).collect();
     let one_line = !json_outputs(reference);
     teacher.ask(
         &shared,
@@ -271,6 +301,62 @@ pub(crate) fn direct_replies(
         one_line,
         |_| {},
     )
+}
+
+/// Inputs that carry no content: the teacher's label probabilities on them are its bias.
+const CONTENT_FREE_INPUTS: [&str; 3] = ["N/A", "", "[MASK]"];
+
+/// The teacher's label for each input, read from its first answer token and calibrated
+/// (Zhao et al. 2021, "Calibrate before use"): each label's probability is divided by its mean
+/// probability on [`CONTENT_FREE_INPUTS`] and the largest ratio wins. A teacher that leans to
+/// one label (the 1.5B answered ALERT for nearly every log line) then loses that lean. Also
+/// returns the content-free means. `None` when the labels cannot be told apart by their first
+/// token (the caller decodes the answer instead).
+#[allow(clippy::type_complexity)]
+fn calibrated_labels(
+    teacher: &ChatModel,
+    spec: &str,
+    reference: &[(String, String)],
+    labels: &[String],
+    inputs: &[&str],
+) -> Result<Option<(Vec<String>, Vec<(String, f32)>)>> {
+    let shared = format!("{}\n\n{}", spec.trim(), reference_block(reference));
+    let tails: Vec<String> = CONTENT_FREE_INPUTS
+        .iter()
+        .chain(inputs)
+        .map(|i| direct_tail(i))
+        .collect();
+    let Some(probabilities) = teacher.label_probabilities(&shared, &tails, labels)? else {
+        return Ok(None);
+    };
+    let (free, scored) = probabilities.split_at(CONTENT_FREE_INPUTS.len());
+    let prior: Vec<f32> = (0..labels.len())
+        .map(|l| free.iter().map(|p| p[l]).sum::<f32>() / free.len() as f32)
+        .collect();
+    let answers = scored
+        .iter()
+        .map(|p| labels[calibrated_choice(p, &prior)].clone())
+        .collect();
+    let prior = labels.iter().cloned().zip(prior).collect();
+    Ok(Some((answers, prior)))
+}
+
+/// The label index with the largest probability over its content-free prior (the first on a
+/// tie; a prior of zero counts as a tiny one).
+fn calibrated_choice(probabilities: &[f32], prior: &[f32]) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, (&p, &q)) in probabilities.iter().zip(prior).enumerate() {
+        let ratio = p / q.max(1e-6);
+        if ratio > best.1 {
+            best = (i, ratio);
+        }
+    }
+    best.0
+}
+
+/// The end of a direct question about `input` (after the spec and the reference examples).
+fn direct_tail(input: &str) -> String {
+    format!("Input: {input}\n\nReply with the output only.")
 }
 
 /// Token limit of a direct answer: labels are short; open outputs may be long.
@@ -431,8 +517,13 @@ pub(crate) fn synthesize(
     if need_answers {
         let conditioned = (synth.clone(), held.clone());
         let mut rejected = Vec::new();
-        let [answered, answered_held] =
-            answer_or_agree(teacher, req, [synth, held], &mut rejected)?;
+        let [answered, answered_held] = answer_or_agree(
+            teacher,
+            req,
+            [synth, held],
+            &mut rejected,
+            &mut data.teacher_prior,
+        )?;
         let refused = match req.labels.filter(|_| req.relabel) {
             Some(labels) => labels_never_answered(labels, &conditioned.0, &answered),
             None => Vec::new(),
@@ -506,7 +597,13 @@ pub(crate) fn synthesize(
             &mut data.rejected,
         );
         let items = if need_answers && data.relabel_refused.is_empty() {
-            let [answered] = answer_or_agree(teacher, req, [items], &mut data.rejected)?;
+            let [answered] = answer_or_agree(
+                teacher,
+                req,
+                [items],
+                &mut data.rejected,
+                &mut data.teacher_prior,
+            )?;
             answered
         } else {
             items
@@ -658,9 +755,16 @@ fn screen_inputs(
 ) -> Vec<Example> {
     let mut synth: Vec<Example> = Vec::new();
     let inputs = targets.iter().zip(replies).flat_map(|(label, reply)| {
-        reply_inputs(reply, per_request)
-            .into_iter()
-            .map(move |i| (label, i))
+        let inputs = reply_inputs(reply, per_request);
+        if inputs.len() < per_request {
+            tracing::debug!(
+                got = inputs.len(),
+                asked = per_request,
+                reply,
+                "a reply gave fewer inputs than asked"
+            );
+        }
+        inputs.into_iter().map(move |i| (label, i))
     });
     for (label, input) in inputs {
         let reason = if input.is_empty() {
@@ -699,13 +803,27 @@ fn answer_or_agree<const N: usize>(
     req: &SynthRequest<'_>,
     groups: [Vec<Example>; N],
     rejected: &mut Vec<(String, String)>,
+    teacher_prior: &mut Option<String>,
 ) -> Result<[Vec<Example>; N]> {
     let inputs: Vec<&str> = groups.iter().flatten().map(|e| e.input.as_str()).collect();
     if inputs.is_empty() {
         return Ok(groups);
     }
-    let mut answers =
-        direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?.into_iter();
+    let scored = match req.labels {
+        Some(labels) if req.labelling == Labelling::Calibrated => {
+            calibrated_labels(teacher, req.spec, req.reference, labels, &inputs)?
+        }
+        _ => None,
+    };
+    let answers = match scored {
+        Some((answers, prior)) => {
+            let prior: Vec<String> = prior.iter().map(|(l, p)| format!("{l}={p:.3}")).collect();
+            *teacher_prior = Some(prior.join(","));
+            answers
+        }
+        None => direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?,
+    };
+    let mut answers = answers.into_iter();
     Ok(groups.map(|group| {
         let answered: Vec<(Example, String)> = group.into_iter().zip(&mut answers).collect();
         checked_answers(req, answered, rejected)
@@ -1001,6 +1119,7 @@ mod tests {
             requests: 8,
             agreement_filter: false,
             relabel: true,
+            labelling: Labelling::Answer,
             kinds: 0,
             held_out: 0,
             train_items,
@@ -1047,6 +1166,16 @@ mod tests {
             Ok("ALERT".into())
         );
         assert!(checked_label(&labels, "ALERT", "maybe", true).is_err());
+    }
+
+    #[test]
+    fn calibrated_choice_divides_out_the_prior() {
+        // Uncalibrated, label 0 wins; but the teacher gives label 0 0.8 on empty inputs.
+        assert_eq!(calibrated_choice(&[0.6, 0.4], &[0.8, 0.2]), 1);
+        assert_eq!(calibrated_choice(&[0.6, 0.4], &[0.5, 0.5]), 0);
+        // A zero prior counts as a tiny one, not a division by zero; ties keep the first.
+        assert_eq!(calibrated_choice(&[0.0, 0.1], &[0.5, 0.0]), 1);
+        assert_eq!(calibrated_choice(&[0.5, 0.5], &[0.5, 0.5]), 0);
     }
 
     #[test]

@@ -115,6 +115,82 @@ impl ChatModel {
         }
         Ok(out)
     }
+
+    /// For each message `shared + tail`, the probability of each of `labels` as the answer,
+    /// read from the first answer token (the probabilities of the first tokens of the label's
+    /// spellings, as written, lower case, capitalised and upper case), normalised over the
+    /// labels. `None` when two labels share a first token: the first token cannot tell them
+    /// apart, and the caller answers by decoding instead.
+    pub(crate) fn label_probabilities(
+        &self,
+        shared: &str,
+        tails: &[String],
+        labels: &[String],
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        let Some(first_tokens) = self.label_first_tokens(labels)? else {
+            return Ok(None);
+        };
+        let (prefix, messages): (&str, Vec<String>) = if self.splits_cleanly(shared, tails)? {
+            (shared, tails.to_vec())
+        } else {
+            ("", tails.iter().map(|t| format!("{shared}{t}")).collect())
+        };
+        let function = self.function(prefix)?;
+        let mut out = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let logits = function.next_token_logits(message)?;
+            out.push(label_mass(&logits, &first_tokens));
+        }
+        Ok(Some(out))
+    }
+
+    /// The first token ids each label's spellings start with; `None` if two labels share one.
+    fn label_first_tokens(&self, labels: &[String]) -> Result<Option<Vec<Vec<u32>>>> {
+        let tok = self.interpreter.tokenizer();
+        let mut all: Vec<Vec<u32>> = Vec::with_capacity(labels.len());
+        for label in labels {
+            let mut capitalised = label.to_lowercase();
+            if let Some(first) = capitalised.get(..1) {
+                capitalised = first.to_uppercase() + &capitalised[1..];
+            }
+            let mut ids: Vec<u32> = Vec::new();
+            for spelling in [
+                label.clone(),
+                label.to_lowercase(),
+                capitalised,
+                label.to_uppercase(),
+            ] {
+                if let Some(&id) = tok.encode_plain(&spelling)?.first() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            if ids.is_empty() || all.iter().flatten().any(|id| ids.contains(id)) {
+                return Ok(None);
+            }
+            all.push(ids);
+        }
+        Ok(Some(all))
+    }
+}
+
+/// Softmax of `logits`, summed over each group of token ids, normalised over the groups.
+fn label_mass(logits: &[f32], groups: &[Vec<u32>]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mass: Vec<f64> = groups
+        .iter()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|&id| logits.get(id as usize))
+                .map(|&l| f64::from(l - max).exp())
+                .sum()
+        })
+        .collect();
+    let total: f64 = mass.iter().sum();
+    mass.iter()
+        .map(|&m| if total > 0.0 { (m / total) as f32 } else { 0.0 })
+        .collect()
 }
 
 #[cfg(test)]
@@ -126,6 +202,40 @@ mod tests {
     /// token in it, and no token that spans the seam. (Same tokens, not the same logits to the
     /// bit: splitting a prompt differently rounds differently, ~1 logit on SmolLM2; see the
     /// trainer's runtime-agreement test.)
+    #[test]
+    fn label_mass_sums_each_labels_tokens_and_normalises_over_the_labels() {
+        // Tokens 0 and 1 spell label a, token 2 label b; token 3 is no label.
+        let logits = [0.0f32, 0.0, (2.0f32).ln(), 5.0];
+        let mass = label_mass(&logits, &[vec![0, 1], vec![2]]);
+        assert!(
+            (mass[0] - 0.5).abs() < 1e-6 && (mass[1] - 0.5).abs() < 1e-6,
+            "{mass:?}"
+        );
+        let mass = label_mass(&logits, &[vec![0], vec![2]]);
+        assert!((mass[0] - 1.0 / 3.0).abs() < 1e-6, "{mass:?}");
+    }
+
+    /// Labels whose first tokens collide cannot be scored by the first token.
+    #[test]
+    fn labels_sharing_a_first_token_are_not_scored() {
+        let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");
+        let teacher = ChatModel::load(Path::new(&path)).expect("load");
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tails = vec!["Input: I love it.\n\nReply with the output only.".to_string()];
+        let shared = "Classify the sentiment: positive or negative.\n\n";
+        let p = teacher
+            .label_probabilities(shared, &tails, &labels(&["positive", "negative"]))
+            .unwrap()
+            .expect("distinct first tokens");
+        assert_eq!(p.len(), 1);
+        assert!((p[0].iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
+        assert!(p[0][0] > p[0][1], "a glowing review scores positive: {p:?}");
+        assert!(teacher
+            .label_probabilities(shared, &tails, &labels(&["positive", "positive!"]))
+            .unwrap()
+            .is_none());
+    }
+
     #[test]
     fn shared_prefix_is_cached_only_where_tokens_stay_the_same() {
         let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");

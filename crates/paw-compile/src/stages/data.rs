@@ -64,6 +64,7 @@ pub(crate) fn run(
                 requests,
                 agreement_filter: opts.agreement_filter,
                 relabel: opts.relabel,
+                labelling: opts.labelling,
                 kinds: opts.kinds,
                 held_out: opts.held_out,
                 train_items: opts.train_items,
@@ -130,6 +131,7 @@ pub(crate) fn run(
         per_label,
         teacher_direct,
         relabel_refused: data.relabel_refused.clone(),
+        teacher_prior: data.teacher_prior.clone(),
     };
     Ok(DataOutput {
         data,
