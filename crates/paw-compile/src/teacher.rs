@@ -66,6 +66,17 @@ impl ChatModel {
         Ok(true)
     }
 
+    /// The model bound with `shared` as its cached prefix and the tails as the messages, or,
+    /// where that would change the tokens, with no prefix and the whole messages.
+    fn bound(&self, shared: &str, tails: &[String]) -> Result<(Function, Vec<String>)> {
+        if self.splits_cleanly(shared, tails)? {
+            return Ok((self.function(shared)?, tails.to_vec()));
+        }
+        tracing::debug!("shared prompt not cached: it would change the tokens");
+        let messages = tails.iter().map(|t| format!("{shared}{t}")).collect();
+        Ok((self.function("")?, messages))
+    }
+
     /// Answers the messages `shared + tail` for each of `tails`; `temperature` 0 is greedy.
     /// The shared beginning (the spec and its examples, in the data stage: most of each
     /// prompt) is prefilled once per call, not once per message, when that gives the same
@@ -86,13 +97,7 @@ impl ChatModel {
         one_line: bool,
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<String>> {
-        let (prefix, messages): (&str, Vec<String>) = if self.splits_cleanly(shared, tails)? {
-            (shared, tails.to_vec())
-        } else {
-            tracing::debug!("shared prompt not cached: it would change the tokens");
-            ("", tails.iter().map(|t| format!("{shared}{t}")).collect())
-        };
-        let function = self.function(prefix)?;
+        let (function, messages) = self.bound(shared, tails)?;
         let mut out = Vec::with_capacity(messages.len());
         for (i, chunk) in messages.chunks(self.batch).enumerate() {
             let opts = CallOptions {
@@ -130,12 +135,7 @@ impl ChatModel {
         let Some(first_tokens) = self.label_first_tokens(labels)? else {
             return Ok(None);
         };
-        let (prefix, messages): (&str, Vec<String>) = if self.splits_cleanly(shared, tails)? {
-            (shared, tails.to_vec())
-        } else {
-            ("", tails.iter().map(|t| format!("{shared}{t}")).collect())
-        };
-        let function = self.function(prefix)?;
+        let (function, messages) = self.bound(shared, tails)?;
         let mut out = Vec::with_capacity(messages.len());
         for message in &messages {
             let logits = function.next_token_logits(message)?;
