@@ -114,8 +114,7 @@ pub fn run(args: &LabelsArgs) -> Result<()> {
             correct: Vec::new(),
             outside: Vec::new(),
         };
-        for labelling in LABELLINGS {
-            let got = teacher_labels(&teacher, &spec, &reference, &labels, &inputs, labelling)?;
+        for got in teacher_labels(&teacher, &spec, &reference, &labels, &inputs, &LABELLINGS)? {
             let correct = got
                 .iter()
                 .zip(&cases)

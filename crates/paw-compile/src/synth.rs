@@ -252,30 +252,51 @@ fn parse_kinds(reply: &str, n: usize) -> Vec<String> {
     kinds
 }
 
-/// The labels the teacher at `teacher` gives `inputs` as a compile reads them with
-/// `labelling` (the spec and `reference` examples shown first): each a label of `labels`, or
-/// `None` for an answer outside the set. For measuring labelling against true labels.
+/// The labels the teacher at `teacher` gives `inputs` as a compile reads them, once per
+/// labelling of `labellings` (the spec and `reference` examples shown first): each a label of
+/// `labels`, or `None` for an answer outside the set. For measuring labelling against true
+/// labels; the teacher is loaded once.
 pub fn teacher_labels(
     teacher: &std::path::Path,
     spec: &str,
     reference: &[(String, String)],
     labels: &[String],
     inputs: &[&str],
-    labelling: Labelling,
-) -> Result<Vec<Option<String>>> {
+    labellings: &[Labelling],
+) -> Result<Vec<Vec<Option<String>>>> {
     let teacher = ChatModel::load(teacher)?;
-    let scored = match labelling {
-        Labelling::Calibrated => calibrated_labels(&teacher, spec, reference, labels, inputs)?,
-        Labelling::Answer => None,
-    };
-    let answers = match scored {
-        Some((answers, _)) => answers,
-        None => direct_replies(&teacher, spec, reference, Some(labels), inputs)?,
-    };
-    Ok(answers
+    labellings
         .iter()
-        .map(|a| canonical_label(labels, a).map(str::to_string))
-        .collect())
+        .map(|&labelling| {
+            let (answers, _) =
+                direct_answers(&teacher, spec, reference, Some(labels), inputs, labelling)?;
+            Ok(answers
+                .iter()
+                .map(|a| canonical_label(labels, a).map(str::to_string))
+                .collect())
+        })
+        .collect()
+}
+
+/// The teacher's direct answers to `inputs`: for a label set with [`Labelling::Calibrated`]
+/// (and labels its first token tells apart), the calibrated labels and the teacher's prior as
+/// `label=p,...`; otherwise its greedy replies and no prior.
+fn direct_answers(
+    teacher: &ChatModel,
+    spec: &str,
+    reference: &[(String, String)],
+    labels: Option<&[String]>,
+    inputs: &[&str],
+    labelling: Labelling,
+) -> Result<(Vec<String>, Option<String>)> {
+    if let Some(labels) = labels.filter(|_| labelling == Labelling::Calibrated) {
+        if let Some((answers, prior)) = calibrated_labels(teacher, spec, reference, labels, inputs)?
+        {
+            return Ok((answers, Some(prior)));
+        }
+    }
+    let replies = direct_replies(teacher, spec, reference, labels, inputs)?;
+    Ok((replies, None))
 }
 
 /// The teacher's one-shot replies to `inputs` (greedy): the spec and the reference examples,
@@ -310,16 +331,15 @@ const CONTENT_FREE_INPUTS: [&str; 3] = ["N/A", "", "[MASK]"];
 /// (Zhao et al. 2021, "Calibrate before use"): each label's probability is divided by its mean
 /// probability on [`CONTENT_FREE_INPUTS`] and the largest ratio wins. A teacher that leans to
 /// one label (the 1.5B answered ALERT for nearly every log line) then loses that lean. Also
-/// returns the content-free means. `None` when the labels cannot be told apart by their first
-/// token (the caller decodes the answer instead).
-#[allow(clippy::type_complexity)]
+/// returns the content-free means as `label=p,...`. `None` when the labels cannot be told
+/// apart by their first token (the caller decodes the answer instead).
 fn calibrated_labels(
     teacher: &ChatModel,
     spec: &str,
     reference: &[(String, String)],
     labels: &[String],
     inputs: &[&str],
-) -> Result<Option<(Vec<String>, Vec<(String, f32)>)>> {
+) -> Result<Option<(Vec<String>, String)>> {
     let shared = format!("{}\n\n{}", spec.trim(), reference_block(reference));
     let tails: Vec<String> = CONTENT_FREE_INPUTS
         .iter()
@@ -337,8 +357,12 @@ fn calibrated_labels(
         .iter()
         .map(|p| labels[calibrated_choice(p, &prior)].clone())
         .collect();
-    let prior = labels.iter().cloned().zip(prior).collect();
-    Ok(Some((answers, prior)))
+    let prior: Vec<String> = labels
+        .iter()
+        .zip(&prior)
+        .map(|(l, p)| format!("{l}={p:.3}"))
+        .collect();
+    Ok(Some((answers, prior.join(","))))
 }
 
 /// The label index with the largest probability over its content-free prior (the first on a
@@ -809,20 +833,17 @@ fn answer_or_agree<const N: usize>(
     if inputs.is_empty() {
         return Ok(groups);
     }
-    let scored = match req.labels {
-        Some(labels) if req.labelling == Labelling::Calibrated => {
-            calibrated_labels(teacher, req.spec, req.reference, labels, &inputs)?
-        }
-        _ => None,
-    };
-    let answers = match scored {
-        Some((answers, prior)) => {
-            let prior: Vec<String> = prior.iter().map(|(l, p)| format!("{l}={p:.3}")).collect();
-            *teacher_prior = Some(prior.join(","));
-            answers
-        }
-        None => direct_replies(teacher, req.spec, req.reference, req.labels, &inputs)?,
-    };
+    let (answers, prior) = direct_answers(
+        teacher,
+        req.spec,
+        req.reference,
+        req.labels,
+        &inputs,
+        req.labelling,
+    )?;
+    if prior.is_some() {
+        *teacher_prior = prior;
+    }
     let mut answers = answers.into_iter();
     Ok(groups.map(|group| {
         let answered: Vec<(Example, String)> = group.into_iter().zip(&mut answers).collect();

@@ -198,10 +198,6 @@ fn label_mass(logits: &[f32], groups: &[Vec<u32>]) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    /// A shared beginning is cached only where that keeps each message's tokens: no control
-    /// token in it, and no token that spans the seam. (Same tokens, not the same logits to the
-    /// bit: splitting a prompt differently rounds differently, ~1 logit on SmolLM2; see the
-    /// trainer's runtime-agreement test.)
     #[test]
     fn label_mass_sums_each_labels_tokens_and_normalises_over_the_labels() {
         // Tokens 0 and 1 spell label a, token 2 label b; token 3 is no label.
@@ -236,6 +232,10 @@ mod tests {
             .is_none());
     }
 
+    /// A shared beginning is cached only where that keeps each message's tokens: no control
+    /// token in it, and no token that spans the seam. (Same tokens, not the same logits to the
+    /// bit: splitting a prompt differently rounds differently, ~1 logit on SmolLM2; see the
+    /// trainer's runtime-agreement test.)
     #[test]
     fn shared_prefix_is_cached_only_where_tokens_stay_the_same() {
         let path = paw_testkit::require_model!("PAW_TEST_SMOLLM2");
