@@ -113,6 +113,10 @@ struct CompileFlags {
     /// How the teacher's answers to label-set inputs are read: `answer` or `calibrated`.
     #[arg(long)]
     labelling: Option<Labelling>,
+    /// With relabelling: fewest training items the teacher's answers must give each label for
+    /// relabelling to apply (1: only a label never given turns it off).
+    #[arg(long)]
+    relabel_min_per_label: Option<usize>,
     /// The prompt the adapter is trained under: `pseudo-program` or `spec`.
     #[arg(long)]
     adapter_prompt: Option<PromptKind>,
@@ -158,6 +162,9 @@ impl CompileFlags {
         opts.agreement_filter |= self.agreement_filter;
         opts.relabel &= !self.no_relabel;
         opts.labelling = self.labelling.unwrap_or(opts.labelling);
+        opts.relabel_min_per_label = self
+            .relabel_min_per_label
+            .unwrap_or(opts.relabel_min_per_label);
         opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.train_items = self.train_items.unwrap_or(opts.train_items);
@@ -192,6 +199,10 @@ impl CompileFlags {
         flag("agreement-filter", self.agreement_filter.then(String::new));
         flag("no-relabel", self.no_relabel.then(String::new));
         flag("labelling", self.labelling.map(|v| v.to_string()));
+        flag(
+            "relabel-min-per-label",
+            self.relabel_min_per_label.map(|v| v.to_string()),
+        );
         flag("adapter-prompt", self.adapter_prompt.map(|v| v.to_string()));
         flag("held-out", self.held_out.map(|v| v.to_string()));
         flag(

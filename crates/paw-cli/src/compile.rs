@@ -83,6 +83,11 @@ pub struct CompileArgs {
     /// the teacher's probability of it on content-free inputs: its bias divided out).
     #[arg(long, value_name = "HOW", default_value_t = CompileOptions::new("", "").labelling)]
     labelling: Labelling,
+    /// With relabelling: fewest training items the teacher's own answers must give each label
+    /// for relabelling to apply (else items keep the labels they were written for; 1: only a
+    /// label the teacher never gives turns it off).
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").relabel_min_per_label)]
+    relabel_min_per_label: usize,
     /// The prompt the adapter is trained under and ships with: the compiler's pseudo-program
     /// or the bare spec.
     #[arg(long, value_name = "PROMPT", default_value_t = CompileOptions::new("", "").adapter_prompt)]
@@ -228,6 +233,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.held_out = args.held_out;
     opts.relabel = !args.no_relabel;
     opts.labelling = args.labelling;
+    opts.relabel_min_per_label = args.relabel_min_per_label;
     opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;

@@ -99,6 +99,10 @@ pub(crate) fn data_key(
     if opts.labelling != crate::Labelling::Answer {
         key.str(&format!("labelling={}", opts.labelling));
     }
+    if opts.relabel && opts.relabel_min_per_label != 1 {
+        key.str("relabel_min_per_label")
+            .u64(opts.relabel_min_per_label as u64);
+    }
     key.finish()
 }
 
@@ -184,8 +188,8 @@ mod tests {
         assert_eq!(pp(&other), pp(&o));
         assert_eq!(data(&other), data(&o));
 
-        // Seed, requests, the agreement filter, relabelling, held-out requests and input kinds:
-        // the data only.
+        // Seed, requests, the agreement filter, relabelling (how it reads labels, when it applies),
+        // held-out requests and input kinds: the data only.
         let mut seeded = o.clone();
         seeded.seed = 1;
         let mut agree = o.clone();
@@ -196,7 +200,11 @@ mod tests {
         held.held_out += 1;
         let mut kinds = o.clone();
         kinds.kinds += 1;
-        for changed in [&seeded, &agree, &relabel, &held, &kinds] {
+        let mut labelling = o.clone();
+        labelling.labelling = crate::Labelling::Calibrated;
+        let mut floor = o.clone();
+        floor.relabel_min_per_label += 1;
+        for changed in [&seeded, &agree, &relabel, &held, &kinds, &labelling, &floor] {
             assert_eq!(pp(changed), pp(&o));
             assert_ne!(data(changed), data(&o));
         }

@@ -54,6 +54,13 @@ pub struct CompileOptions {
     pub relabel: bool,
     /// How the teacher's answers to label-set inputs are read.
     pub labelling: Labelling,
+    /// With `relabel`: fewest training items the teacher's own answers must give each label
+    /// (that items were written for) for relabelling to apply; otherwise every item keeps the
+    /// label it was written for, as when the teacher never gives a label. A label the teacher
+    /// gives 2 or 3 items would cut every other label to twice that by balancing (spam: 6
+    /// training items, no adapter). 1: only a label never given (the behaviour before this
+    /// option).
+    pub relabel_min_per_label: usize,
     /// The prompt the adapter is trained under (and ships with, if it is kept). Default: the
     /// bare spec, which beat teacher-written pseudo-programs alone on 4 of 6 dev tasks; with
     /// `relabel`, dev exact match 45.6% -> 54.4% (bench/EVAL.md, ninth session).
@@ -164,6 +171,7 @@ impl CompileOptions {
             agreement_filter: false,
             relabel: true,
             labelling: Labelling::Answer,
+            relabel_min_per_label: 4,
             adapter_prompt: PromptKind::Spec,
             kinds: 8,
             pseudo_program_budget: 250,

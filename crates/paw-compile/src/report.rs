@@ -95,7 +95,7 @@ pub struct DataReport {
     /// Items (training and held-out) per label, in the label set's order; label sets only.
     pub per_label: Option<Vec<(String, usize)>>,
     pub teacher_direct: TeacherDirect,
-    /// Labels the teacher gave none of its own inputs, so relabelling was not applied.
+    /// Labels the teacher gave too few of its own inputs, so relabelling was not applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel_refused: Vec<String>,
     /// With calibrated labelling: the teacher's mean label probabilities on content-free

@@ -42,7 +42,8 @@ pub struct TrainingData {
     pub validation: Vec<Example>,
     /// Items the checks dropped, with the reason.
     pub rejected: Vec<(String, String)>,
-    /// With `relabel`: the labels the teacher gave none of its own inputs, when that made the
+    /// With `relabel`: the labels the teacher gave too few of its own inputs (fewer than
+    /// [`SynthRequest::relabel_min_per_label`]), when that made the
     /// compile keep the labels the inputs were written for instead (see [`synthesize`]).
     #[serde(default)]
     pub relabel_refused: Vec<String>,
@@ -78,6 +79,9 @@ pub(crate) struct SynthRequest<'a> {
     pub relabel: bool,
     /// How the teacher's direct answer to an input of a label set is read.
     pub labelling: Labelling,
+    /// With `relabel`: fewest training items the teacher's answers must give each label for
+    /// relabelling to apply (see [`labels_rarely_answered`]).
+    pub relabel_min_per_label: usize,
     /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
     /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
@@ -549,18 +553,22 @@ pub(crate) fn synthesize(
             &mut data.teacher_prior,
         )?;
         let refused = match req.labels.filter(|_| req.relabel) {
-            Some(labels) => labels_never_answered(labels, &conditioned.0, &answered),
+            Some(labels) => {
+                labels_rarely_answered(labels, &conditioned.0, &answered, req.relabel_min_per_label)
+            }
             None => Vec::new(),
         };
         if refused.is_empty() {
             (synth, held) = (answered, answered_held);
             data.rejected.extend(rejected);
         } else {
-            // A teacher that answers no input with a label (log-alert: the 1.5B answered ALERT
-            // for every line it wrote, QUIET ones included) would teach its bias as the task.
+            // A teacher that answers (almost) no input with a label (log-alert: the 1.5B
+            // answered ALERT for every line it wrote, QUIET ones included) would teach its bias
+            // as the task, and balancing would cut every other label to the rare one's count.
             tracing::warn!(
                 ?refused,
-                "the teacher answers none of its own inputs with these labels; keeping the \
+                min = req.relabel_min_per_label,
+                "the teacher answers too few of its own inputs with these labels; keeping the \
                  labels the inputs were written for"
             );
             (synth, held) = conditioned;
@@ -898,16 +906,22 @@ fn checked_label(
     }
 }
 
-/// The labels that some items were written for but that no relabelled item carries.
-fn labels_never_answered(
+/// The labels that some items were written for but that fewer than `min` relabelled items
+/// carry (fewer than were written, if that is less): relabelling would starve them. `min` 1
+/// finds the labels the teacher never answered.
+fn labels_rarely_answered(
     labels: &[String],
     conditioned: &[Example],
     relabelled: &[Example],
+    min: usize,
 ) -> Vec<String> {
+    let count = |items: &[Example], label: &str| items.iter().filter(|e| e.output == label).count();
     labels
         .iter()
-        .filter(|l| conditioned.iter().any(|e| &e.output == *l))
-        .filter(|l| !relabelled.iter().any(|e| &e.output == *l))
+        .filter(|l| {
+            let written = count(conditioned, l);
+            written > 0 && count(relabelled, l) < min.min(written)
+        })
         .cloned()
         .collect()
 }
@@ -1078,22 +1092,42 @@ mod tests {
     }
 
     #[test]
-    fn a_label_written_for_but_never_answered_is_found() {
+    fn a_label_written_for_but_rarely_answered_is_found() {
         let labels: Vec<String> = ["ALERT", "QUIET", "OTHER"].map(String::from).to_vec();
         let item = |output: &str| Example {
             input: "x".into(),
             output: output.into(),
             origin: Origin::LabelConditioned,
         };
-        let conditioned = [item("ALERT"), item("QUIET"), item("QUIET")];
+        let items = |counts: [(&str, usize); 2]| -> Vec<Example> {
+            counts
+                .iter()
+                .flat_map(|&(l, n)| (0..n).map(move |_| item(l)))
+                .collect()
+        };
+        let conditioned = items([("ALERT", 5), ("QUIET", 5)]);
         // The teacher answered ALERT for everything: QUIET was written for and never answered;
         // OTHER was never written for, so it is not the teacher's doing.
-        let relabelled = [item("ALERT"), item("ALERT")];
+        let never = items([("ALERT", 10), ("QUIET", 0)]);
+        let rarely = items([("ALERT", 8), ("QUIET", 2)]);
+        let quiet = vec!["QUIET".to_string()];
         assert_eq!(
-            labels_never_answered(&labels, &conditioned, &relabelled),
-            vec!["QUIET".to_string()]
+            labels_rarely_answered(&labels, &conditioned, &never, 1),
+            quiet
         );
-        assert!(labels_never_answered(&labels, &conditioned, &conditioned).is_empty());
+        assert!(labels_rarely_answered(&labels, &conditioned, &rarely, 1).is_empty());
+        assert_eq!(
+            labels_rarely_answered(&labels, &conditioned, &rarely, 3),
+            quiet
+        );
+        assert!(labels_rarely_answered(&labels, &conditioned, &conditioned, 5).is_empty());
+        // A label written for fewer times than `min` needs only as many answers as were written.
+        let few = items([("ALERT", 5), ("QUIET", 2)]);
+        assert!(labels_rarely_answered(&labels, &few, &few, 4).is_empty());
+        assert_eq!(
+            labels_rarely_answered(&labels, &few, &items([("ALERT", 6), ("QUIET", 1)]), 4),
+            quiet
+        );
     }
 
     #[test]
@@ -1141,6 +1175,7 @@ mod tests {
             agreement_filter: false,
             relabel: true,
             labelling: Labelling::Answer,
+            relabel_min_per_label: 1,
             kinds: 0,
             held_out: 0,
             train_items,

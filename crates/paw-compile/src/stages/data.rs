@@ -65,6 +65,7 @@ pub(crate) fn run(
                 agreement_filter: opts.agreement_filter,
                 relabel: opts.relabel,
                 labelling: opts.labelling,
+                relabel_min_per_label: opts.relabel_min_per_label,
                 kinds: opts.kinds,
                 held_out: opts.held_out,
                 train_items: opts.train_items,
