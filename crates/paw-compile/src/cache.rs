@@ -96,7 +96,7 @@ pub(crate) fn data_key(
         key.str("inputs_per_request/styled")
             .u64(opts.inputs_per_request as u64);
     }
-    if opts.labelling != crate::Labelling::Answer {
+    if opts.labelling_applies() && opts.labelling != crate::Labelling::Answer {
         key.str(&format!("labelling={}", opts.labelling));
     }
     if opts.relabel && opts.relabel_min_per_label != 1 {
@@ -201,13 +201,21 @@ mod tests {
         let mut kinds = o.clone();
         kinds.kinds += 1;
         let mut labelling = o.clone();
-        labelling.labelling = crate::Labelling::Calibrated;
+        labelling.labelling = crate::Labelling::Answer;
         let mut floor = o.clone();
         floor.relabel_min_per_label += 1;
         for changed in [&seeded, &agree, &relabel, &held, &kinds, &labelling, &floor] {
             assert_eq!(pp(changed), pp(&o));
             assert_ne!(data(changed), data(&o));
         }
+        // Without relabelling or the agreement filter nothing is labelled by the teacher's
+        // answers: how they would be read changes nothing.
+        let mut plain = o.clone();
+        plain.relabel = false;
+        let mut plain_answer = plain.clone();
+        plain_answer.labelling = crate::Labelling::Answer;
+        plain_answer.relabel_min_per_label = 1;
+        assert_eq!(data(&plain_answer), data(&plain));
         assert_ne!(
             data_key(&o, Some("b3:teacher"), &[("x".into(), "no".into())], 9),
             data(&o)

@@ -164,7 +164,7 @@ pub(crate) fn key_from_hashes(
             opts.inputs_per_request
         ));
     }
-    if opts.labelling != Labelling::Answer {
+    if opts.labelling_applies() && opts.labelling != Labelling::Answer {
         key.str(&format!("labelling={}", opts.labelling));
     }
     // Only with relabelling, and only when not the behaviour before the option (keys of

@@ -117,7 +117,7 @@ pub(crate) fn run(
     // Relabelling options recorded where they enter the compile key (see `key_from_hashes`),
     // so that compiles keyed as before keep their bytes.
     .chain(
-        (opts.labelling != crate::Labelling::Answer)
+        (opts.labelling_applies() && opts.labelling != crate::Labelling::Answer)
             .then(|| ("labelling", opts.labelling.to_string())),
     )
     .chain((opts.relabel && opts.relabel_min_per_label != 1).then(|| {
