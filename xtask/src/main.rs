@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod eval;
 mod heldback;
+mod interop;
 mod labels;
 mod loadtest;
 mod models;
@@ -52,6 +53,9 @@ enum Cmd {
     /// `paw serve` under concurrent load on loopback (3 programs on the default interpreter),
     /// against sequential calls; every answer checked.
     Loadtest(loadtest::LoadtestArgs),
+    /// `paw export --format peft` against Hugging Face transformers + peft on the CPU (outside
+    /// CI: needs a Python venv with torch; the command says how to make it).
+    Interop(interop::InteropArgs),
     /// paw's main job on the default models: fetch them, compile the log-triage task, run it.
     Demo,
 }
@@ -113,6 +117,7 @@ fn main() -> Result<()> {
         Cmd::Eval(args) => eval::run(*args),
         Cmd::Labels(args) => labels::run(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Interop(args) => interop::run(&args, repo_root()),
         Cmd::Loadtest(args) => loadtest::run(args, repo_root()),
     }
 }
