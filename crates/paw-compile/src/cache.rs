@@ -96,12 +96,8 @@ pub(crate) fn data_key(
         key.str("inputs_per_request/styled")
             .u64(opts.inputs_per_request as u64);
     }
-    if opts.labelling_applies() && opts.labelling != crate::Labelling::Answer {
-        key.str(&format!("labelling={}", opts.labelling));
-    }
-    if opts.relabel && opts.relabel_min_per_label != 1 {
-        key.str("relabel_min_per_label")
-            .u64(opts.relabel_min_per_label as u64);
+    for (name, value) in opts.labelling_settings() {
+        key.str(&format!("{name}={value}"));
     }
     key.finish()
 }

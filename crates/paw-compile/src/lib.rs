@@ -164,16 +164,8 @@ pub(crate) fn key_from_hashes(
             opts.inputs_per_request
         ));
     }
-    if opts.labelling_applies() && opts.labelling != Labelling::Answer {
-        key.str(&format!("labelling={}", opts.labelling));
-    }
-    // Only with relabelling, and only when not the behaviour before the option (keys of
-    // earlier compiles stay valid).
-    if opts.relabel && opts.relabel_min_per_label != 1 {
-        key.str(&format!(
-            "relabel_min_per_label={}",
-            opts.relabel_min_per_label
-        ));
+    for (name, value) in opts.labelling_settings() {
+        key.str(&format!("{name}={value}"));
     }
     key.finish()
 }

@@ -163,6 +163,25 @@ impl CompileOptions {
         self.relabel || self.agreement_filter
     }
 
+    /// The labelling settings that can change this compile's program and differ from the
+    /// behaviour before they existed (greedy answers, relabel unless a label is never given),
+    /// as `(name, value)`. These alone enter the compile key, the data-stage key and the
+    /// program's recorded hyperparameters, so that compiles keyed before the options keep their
+    /// keys and bytes.
+    pub(crate) fn labelling_settings(&self) -> Vec<(&'static str, String)> {
+        let mut settings = Vec::new();
+        if self.labelling_applies() && self.labelling != Labelling::Answer {
+            settings.push(("labelling", self.labelling.to_string()));
+        }
+        if self.relabel && self.relabel_min_per_label != 1 {
+            settings.push((
+                "relabel_min_per_label",
+                self.relabel_min_per_label.to_string(),
+            ));
+        }
+        settings
+    }
+
     pub fn new(spec: impl Into<String>, interpreter: impl Into<PathBuf>) -> Self {
         Self {
             spec: spec.into(),
@@ -297,5 +316,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The defaults record both labelling settings; the behaviour before the options existed
+    /// (greedy answers, never-given rule) and compiles that label nothing record neither, so
+    /// their keys and bytes are those of compiles made before.
+    #[test]
+    fn labelling_settings_only_where_they_change_the_program() {
+        let o = CompileOptions::new("Say hi.", "model.gguf");
+        assert!(o.relabel);
+        assert_eq!(
+            o.labelling_settings(),
+            [
+                ("labelling", "calibrated".to_string()),
+                ("relabel_min_per_label", "4".to_string())
+            ]
+        );
+        let mut before = o.clone();
+        before.labelling = Labelling::Answer;
+        before.relabel_min_per_label = 1;
+        assert!(before.labelling_settings().is_empty());
+        let mut unlabelled = o.clone();
+        unlabelled.relabel = false;
+        assert!(unlabelled.labelling_settings().is_empty());
+        unlabelled.agreement_filter = true;
+        assert_eq!(
+            unlabelled.labelling_settings(),
+            [("labelling", "calibrated".to_string())]
+        );
     }
 }

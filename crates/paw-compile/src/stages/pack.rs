@@ -114,18 +114,7 @@ pub(crate) fn run(
         ("relabel", opts.relabel.to_string()),
         ("adapter_prompt", opts.adapter_prompt.to_string()),
     ])
-    // Relabelling options recorded where they enter the compile key (see `key_from_hashes`),
-    // so that compiles keyed as before keep their bytes.
-    .chain(
-        (opts.labelling_applies() && opts.labelling != crate::Labelling::Answer)
-            .then(|| ("labelling", opts.labelling.to_string())),
-    )
-    .chain((opts.relabel && opts.relabel_min_per_label != 1).then(|| {
-        (
-            "relabel_min_per_label",
-            opts.relabel_min_per_label.to_string(),
-        )
-    }))
+    .chain(opts.labelling_settings())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     program.provenance.report = report.to_provenance();
