@@ -24,16 +24,7 @@ pub fn run() -> Result<()> {
     models::fetch(&ids)?;
 
     let root = repo_root();
-    println!("== building paw (release)");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--locked", "-p", "paw-cli"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building paw failed ({status})");
-    }
-    let paw = root.join("target/release/paw");
+    let paw = crate::build_paw(root)?;
     let task = root.join(TASK);
 
     println!("== paw compile (spec: {TASK}/spec.txt)");

@@ -108,16 +108,7 @@ pub fn run(args: &InteropArgs, root: &Path) -> Result<()> {
     }
     let python = ensure_python(args.python.as_deref(), root)?;
 
-    println!("== building paw (release)");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--locked", "-p", "paw-cli"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building paw failed ({status})");
-    }
-    let paw = root.join("target/release/paw");
+    let paw = crate::build_paw(root)?;
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
     let interop = root.join("xtask/interop");

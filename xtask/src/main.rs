@@ -78,6 +78,21 @@ fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// Builds the `paw` binary (release, locked) and returns its path; the demo and the interop
+/// check drive paw as a user would, through its CLI.
+fn build_paw(root: &Path) -> Result<PathBuf> {
+    println!("== building paw (release)");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "-p", "paw-cli"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building paw failed ({status})");
+    }
+    Ok(root.join("target/release/paw"))
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Heldback(args) => heldback::run(&args, repo_root()),
