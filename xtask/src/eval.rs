@@ -117,6 +117,9 @@ struct CompileFlags {
     /// relabelling to apply (1: only a label never given turns it off).
     #[arg(long)]
     relabel_min_per_label: Option<usize>,
+    /// With relabelling: rounds of extra requests for labels the teacher's answers starve.
+    #[arg(long)]
+    starved_label_rounds: Option<usize>,
     /// The prompt the adapter is trained under: `pseudo-program` or `spec`.
     #[arg(long)]
     adapter_prompt: Option<PromptKind>,
@@ -165,6 +168,9 @@ impl CompileFlags {
         opts.relabel_min_per_label = self
             .relabel_min_per_label
             .unwrap_or(opts.relabel_min_per_label);
+        opts.starved_label_rounds = self
+            .starved_label_rounds
+            .unwrap_or(opts.starved_label_rounds);
         opts.adapter_prompt = self.adapter_prompt.unwrap_or(opts.adapter_prompt);
         opts.requests = self.requests.or(opts.requests);
         opts.train_items = self.train_items.unwrap_or(opts.train_items);
@@ -202,6 +208,10 @@ impl CompileFlags {
         flag(
             "relabel-min-per-label",
             self.relabel_min_per_label.map(|v| v.to_string()),
+        );
+        flag(
+            "starved-label-rounds",
+            self.starved_label_rounds.map(|v| v.to_string()),
         );
         flag("adapter-prompt", self.adapter_prompt.map(|v| v.to_string()));
         flag("held-out", self.held_out.map(|v| v.to_string()));

@@ -88,6 +88,10 @@ pub struct CompileArgs {
     /// label the teacher never gives turns it off).
     #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").relabel_min_per_label)]
     relabel_min_per_label: usize,
+    /// With relabelling: rounds of extra input requests for the labels the teacher's answers
+    /// give too few items, before the compile keeps the written-for labels (0: none).
+    #[arg(long, value_name = "N", default_value_t = CompileOptions::new("", "").starved_label_rounds)]
+    starved_label_rounds: usize,
     /// The prompt the adapter is trained under and ships with: the compiler's pseudo-program
     /// or the bare spec.
     #[arg(long, value_name = "PROMPT", default_value_t = CompileOptions::new("", "").adapter_prompt)]
@@ -234,6 +238,7 @@ pub fn run(args: CompileArgs, verbose: bool) -> Result<()> {
     opts.relabel = !args.no_relabel;
     opts.labelling = args.labelling;
     opts.relabel_min_per_label = args.relabel_min_per_label;
+    opts.starved_label_rounds = args.starved_label_rounds;
     opts.adapter_prompt = args.adapter_prompt;
     opts.min_train_items = args.min_train_items;
     opts.agreement_filter = args.agreement_filter;

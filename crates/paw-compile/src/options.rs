@@ -63,6 +63,10 @@ pub struct CompileOptions {
     /// training items, no adapter). 1: only a label never given (the behaviour before this
     /// option).
     pub relabel_min_per_label: usize,
+    /// With `relabel`: rounds of extra input requests, written for the labels the teacher's
+    /// answers give fewer than `relabel_min_per_label` items, before relabelling gives up and
+    /// keeps the written-for labels. 0 (default): give up at once.
+    pub starved_label_rounds: usize,
     /// The prompt the adapter is trained under (and ships with, if it is kept). Default: the
     /// bare spec, which beat teacher-written pseudo-programs alone on 4 of 6 dev tasks; with
     /// `relabel`, dev exact match 45.6% -> 54.4% (bench/EVAL.md, ninth session).
@@ -179,6 +183,12 @@ impl CompileOptions {
                 self.relabel_min_per_label.to_string(),
             ));
         }
+        if self.relabel && self.starved_label_rounds != 0 {
+            settings.push((
+                "starved_label_rounds",
+                self.starved_label_rounds.to_string(),
+            ));
+        }
         settings
     }
 
@@ -200,6 +210,7 @@ impl CompileOptions {
             relabel: true,
             labelling: Labelling::Calibrated,
             relabel_min_per_label: 4,
+            starved_label_rounds: 0,
             adapter_prompt: PromptKind::Spec,
             kinds: 8,
             pseudo_program_budget: 250,
@@ -336,6 +347,12 @@ mod tests {
         before.labelling = Labelling::Answer;
         before.relabel_min_per_label = 1;
         assert!(before.labelling_settings().is_empty());
+        let mut ask_again = o.clone();
+        ask_again.starved_label_rounds = 2;
+        assert_eq!(
+            ask_again.labelling_settings().last(),
+            Some(&("starved_label_rounds", "2".to_string()))
+        );
         let mut unlabelled = o.clone();
         unlabelled.relabel = false;
         assert!(unlabelled.labelling_settings().is_empty());

@@ -98,6 +98,10 @@ pub struct DataReport {
     /// Labels the teacher gave too few of its own inputs, so relabelling was not applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel_refused: Vec<String>,
+    /// Labels the teacher's answers first gave too few items, asked for again (with
+    /// `starved_label_rounds`), as `(label, extra inputs asked for)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabel_asked_again: Vec<(String, usize)>,
     /// With calibrated labelling: the teacher's mean label probabilities on content-free
     /// inputs (`label=p,...`), the bias divided out of its answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,6 +238,14 @@ impl CompileReport {
         }
         if !d.relabel_refused.is_empty() {
             put("data_relabel_refused", d.relabel_refused.join(","));
+        }
+        if !d.relabel_asked_again.is_empty() {
+            let asked: Vec<String> = d
+                .relabel_asked_again
+                .iter()
+                .map(|(l, n)| format!("{l}={n}"))
+                .collect();
+            put("data_relabel_asked_again", asked.join(","));
         }
         if let Some(prior) = &d.teacher_prior {
             put("data_teacher_prior", prior.clone());

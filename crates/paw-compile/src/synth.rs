@@ -47,6 +47,10 @@ pub struct TrainingData {
     /// compile keep the labels the inputs were written for instead (see [`synthesize`]).
     #[serde(default)]
     pub relabel_refused: Vec<String>,
+    /// With [`SynthRequest::starved_label_rounds`]: the labels asked for again because the
+    /// teacher's answers first gave them too few items, with the inputs asked for in all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabel_asked_again: Vec<(String, usize)>,
     /// With [`Labelling::Calibrated`]: the teacher's label probabilities on content-free
     /// inputs (its bias, divided out of every answer), as `label=p,...`.
     #[serde(default)]
@@ -82,6 +86,9 @@ pub(crate) struct SynthRequest<'a> {
     /// With `relabel`: fewest training items the teacher's answers must give each label for
     /// relabelling to apply (see [`labels_rarely_answered`]).
     pub relabel_min_per_label: usize,
+    /// With `relabel`: rounds of extra requests for the labels [`labels_rarely_answered`]
+    /// finds, before falling back to the written-for labels (see [`starved_label_requests`]).
+    pub starved_label_rounds: usize,
     /// Kinds of input the teacher lists first, per label (label sets only); 0 = no kinds.
     pub kinds: usize,
     /// Held-out requests in total (spread over the labels of a label set); 0 holds out every
@@ -540,24 +547,103 @@ pub(crate) fn synthesize(
         &mut data.rejected,
     );
 
+    let mut asked = targets.len() + held_targets.len();
     // Open outputs, or the agreement check: ask the teacher directly (greedy).
     let need_answers = req.labels.is_none() || req.agreement_filter || req.relabel;
     if need_answers {
-        let conditioned = (synth.clone(), held.clone());
+        let mut conditioned = (synth.clone(), held.clone());
         let mut rejected = Vec::new();
-        let [answered, answered_held] = answer_or_agree(
+        let [mut answered, answered_held] = answer_or_agree(
             teacher,
             req,
             [synth, held],
             &mut rejected,
             &mut data.teacher_prior,
         )?;
-        let refused = match req.labels.filter(|_| req.relabel) {
+        let starved = |conditioned: &[Example], answered: &[Example]| match req
+            .labels
+            .filter(|_| req.relabel)
+        {
             Some(labels) => {
-                labels_rarely_answered(labels, &conditioned.0, &answered, req.relabel_min_per_label)
+                labels_rarely_answered(labels, conditioned, answered, req.relabel_min_per_label)
             }
             None => Vec::new(),
         };
+        let mut refused = starved(&conditioned.0, &answered);
+        for round in 1..=req.starved_label_rounds {
+            let Some(labels) = req.labels.filter(|_| !refused.is_empty()) else {
+                break;
+            };
+            let more = starved_label_requests(labels, &refused, &conditioned.0, &answered, req);
+            if more.is_empty() {
+                break;
+            }
+            for label in &refused {
+                let n = more.iter().filter(|(l, _)| l == label).count() * req.inputs_per_request;
+                match data
+                    .relabel_asked_again
+                    .iter_mut()
+                    .find(|(l, _)| l == label)
+                {
+                    Some((_, total)) => *total += n,
+                    None if n > 0 => data.relabel_asked_again.push((label.clone(), n)),
+                    None => {}
+                }
+            }
+            // Offsets past the top-up rounds' keep these requests' kinds, styles and samples
+            // apart from theirs.
+            let offset = req.requests * (TOP_UP_ROUNDS + round);
+            let tails: Vec<String> = more
+                .iter()
+                .enumerate()
+                .map(|(n, (label, k))| {
+                    let kind = labels
+                        .iter()
+                        .position(|x| x == label)
+                        .and_then(|g| kinds.get(g))
+                        .filter(|g| !g.is_empty())
+                        .map(|g| g[(k + offset) % g.len()].as_str());
+                    input_prompt_tail(Some(label), kind, offset + n, req.inputs_per_request)
+                })
+                .collect();
+            tracing::info!(
+                round,
+                ?refused,
+                requests = tails.len(),
+                "asking the teacher again for inputs of the labels its answers starve"
+            );
+            let seed =
+                req.seed ^ ((TOP_UP_ROUNDS + round) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (base, total) = (asked, asked + tails.len());
+            let replies = teacher.ask(
+                &input_prompt_shared(req),
+                &tails,
+                input_tokens(req.inputs_per_request),
+                0.8,
+                seed,
+                req.inputs_per_request <= 1,
+                |done| on_progress(base + done, total),
+            )?;
+            asked = total;
+            let more_targets: Vec<Option<&str>> = more.iter().map(|(l, _)| Some(*l)).collect();
+            let items = screen_inputs(
+                &more_targets,
+                &replies,
+                req.inputs_per_request,
+                &mut seen,
+                &mut data.rejected,
+            );
+            conditioned.0.extend(items.iter().cloned());
+            let [more_answered] = answer_or_agree(
+                teacher,
+                req,
+                [items],
+                &mut rejected,
+                &mut data.teacher_prior,
+            )?;
+            answered.extend(more_answered);
+            refused = starved(&conditioned.0, &answered);
+        }
         if refused.is_empty() {
             (synth, held) = (answered, answered_held);
             data.rejected.extend(rejected);
@@ -581,7 +667,6 @@ pub(crate) fn synthesize(
     } else {
         1
     };
-    let mut asked = targets.len() + held_targets.len();
     for round in 1..=TOP_UP_ROUNDS {
         let Some(more) = top_up_targets(req, ratio, &synth) else {
             break;
@@ -926,6 +1011,50 @@ fn labels_rarely_answered(
         .collect()
 }
 
+/// The requests of one round asking again for `starved` labels (those
+/// [`labels_rarely_answered`] finds), as (label, index of the request for that label),
+/// interleaved over the labels. Each label gets enough inputs to reach the count at which
+/// balancing cuts no other label (the largest label's count over [`RELABEL_BALANCE_RATIO`], at
+/// least the floor), at the rate the teacher's answers have kept it so far, at most twice the
+/// first round's requests per label. A label the teacher never gave is not asked for: at a
+/// rate of 0 no number of requests reaches the floor.
+fn starved_label_requests<'a>(
+    labels: &'a [String],
+    starved: &[String],
+    conditioned: &[Example],
+    answered: &[Example],
+    req: &SynthRequest<'_>,
+) -> Vec<(&'a str, usize)> {
+    let count = |items: &[Example], label: &str| items.iter().filter(|e| e.output == label).count();
+    let largest = labels.iter().map(|l| count(answered, l)).max().unwrap_or(0);
+    let goal = (largest / RELABEL_BALANCE_RATIO).max(req.relabel_min_per_label);
+    let per_request = req.inputs_per_request.max(1);
+    let wanted: Vec<usize> = labels
+        .iter()
+        .map(|l| {
+            let have = count(answered, l);
+            if !starved.contains(l) || have == 0 {
+                return 0;
+            }
+            let written = count(conditioned, l).max(have);
+            let inputs = goal.saturating_sub(have).max(1) * written / have;
+            inputs
+                .div_ceil(per_request)
+                .clamp(1, 2 * req.requests.max(1))
+        })
+        .collect();
+    let rounds = wanted.iter().copied().max().unwrap_or(0);
+    (0..rounds)
+        .flat_map(|k| {
+            labels
+                .iter()
+                .zip(&wanted)
+                .filter(move |(_, &w)| k < w)
+                .map(move |(l, _)| (l.as_str(), k))
+        })
+        .collect()
+}
+
 /// Extra rounds of input requests a compile makes when the first round leaves fewer training
 /// items than [`SynthRequest::train_items`].
 const TOP_UP_ROUNDS: usize = 2;
@@ -1176,6 +1305,7 @@ mod tests {
             relabel: true,
             labelling: Labelling::Answer,
             relabel_min_per_label: 1,
+            starved_label_rounds: 0,
             kinds: 0,
             held_out: 0,
             train_items,
@@ -1204,6 +1334,52 @@ mod tests {
         let more = top_up_targets(&req(14, None), 1, &open).expect("short");
         assert_eq!(more.len(), 6);
         assert!(more.iter().all(|(l, _)| l.is_none()));
+    }
+
+    #[test]
+    fn starved_labels_are_asked_for_at_the_rate_the_teacher_keeps_them() {
+        let labels: &'static [String] = Vec::leak(["pos", "neg", "neu"].map(String::from).to_vec());
+        let req = SynthRequest {
+            spec: "s",
+            user_examples: &[],
+            reference: &[],
+            labels: Some(labels),
+            requests: 9,
+            agreement_filter: false,
+            relabel: true,
+            labelling: Labelling::Calibrated,
+            relabel_min_per_label: 4,
+            starved_label_rounds: 2,
+            kinds: 0,
+            held_out: 0,
+            train_items: 0,
+            inputs_per_request: 1,
+            seed: 0,
+        };
+        // Written for: 9 of each. Answered: pos 14, neg 10, neu 3 (3 of the 9 written for neu).
+        let conditioned = items(&[["pos"; 9], ["neg"; 9], ["neu"; 9]].concat());
+        let answered = items(&[vec!["pos"; 14], vec!["neg"; 10], vec!["neu"; 3]].concat());
+        let starved = labels_rarely_answered(labels, &conditioned, &answered, 4);
+        assert_eq!(starved, ["neu"]);
+        let more = starved_label_requests(labels, &starved, &conditioned, &answered, &req);
+        // Goal: 14 / 2 = 7 neu, so that balancing cuts no other label; 4 missing at 3 kept per
+        // 9 written: 12 requests, within the cap of twice the first round's 9.
+        assert_eq!(more.len(), 12);
+        assert!(more.iter().all(|(l, _)| *l == "neu"));
+        assert_eq!(more[11], ("neu", 11));
+        // The cap: 1 of 9 kept would need 54 requests.
+        let one = items(&[vec!["pos"; 14], vec!["neg"; 10], vec!["neu"; 1]].concat());
+        let more = starved_label_requests(labels, &starved, &conditioned, &one, &req);
+        assert_eq!(more.len(), 18);
+        // A label never given is not asked for again; lists ask for fewer requests.
+        let none = items(&[vec!["pos"; 14], vec!["neg"; 10]].concat());
+        assert!(starved_label_requests(labels, &starved, &conditioned, &none, &req).is_empty());
+        let lists = SynthRequest {
+            inputs_per_request: 4,
+            ..req
+        };
+        let more = starved_label_requests(labels, &starved, &conditioned, &answered, &lists);
+        assert_eq!(more.len(), 3);
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) fn run(
                 relabel: opts.relabel,
                 labelling: opts.labelling,
                 relabel_min_per_label: opts.relabel_min_per_label,
+                starved_label_rounds: opts.starved_label_rounds,
                 kinds: opts.kinds,
                 held_out: opts.held_out,
                 train_items: opts.train_items,
@@ -132,6 +133,7 @@ pub(crate) fn run(
         per_label,
         teacher_direct,
         relabel_refused: data.relabel_refused.clone(),
+        relabel_asked_again: data.relabel_asked_again.clone(),
         teacher_prior: data.teacher_prior.clone(),
     };
     Ok(DataOutput {
