@@ -579,7 +579,11 @@ pub(crate) fn synthesize(
                 break;
             }
             for label in &refused {
-                let n = more.iter().filter(|(l, _)| l == label).count() * req.inputs_per_request;
+                let n = more
+                    .iter()
+                    .filter(|(l, _)| *l == Some(label.as_str()))
+                    .count()
+                    * req.inputs_per_request;
                 match data
                     .relabel_asked_again
                     .iter_mut()
@@ -590,49 +594,24 @@ pub(crate) fn synthesize(
                     None => {}
                 }
             }
-            // Offsets past the top-up rounds' keep these requests' kinds, styles and samples
-            // apart from theirs.
-            let offset = req.requests * (TOP_UP_ROUNDS + round);
-            let tails: Vec<String> = more
-                .iter()
-                .enumerate()
-                .map(|(n, (label, k))| {
-                    let kind = labels
-                        .iter()
-                        .position(|x| x == label)
-                        .and_then(|g| kinds.get(g))
-                        .filter(|g| !g.is_empty())
-                        .map(|g| g[(k + offset) % g.len()].as_str());
-                    input_prompt_tail(Some(label), kind, offset + n, req.inputs_per_request)
-                })
-                .collect();
             tracing::info!(
                 round,
                 ?refused,
-                requests = tails.len(),
+                requests = more.len(),
                 "asking the teacher again for inputs of the labels its answers starve"
             );
-            let seed =
-                req.seed ^ ((TOP_UP_ROUNDS + round) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let (base, total) = (asked, asked + tails.len());
-            let replies = teacher.ask(
-                &input_prompt_shared(req),
-                &tails,
-                input_tokens(req.inputs_per_request),
-                0.8,
-                seed,
-                req.inputs_per_request <= 1,
-                |done| on_progress(base + done, total),
-            )?;
-            asked = total;
-            let more_targets: Vec<Option<&str>> = more.iter().map(|(l, _)| Some(*l)).collect();
-            let items = screen_inputs(
-                &more_targets,
-                &replies,
-                req.inputs_per_request,
+            // Numbered past the top-up rounds: other kinds, styles and samples than theirs.
+            let items = request_round(
+                teacher,
+                req,
+                &kinds,
+                &more,
+                TOP_UP_ROUNDS + round,
+                &mut asked,
                 &mut seen,
                 &mut data.rejected,
-            );
+                &mut on_progress,
+            )?;
             conditioned.0.extend(items.iter().cloned());
             let [more_answered] = answer_or_agree(
                 teacher,
@@ -671,48 +650,23 @@ pub(crate) fn synthesize(
         let Some(more) = top_up_targets(req, ratio, &synth) else {
             break;
         };
-        let kinds_offset = req.requests * round;
-        let tails: Vec<String> = more
-            .iter()
-            .enumerate()
-            .map(|(n, (label, k))| {
-                let group = req
-                    .labels
-                    .and_then(|l| l.iter().position(|x| Some(x.as_str()) == *label));
-                let kind = group
-                    .and_then(|g| kinds.get(g))
-                    .filter(|g| !g.is_empty())
-                    .map(|g| g[(k + kinds_offset) % g.len()].as_str());
-                input_prompt_tail(*label, kind, kinds_offset + n, req.inputs_per_request)
-            })
-            .collect();
-        let more_targets: Vec<Option<&str>> = more.iter().map(|(l, _)| *l).collect();
         tracing::info!(
             round,
-            requests = tails.len(),
+            requests = more.len(),
             have = synth.len(),
             "topping up the training data"
         );
-        let seed = req.seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let base = asked;
-        let total = asked + tails.len();
-        let replies = teacher.ask(
-            &input_prompt_shared(req),
-            &tails,
-            input_tokens(req.inputs_per_request),
-            0.8,
-            seed,
-            req.inputs_per_request <= 1,
-            |done| on_progress(base + done, total),
-        )?;
-        asked = total;
-        let items = screen_inputs(
-            &more_targets,
-            &replies,
-            req.inputs_per_request,
+        let items = request_round(
+            teacher,
+            req,
+            &kinds,
+            &more,
+            round,
+            &mut asked,
             &mut seen,
             &mut data.rejected,
-        );
+            &mut on_progress,
+        )?;
         let items = if need_answers && data.relabel_refused.is_empty() {
             let [answered] = answer_or_agree(
                 teacher,
@@ -1011,6 +965,58 @@ fn labels_rarely_answered(
         .collect()
 }
 
+/// One extra round of input requests after the first (a top-up or a round for starved
+/// labels), `more` as (label, index of the request for that label): the screened inputs, as
+/// examples of the label they were written for. Round `number` picks the kinds, styles and
+/// sampling seed, so that no two rounds send the same prompts.
+#[allow(clippy::too_many_arguments)]
+fn request_round(
+    teacher: &ChatModel,
+    req: &SynthRequest<'_>,
+    kinds: &[Vec<String>],
+    more: &[(Option<&str>, usize)],
+    number: usize,
+    asked: &mut usize,
+    seen: &mut Vec<String>,
+    rejected: &mut Vec<(String, String)>,
+    on_progress: &mut impl FnMut(usize, usize),
+) -> Result<Vec<Example>> {
+    let offset = req.requests * number;
+    let tails: Vec<String> = more
+        .iter()
+        .enumerate()
+        .map(|(n, (label, k))| {
+            let kind = req
+                .labels
+                .and_then(|l| l.iter().position(|x| Some(x.as_str()) == *label))
+                .and_then(|g| kinds.get(g))
+                .filter(|g| !g.is_empty())
+                .map(|g| g[(k + offset) % g.len()].as_str());
+            input_prompt_tail(*label, kind, offset + n, req.inputs_per_request)
+        })
+        .collect();
+    let seed = req.seed ^ (number as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let (base, total) = (*asked, *asked + tails.len());
+    let replies = teacher.ask(
+        &input_prompt_shared(req),
+        &tails,
+        input_tokens(req.inputs_per_request),
+        0.8,
+        seed,
+        req.inputs_per_request <= 1,
+        |done| on_progress(base + done, total),
+    )?;
+    *asked = total;
+    let targets: Vec<Option<&str>> = more.iter().map(|(l, _)| *l).collect();
+    Ok(screen_inputs(
+        &targets,
+        &replies,
+        req.inputs_per_request,
+        seen,
+        rejected,
+    ))
+}
+
 /// The requests of one round asking again for `starved` labels (those
 /// [`labels_rarely_answered`] finds), as (label, index of the request for that label),
 /// interleaved over the labels. Each label gets enough inputs to reach the count at which
@@ -1024,7 +1030,7 @@ fn starved_label_requests<'a>(
     conditioned: &[Example],
     answered: &[Example],
     req: &SynthRequest<'_>,
-) -> Vec<(&'a str, usize)> {
+) -> Vec<(Option<&'a str>, usize)> {
     let count = |items: &[Example], label: &str| items.iter().filter(|e| e.output == label).count();
     let largest = labels.iter().map(|l| count(answered, l)).max().unwrap_or(0);
     let goal = (largest / RELABEL_BALANCE_RATIO).max(req.relabel_min_per_label);
@@ -1050,7 +1056,7 @@ fn starved_label_requests<'a>(
                 .iter()
                 .zip(&wanted)
                 .filter(move |(_, &w)| k < w)
-                .map(move |(l, _)| (l.as_str(), k))
+                .map(move |(l, _)| (Some(l.as_str()), k))
         })
         .collect()
 }
@@ -1365,8 +1371,8 @@ mod tests {
         // Goal: 14 / 2 = 7 neu, so that balancing cuts no other label; 4 missing at 3 kept per
         // 9 written: 12 requests, within the cap of twice the first round's 9.
         assert_eq!(more.len(), 12);
-        assert!(more.iter().all(|(l, _)| *l == "neu"));
-        assert_eq!(more[11], ("neu", 11));
+        assert!(more.iter().all(|(l, _)| *l == Some("neu")));
+        assert_eq!(more[11], (Some("neu"), 11));
         // The cap: 1 of 9 kept would need 54 requests.
         let one = items(&[vec!["pos"; 14], vec!["neg"; 10], vec!["neu"; 1]].concat());
         let more = starved_label_requests(labels, &starved, &conditioned, &one, &req);
