@@ -1049,12 +1049,18 @@ fn starved_label_requests<'a>(
                 .clamp(1, 2 * req.requests.max(1))
         })
         .collect();
+    interleaved(labels, &wanted)
+}
+
+/// `wanted[i]` requests for label `i`, as (label, index of the request for that label),
+/// interleaved over the labels so that every batch mixes them.
+fn interleaved<'a>(labels: &'a [String], wanted: &[usize]) -> Vec<(Option<&'a str>, usize)> {
     let rounds = wanted.iter().copied().max().unwrap_or(0);
     (0..rounds)
         .flat_map(|k| {
             labels
                 .iter()
-                .zip(&wanted)
+                .zip(wanted)
                 .filter(move |(_, &w)| k < w)
                 .map(move |(l, _)| (Some(l.as_str()), k))
         })
@@ -1096,17 +1102,7 @@ fn top_up_targets<'a>(
                     with_margin(share.saturating_sub(have))
                 })
                 .collect();
-            // Interleaved over the labels, so that every batch mixes them.
-            let rounds = wanted.iter().copied().max().unwrap_or(0);
-            (0..rounds)
-                .flat_map(|k| {
-                    labels
-                        .iter()
-                        .zip(&wanted)
-                        .filter(move |(_, &w)| k < w)
-                        .map(move |(l, _)| (Some(l.as_str()), k))
-                })
-                .collect()
+            interleaved(labels, &wanted)
         }
     };
     (!more.is_empty()).then_some(more)
