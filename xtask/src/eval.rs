@@ -110,7 +110,8 @@ struct CompileFlags {
     /// with the teacher's direct answer).
     #[arg(long)]
     no_relabel: bool,
-    /// How the teacher's answers to label-set inputs are read: `answer` or `calibrated`.
+    /// How the teacher's answers to label-set inputs are read: `answer`, `calibrated` or
+    /// `batch-calibrated`.
     #[arg(long)]
     labelling: Option<Labelling>,
     /// With relabelling: fewest training items the teacher's answers must give each label for

@@ -52,7 +52,11 @@ struct TaskLabels {
     outside: Vec<usize>,
 }
 
-const LABELLINGS: [Labelling; 2] = [Labelling::Answer, Labelling::Calibrated];
+const LABELLINGS: [Labelling; 3] = [
+    Labelling::Answer,
+    Labelling::Calibrated,
+    Labelling::BatchCalibrated,
+];
 
 pub fn run(args: &LabelsArgs) -> Result<()> {
     let suite = args
@@ -123,44 +127,51 @@ pub fn run(args: &LabelsArgs) -> Result<()> {
             row.correct.push(correct);
             row.outside.push(got.iter().filter(|g| g.is_none()).count());
         }
-        eprintln!(
-            "{name}: {} of {} (answer), {} (calibrated)",
-            row.correct[0], row.cases, row.correct[1]
-        );
+        let each: Vec<String> = LABELLINGS
+            .iter()
+            .zip(&row.correct)
+            .map(|(l, c)| format!("{c} ({l})"))
+            .collect();
+        eprintln!("{name}: of {}: {}", row.cases, each.join(", "));
         rows.push(row);
     }
 
+    let names: Vec<String> = LABELLINGS.iter().map(ToString::to_string).collect();
     let mut md = format!(
         "Teacher `{teacher_ref}`, tests {}-{} of each task, {}.\n\n\
-         | task | cases | answer | calibrated | answer outside the set |\n|---|---:|---:|---:|---:|\n",
+         | task | cases | {} | answer outside the set |\n|---|---:|{}---:|\n",
         args.skip + 1,
         args.skip + args.limit,
         if args.with_examples {
             "the task's trusted examples shown"
         } else {
             "the spec alone"
-        }
+        },
+        names.join(" | "),
+        "---:|".repeat(names.len()),
     );
     let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
     for r in &rows {
+        let rates: Vec<String> = r
+            .correct
+            .iter()
+            .map(|&c| format!("{:.1}", pct(c, r.cases)))
+            .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} |",
             r.task,
             r.cases,
-            pct(r.correct[0], r.cases),
-            pct(r.correct[1], r.cases),
+            rates.join(" | "),
             r.outside[0]
         );
     }
     let mean =
         |i: usize| rows.iter().map(|r| pct(r.correct[i], r.cases)).sum::<f64>() / rows.len() as f64;
-    let _ = writeln!(
-        md,
-        "| **mean** | | **{:.1}** | **{:.1}** | |",
-        mean(0),
-        mean(1)
-    );
+    let means: Vec<String> = (0..LABELLINGS.len())
+        .map(|i| format!("**{:.1}**", mean(i)))
+        .collect();
+    let _ = writeln!(md, "| **mean** | | {} | |", means.join(" | "));
     let out = repo_root().join(&args.out);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;

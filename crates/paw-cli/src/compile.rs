@@ -79,8 +79,9 @@ pub struct CompileArgs {
     #[arg(long)]
     no_relabel: bool,
     /// How the teacher's answer to a label-set input is read: `answer` (the label its greedy
-    /// reply spells) or `calibrated` (the label whose first-token probability most exceeds
-    /// the teacher's probability of it on content-free inputs: its bias divided out).
+    /// reply spells), `calibrated` (the label whose first-token probability most exceeds
+    /// the teacher's probability of it on content-free inputs: its bias divided out) or
+    /// `batch-calibrated` (the same, the bias estimated over the compile's own inputs).
     #[arg(long, value_name = "HOW", default_value_t = CompileOptions::new("", "").labelling)]
     labelling: Labelling,
     /// With relabelling: fewest training items the teacher's own answers must give each label

@@ -279,8 +279,15 @@ pub fn teacher_labels(
     labellings
         .iter()
         .map(|&labelling| {
-            let (answers, _) =
-                direct_answers(&teacher, spec, reference, Some(labels), inputs, labelling)?;
+            let answers = direct_answers(
+                &teacher,
+                spec,
+                reference,
+                Some(labels),
+                inputs,
+                labelling,
+                &mut None,
+            )?;
             Ok(answers
                 .iter()
                 .map(|a| canonical_label(labels, a).map(str::to_string))
@@ -289,9 +296,9 @@ pub fn teacher_labels(
         .collect()
 }
 
-/// The teacher's direct answers to `inputs`: for a label set with [`Labelling::Calibrated`]
-/// (and labels its first token tells apart), the calibrated labels and the teacher's prior as
-/// `label=p,...`; otherwise its greedy replies and no prior.
+/// The teacher's direct answers to `inputs`: for a label set read with a calibrated
+/// [`Labelling`] (and labels its first token tells apart), the calibrated labels, the prior
+/// used kept in `prior` (one given there is reused); otherwise its greedy replies.
 fn direct_answers(
     teacher: &ChatModel,
     spec: &str,
@@ -299,15 +306,16 @@ fn direct_answers(
     labels: Option<&[String]>,
     inputs: &[&str],
     labelling: Labelling,
-) -> Result<(Vec<String>, Option<String>)> {
-    if let Some(labels) = labels.filter(|_| labelling == Labelling::Calibrated) {
-        if let Some((answers, prior)) = calibrated_labels(teacher, spec, reference, labels, inputs)?
+    prior: &mut Option<Vec<f32>>,
+) -> Result<Vec<String>> {
+    if let Some(labels) = labels.filter(|_| labelling != Labelling::Answer) {
+        if let Some(answers) =
+            calibrated_labels(teacher, spec, reference, labels, inputs, labelling, prior)?
         {
-            return Ok((answers, Some(prior)));
+            return Ok(answers);
         }
     }
-    let replies = direct_replies(teacher, spec, reference, labels, inputs)?;
-    Ok((replies, None))
+    direct_replies(teacher, spec, reference, labels, inputs)
 }
 
 /// The teacher's one-shot replies to `inputs` (greedy): the spec and the reference examples,
@@ -339,20 +347,28 @@ pub(crate) fn direct_replies(
 const CONTENT_FREE_INPUTS: [&str; 3] = ["N/A", "", "[MASK]"];
 
 /// The teacher's label for each input, read from its first answer token and calibrated
-/// (Zhao et al. 2021, "Calibrate before use"): each label's probability is divided by its mean
-/// probability on [`CONTENT_FREE_INPUTS`] and the largest ratio wins. A teacher that leans to
-/// one label (the 1.5B answered ALERT for nearly every log line) then loses that lean. Also
-/// returns the content-free means as `label=p,...`. `None` when the labels cannot be told
-/// apart by their first token (the caller decodes the answer instead).
+/// (Zhao et al. 2021, "Calibrate before use"): each label's probability is divided by the
+/// teacher's prior probability of it and the largest ratio wins. A teacher that leans to one
+/// label (the 1.5B answered ALERT for nearly every log line) then loses that lean. The prior
+/// is `prior` if given, else (and then kept there) the mean probabilities on
+/// [`CONTENT_FREE_INPUTS`] ([`Labelling::Calibrated`]) or on `inputs` themselves
+/// ([`Labelling::BatchCalibrated`]). `None` when the labels cannot be told apart by their
+/// first token (the caller decodes the answer instead).
 fn calibrated_labels(
     teacher: &ChatModel,
     spec: &str,
     reference: &[(String, String)],
     labels: &[String],
     inputs: &[&str],
-) -> Result<Option<(Vec<String>, String)>> {
+    labelling: Labelling,
+    prior: &mut Option<Vec<f32>>,
+) -> Result<Option<Vec<String>>> {
     let shared = format!("{}\n\n{}", spec.trim(), reference_block(reference));
-    let tails: Vec<String> = CONTENT_FREE_INPUTS
+    let content_free: &[&str] = match (prior.as_ref(), labelling) {
+        (None, Labelling::Calibrated) => &CONTENT_FREE_INPUTS,
+        _ => &[],
+    };
+    let tails: Vec<String> = content_free
         .iter()
         .chain(inputs)
         .map(|i| direct_tail(i))
@@ -360,20 +376,32 @@ fn calibrated_labels(
     let Some(probabilities) = teacher.label_probabilities(&shared, &tails, labels)? else {
         return Ok(None);
     };
-    let (free, scored) = probabilities.split_at(CONTENT_FREE_INPUTS.len());
-    let prior: Vec<f32> = (0..labels.len())
-        .map(|l| free.iter().map(|p| p[l]).sum::<f32>() / free.len() as f32)
-        .collect();
-    let answers = scored
+    let (free, scored) = probabilities.split_at(content_free.len());
+    let mean = |rows: &[Vec<f32>]| -> Vec<f32> {
+        (0..labels.len())
+            .map(|l| rows.iter().map(|p| p[l]).sum::<f32>() / rows.len().max(1) as f32)
+            .collect()
+    };
+    let prior = prior.get_or_insert_with(|| match labelling {
+        Labelling::BatchCalibrated => mean(scored),
+        _ => mean(free),
+    });
+    Ok(Some(
+        scored
+            .iter()
+            .map(|p| labels[calibrated_choice(p, prior)].clone())
+            .collect(),
+    ))
+}
+
+/// A prior as the compile report shows it: `label=p,...`.
+fn prior_text(labels: &[String], prior: &[f32]) -> String {
+    let parts: Vec<String> = labels
         .iter()
-        .map(|p| labels[calibrated_choice(p, &prior)].clone())
-        .collect();
-    let prior: Vec<String> = labels
-        .iter()
-        .zip(&prior)
+        .zip(prior)
         .map(|(l, p)| format!("{l}={p:.3}"))
         .collect();
-    Ok(Some((answers, prior.join(","))))
+    parts.join(",")
 }
 
 /// The label index with the largest probability over its content-free prior (the first on a
@@ -508,6 +536,8 @@ pub(crate) fn synthesize(
     mut on_progress: impl FnMut(usize, usize),
 ) -> Result<TrainingData> {
     let mut data = TrainingData::default();
+    // The calibrated labellings' prior, estimated once and reused by later rounds.
+    let mut prior: Option<Vec<f32>> = None;
     let mut seen: Vec<String> = Vec::new();
     let mut user = user_examples(req, &mut seen, &mut data.rejected);
     let Some(teacher) = teacher else {
@@ -553,13 +583,8 @@ pub(crate) fn synthesize(
     if need_answers {
         let mut conditioned = (synth.clone(), held.clone());
         let mut rejected = Vec::new();
-        let [mut answered, answered_held] = answer_or_agree(
-            teacher,
-            req,
-            [synth, held],
-            &mut rejected,
-            &mut data.teacher_prior,
-        )?;
+        let [mut answered, answered_held] =
+            answer_or_agree(teacher, req, [synth, held], &mut rejected, &mut prior)?;
         let starved = |conditioned: &[Example], answered: &[Example]| match req
             .labels
             .filter(|_| req.relabel)
@@ -613,13 +638,8 @@ pub(crate) fn synthesize(
                 &mut on_progress,
             )?;
             conditioned.0.extend(items.iter().cloned());
-            let [more_answered] = answer_or_agree(
-                teacher,
-                req,
-                [items],
-                &mut rejected,
-                &mut data.teacher_prior,
-            )?;
+            let [more_answered] =
+                answer_or_agree(teacher, req, [items], &mut rejected, &mut prior)?;
             answered.extend(more_answered);
             refused = starved(&conditioned.0, &answered);
         }
@@ -668,19 +688,18 @@ pub(crate) fn synthesize(
             &mut on_progress,
         )?;
         let items = if need_answers && data.relabel_refused.is_empty() {
-            let [answered] = answer_or_agree(
-                teacher,
-                req,
-                [items],
-                &mut data.rejected,
-                &mut data.teacher_prior,
-            )?;
+            let [answered] =
+                answer_or_agree(teacher, req, [items], &mut data.rejected, &mut prior)?;
             answered
         } else {
             items
         };
         synth.extend(items);
     }
+    data.teacher_prior = req
+        .labels
+        .zip(prior.as_deref())
+        .map(|(labels, prior)| prior_text(labels, prior));
     if let Some(labels) = req.labels {
         balance_labels(labels, ratio, &mut synth);
     }
@@ -874,23 +893,21 @@ fn answer_or_agree<const N: usize>(
     req: &SynthRequest<'_>,
     groups: [Vec<Example>; N],
     rejected: &mut Vec<(String, String)>,
-    teacher_prior: &mut Option<String>,
+    prior: &mut Option<Vec<f32>>,
 ) -> Result<[Vec<Example>; N]> {
     let inputs: Vec<&str> = groups.iter().flatten().map(|e| e.input.as_str()).collect();
     if inputs.is_empty() {
         return Ok(groups);
     }
-    let (answers, prior) = direct_answers(
+    let answers = direct_answers(
         teacher,
         req.spec,
         req.reference,
         req.labels,
         &inputs,
         req.labelling,
+        prior,
     )?;
-    if prior.is_some() {
-        *teacher_prior = prior;
-    }
     let mut answers = answers.into_iter();
     Ok(groups.map(|group| {
         let answered: Vec<(Example, String)> = group.into_iter().zip(&mut answers).collect();
