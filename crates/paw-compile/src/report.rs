@@ -102,8 +102,9 @@ pub struct DataReport {
     /// `starved_label_rounds`), as `(label, extra inputs asked for)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel_asked_again: Vec<(String, usize)>,
-    /// With calibrated labelling: the teacher's mean label probabilities on content-free
-    /// inputs (`label=p,...`), the bias divided out of its answers.
+    /// With a calibrated labelling: the teacher's mean label probabilities on content-free
+    /// inputs, or on the labelled inputs themselves with `batch-calibrated` (`label=p,...`),
+    /// the bias divided out of its answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_prior: Option<String>,
 }

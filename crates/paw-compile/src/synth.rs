@@ -51,8 +51,8 @@ pub struct TrainingData {
     /// teacher's answers first gave them too few items, with the inputs asked for in all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel_asked_again: Vec<(String, usize)>,
-    /// With [`Labelling::Calibrated`]: the teacher's label probabilities on content-free
-    /// inputs (its bias, divided out of every answer), as `label=p,...`.
+    /// With a calibrated [`Labelling`]: the teacher's prior label probabilities (its bias,
+    /// divided out of every answer; see [`calibrated_labels`]), as `label=p,...`.
     #[serde(default)]
     pub teacher_prior: Option<String>,
 }
@@ -404,8 +404,8 @@ fn prior_text(labels: &[String], prior: &[f32]) -> String {
     parts.join(",")
 }
 
-/// The label index with the largest probability over its content-free prior (the first on a
-/// tie; a prior of zero counts as a tiny one).
+/// The label index with the largest probability over its prior (the first on a tie; a prior
+/// of zero counts as a tiny one).
 fn calibrated_choice(probabilities: &[f32], prior: &[f32]) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, (&p, &q)) in probabilities.iter().zip(prior).enumerate() {
@@ -603,20 +603,11 @@ pub(crate) fn synthesize(
             if more.is_empty() {
                 break;
             }
-            for label in &refused {
-                let n = more
-                    .iter()
-                    .filter(|(l, _)| *l == Some(label.as_str()))
-                    .count()
-                    * req.inputs_per_request;
-                match data
-                    .relabel_asked_again
-                    .iter_mut()
-                    .find(|(l, _)| l == label)
-                {
-                    Some((_, total)) => *total += n,
-                    None if n > 0 => data.relabel_asked_again.push((label.clone(), n)),
-                    None => {}
+            for label in more.iter().filter_map(|(l, _)| *l) {
+                let asked_again = &mut data.relabel_asked_again;
+                match asked_again.iter_mut().find(|(l, _)| l == label) {
+                    Some((_, total)) => *total += req.inputs_per_request,
+                    None => asked_again.push((label.to_string(), req.inputs_per_request)),
                 }
             }
             tracing::info!(
